@@ -1,0 +1,67 @@
+# ngx_exchange_health_module
+#
+#   make          build the dynamic module against Debian's nginx
+#   make test     build, run the C unit tests, then the whole t/ suite
+#   make demo     nginx with the module in front of a simulated Exchange farm
+#   make clean    remove build output
+
+SHELL      := /bin/bash
+NGINX_SRC ?= /usr/share/nginx/src
+NGINX     ?= /usr/sbin/nginx
+BUILD     ?= build
+MODULE     = $(BUILD)/ngx_http_exchange_health_module.so
+CC        ?= cc
+PROVE     ?= prove
+
+NGX_TREE   = $(BUILD)/nginx
+MODULE_CFLAGS = -g -O2 -fPIC -Wextra -Wno-unused-parameter
+
+SRCS := config $(wildcard ngx_exchange_health_module/*.[ch])
+
+UNIT_CFLAGS = -g -O1 -Wall -Wextra -Werror -Ingx_exchange_health_module
+UNIT_SRCS  := $(wildcard t/unit/*.c)
+UNIT_BINS  := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
+PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_request.c
+
+.PHONY: all deps test unit prove demo clean
+
+all: $(MODULE)
+
+deps:
+	@tools/install-deps build
+
+# A private copy of Debian's nginx build tree, configured with the flags of
+# the packaged binary so the module's signature matches /usr/sbin/nginx.
+$(NGX_TREE)/objs/Makefile: config | deps
+	rm -rf $(NGX_TREE)
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(NGX_TREE)
+	cd $(NGX_TREE) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt="$(MODULE_CFLAGS)" \
+	    --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
+	    || { tail -20 configure.log; exit 1; }
+
+$(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS)
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+	cp $(NGX_TREE)/objs/ngx_http_exchange_health_module.so $@
+
+$(BUILD)/unit/%: t/unit/%.c t/unit/unit.h $(PURE_SRCS) ngx_exchange_health_module/*.h
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lz
+
+unit: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do echo "unit: $$t"; $$t || exit 1; done
+
+prove: $(MODULE)
+	@tools/install-deps test
+	EH_MODULE=$(CURDIR)/$(MODULE) EH_NGINX=$(NGINX) $(PROVE) -r t/
+
+test: $(MODULE) unit prove
+
+demo: $(MODULE)
+	@tools/install-deps demo
+	EH_MODULE=$(CURDIR)/$(MODULE) EH_NGINX=$(NGINX) perl tools/demo
+
+clean:
+	rm -rf $(BUILD)
