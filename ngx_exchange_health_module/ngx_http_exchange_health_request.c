@@ -1,0 +1,115 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include <string.h>
+#include <strings.h>
+
+#include "ngx_http_exchange_health_request.h"
+
+
+const ngx_http_exchange_health_protocol_t
+    ngx_http_exchange_health_protocols[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS] =
+{
+    { "owa", "owa" },
+    { "ecp", "ecp" },
+    { "ews", "ews" },
+    { "activesync", "microsoft-server-activesync" },
+    { "mapi", "mapi" },
+    { "rpc", "rpc" },
+    { "oab", "oab" },
+    { "autodiscover", "autodiscover" },
+    { "powershell", "powershell" },
+    { "other", NULL }
+};
+
+
+unsigned
+ngx_http_exchange_health_protocol_of_uri(const u_char *uri, size_t len)
+{
+    size_t        n;
+    unsigned      i;
+    const char   *vdir;
+    const u_char *p, *end;
+
+    p = uri;
+    end = uri + len;
+
+    if (p < end && *p == '/') {
+        p++;
+    }
+
+    for (n = 0; p + n < end; n++) {
+        if (p[n] == '/' || p[n] == '?') {
+            break;
+        }
+    }
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_OTHER; i++) {
+        vdir = ngx_http_exchange_health_protocols[i].vdir;
+
+        if (strlen(vdir) == n && strncasecmp(vdir, (const char *) p, n) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_HTTP_EXCHANGE_HEALTH_OTHER;
+}
+
+
+int
+ngx_http_exchange_health_protocol_by_name(const u_char *name, size_t len)
+{
+    int          i;
+    const char  *s;
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
+        s = ngx_http_exchange_health_protocols[i].name;
+
+        if (strlen(s) == len && strncasecmp(s, (const char *) name, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+const u_char *
+ngx_http_exchange_health_cookie(const u_char *p, size_t len,
+    const char *name, size_t *vlen)
+{
+    size_t        nlen;
+    const u_char *end, *start, *eq;
+
+    nlen = strlen(name);
+    end = p + len;
+
+    while (p < end) {
+
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < end && *p != ';') {
+            p++;
+        }
+
+        eq = memchr(start, '=', p - start);
+
+        if (eq != NULL && (size_t) (eq - start) == nlen
+            && memcmp(start, name, nlen) == 0)
+        {
+            *vlen = p - (eq + 1);
+            return eq + 1;
+        }
+    }
+
+    return NULL;
+}

@@ -1,0 +1,62 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EXCHANGE_HEALTH_REQUEST_H_INCLUDED_
+#define _NGX_HTTP_EXCHANGE_HEALTH_REQUEST_H_INCLUDED_
+
+
+/*
+ * What a request is, as far as Exchange health goes: which virtual
+ * directory ("protocol") it belongs to and whether it is signed in.
+ * Plain C on purpose: unit tests and fuzzers link this file alone.
+ */
+
+
+#include <stddef.h>
+#include <sys/types.h>
+
+
+/* Exchange virtual directories; health is kept per protocol */
+#define NGX_HTTP_EXCHANGE_HEALTH_OWA           0
+#define NGX_HTTP_EXCHANGE_HEALTH_ECP           1
+#define NGX_HTTP_EXCHANGE_HEALTH_EWS           2
+#define NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC    3
+#define NGX_HTTP_EXCHANGE_HEALTH_MAPI          4
+#define NGX_HTTP_EXCHANGE_HEALTH_RPC           5
+#define NGX_HTTP_EXCHANGE_HEALTH_OAB           6
+#define NGX_HTTP_EXCHANGE_HEALTH_AUTODISCOVER  7
+#define NGX_HTTP_EXCHANGE_HEALTH_POWERSHELL    8
+#define NGX_HTTP_EXCHANGE_HEALTH_OTHER         9
+#define NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS    10
+
+
+typedef struct {
+    const char  *name;      /* as shown in logs and on the status page */
+    const char  *vdir;      /* first URI segment, compared caselessly */
+} ngx_http_exchange_health_protocol_t;
+
+
+extern const ngx_http_exchange_health_protocol_t
+    ngx_http_exchange_health_protocols[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+
+
+/* the protocol of a request path such as "/OWA/service.svc" */
+unsigned ngx_http_exchange_health_protocol_of_uri(const u_char *uri,
+    size_t len);
+
+/* a protocol by its name ("owa", "activesync", ...), or -1 */
+int ngx_http_exchange_health_protocol_by_name(const u_char *name,
+    size_t len);
+
+/*
+ * Finds cookie "name" in one Cookie header value; returns its value
+ * (and length) or NULL.  Names are compared exactly, as browsers do.
+ */
+const u_char *ngx_http_exchange_health_cookie(const u_char *p, size_t len,
+    const char *name, size_t *vlen);
+
+
+#endif /* _NGX_HTTP_EXCHANGE_HEALTH_REQUEST_H_INCLUDED_ */

@@ -1,0 +1,498 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include <stddef.h>
+#include <string.h>
+
+#include "ngx_http_exchange_health_scan.h"
+
+
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE     0
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_EXT      1
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE_LF  2
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA     3
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA_CR  4
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA_LF  5
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_LAST     6
+
+/* no real chunk is this large; a bigger size means a broken stream */
+#define NGX_HTTP_EXCHANGE_HEALTH_CHUNK_MAX      ((uint64_t) 1 << 40)
+
+
+static size_t ngx_http_exchange_health_rarity(u_char c);
+static int ngx_http_exchange_health_find(
+    const ngx_http_exchange_health_markers_t *set, uint32_t mask,
+    const u_char *p, size_t n);
+static int ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n);
+static int ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n);
+static int ngx_http_exchange_health_inflate_start(
+    ngx_http_exchange_health_scan_t *s, const u_char *p, size_t n);
+static int ngx_http_exchange_health_dechunk(
+    ngx_http_exchange_health_scan_t *s, const u_char *p, size_t n);
+
+
+/*
+ * Bytes from most to least frequent in HTML and script text.  memchr()
+ * looks for the rarest byte of a marker, so it stops seldom.
+ */
+static const char  ngx_http_exchange_health_common[] =
+    " etaoinsrlhdcupmfgbywvkx\"=<>/.-:;,_'0123456789\r\n\t(){}";
+
+
+int
+ngx_http_exchange_health_marker_add(ngx_http_exchange_health_markers_t *set,
+    const u_char *data, size_t len)
+{
+    size_t                              i, rank, best;
+    ngx_http_exchange_health_marker_t  *m;
+
+    if (len == 0 || len > NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN
+        || set->n == NGX_HTTP_EXCHANGE_HEALTH_MARKERS)
+    {
+        return -1;
+    }
+
+    m = &set->marker[set->n];
+    m->data = data;
+    m->len = len;
+    m->anchor = 0;
+
+    best = 0;
+
+    for (i = 0; i < len; i++) {
+        rank = ngx_http_exchange_health_rarity(data[i]);
+
+        if (rank > best) {
+            best = rank;
+            m->anchor = i;
+        }
+    }
+
+    if (len > set->longest) {
+        set->longest = len;
+    }
+
+    return set->n++;
+}
+
+
+static size_t
+ngx_http_exchange_health_rarity(u_char c)
+{
+    const char  *p;
+
+    p = memchr(ngx_http_exchange_health_common, c,
+               sizeof(ngx_http_exchange_health_common) - 1);
+
+    if (p == NULL) {
+        return sizeof(ngx_http_exchange_health_common);
+    }
+
+    return 1 + (p - ngx_http_exchange_health_common);
+}
+
+
+void
+ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
+    const ngx_http_exchange_health_markers_t *markers, uint32_t mask,
+    size_t window, unsigned chunked, unsigned encoding, alloc_func zalloc, free_func zfree,
+    void *opaque)
+{
+    /* the carry and scratch buffers need no clearing */
+    memset(s, 0, offsetof(ngx_http_exchange_health_scan_t, carry));
+
+    s->markers = markers;
+    s->mask = mask;
+    s->window = window;
+    s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE;
+    s->chunked = chunked ? 1 : 0;
+    s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE;
+    s->encoding = encoding;
+
+    s->zstream.zalloc = zalloc;
+    s->zstream.zfree = zfree;
+    s->zstream.opaque = opaque;
+
+    if (markers->n == 0 || mask == 0 || window == 0) {
+        s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN;
+    }
+}
+
+
+int
+ngx_http_exchange_health_scan(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t len)
+{
+    if (s->result != NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE || len == 0) {
+        return s->result;
+    }
+
+    if (s->chunked) {
+        return ngx_http_exchange_health_dechunk(s, p, len);
+    }
+
+    s->body += len;
+
+    return ngx_http_exchange_health_decode(s, p, len);
+}
+
+
+void
+ngx_http_exchange_health_scan_unchunked(ngx_http_exchange_health_scan_t *s)
+{
+    s->chunked = 0;
+}
+
+
+int
+ngx_http_exchange_health_scan_end(ngx_http_exchange_health_scan_t *s)
+{
+    if (s->result == NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE) {
+        s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN;
+    }
+
+    return s->result;
+}
+
+
+void
+ngx_http_exchange_health_scan_release(ngx_http_exchange_health_scan_t *s)
+{
+    if (s->inflating) {
+        inflateEnd(&s->zstream);
+        s->inflating = 0;
+    }
+}
+
+
+static int
+ngx_http_exchange_health_dechunk(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n)
+{
+    int           rc;
+    size_t        take;
+    u_char        c, digit;
+    const u_char *end;
+
+    end = p + n;
+
+    while (p < end) {
+
+        switch (s->chunk_state) {
+
+        case NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE:
+            c = *p++;
+
+            if (c >= '0' && c <= '9') {
+                digit = c - '0';
+
+            } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+                digit = (c | 0x20) - 'a' + 10;
+
+            } else if (!s->chunk_digits) {
+                goto bad;
+
+            } else if (c == ';' || c == ' ' || c == '\t') {
+                s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_EXT;
+                break;
+
+            } else if (c == '\r') {
+                s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE_LF;
+                break;
+
+            } else if (c == '\n') {
+                goto size_done;
+
+            } else {
+                goto bad;
+            }
+
+            s->chunk = s->chunk * 16 + digit;
+            s->chunk_digits = 1;
+
+            if (s->chunk > NGX_HTTP_EXCHANGE_HEALTH_CHUNK_MAX) {
+                goto bad;
+            }
+
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_CHUNK_EXT:
+            if (*p++ == '\n') {
+                goto size_done;
+            }
+
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE_LF:
+            if (*p++ != '\n') {
+                goto bad;
+            }
+
+            goto size_done;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA:
+            take = end - p;
+
+            if (take > s->chunk) {
+                take = (size_t) s->chunk;
+            }
+
+            s->chunk -= take;
+            s->body += take;
+
+            rc = ngx_http_exchange_health_decode(s, p, take);
+
+            if (rc != NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE) {
+                return rc;
+            }
+
+            p += take;
+
+            if (s->chunk == 0) {
+                s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA_CR;
+            }
+
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA_CR:
+            c = *p++;
+
+            if (c == '\r') {
+                s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA_LF;
+
+            } else if (c == '\n') {
+                s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE;
+
+            } else {
+                goto bad;
+            }
+
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA_LF:
+            if (*p++ != '\n') {
+                goto bad;
+            }
+
+            s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE;
+            break;
+
+        default: /* NGX_HTTP_EXCHANGE_HEALTH_CHUNK_LAST */
+            return ngx_http_exchange_health_scan_end(s);
+        }
+
+        continue;
+
+    size_done:
+
+        s->chunk_digits = 0;
+
+        if (s->chunk == 0) {
+            s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_LAST;
+            return ngx_http_exchange_health_scan_end(s);
+        }
+
+        s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_DATA;
+    }
+
+    return s->result;
+
+bad:
+
+    s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_BAD;
+    return s->result;
+}
+
+
+static int
+ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n)
+{
+    int     rc;
+    size_t  got;
+    uInt    avail;
+
+    if (s->encoding == NGX_HTTP_EXCHANGE_HEALTH_IDENTITY) {
+        return ngx_http_exchange_health_match(s, p, n);
+    }
+
+    if (!s->inflating) {
+        if (ngx_http_exchange_health_inflate_start(s, p, n) != Z_OK) {
+            s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_BAD;
+            return s->result;
+        }
+    }
+
+    s->zstream.next_in = (u_char *) p;
+    s->zstream.avail_in = n;
+
+    /*
+     * Output goes to a small scratch buffer and is matched at once; the
+     * scan window bounds the work, so a decompression bomb costs no more
+     * than a plain page.
+     */
+
+    while (s->zstream.avail_in) {
+        s->zstream.next_out = s->out;
+        s->zstream.avail_out = sizeof(s->out);
+        avail = s->zstream.avail_in;
+
+        rc = inflate(&s->zstream, Z_NO_FLUSH);
+
+        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+            s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_BAD;
+            return s->result;
+        }
+
+        got = sizeof(s->out) - s->zstream.avail_out;
+
+        if (got && ngx_http_exchange_health_match(s, s->out, got)
+                   != NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE)
+        {
+            return s->result;
+        }
+
+        if (rc == Z_STREAM_END) {
+            return ngx_http_exchange_health_scan_end(s);
+        }
+
+        if (got == 0 && avail == s->zstream.avail_in) {
+            /* no progress: zlib wants more input than there is */
+            break;
+        }
+    }
+
+    return s->result;
+}
+
+
+static int
+ngx_http_exchange_health_inflate_start(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n)
+{
+    int  bits;
+
+    /* gzip or zlib by their headers; "deflate" is sometimes sent raw */
+
+    bits = MAX_WBITS + 32;
+
+    if (s->encoding == NGX_HTTP_EXCHANGE_HEALTH_DEFLATE
+        && n >= 2
+        && ((p[0] & 0x0f) != Z_DEFLATED || ((p[0] << 8) | p[1]) % 31 != 0))
+    {
+        bits = -MAX_WBITS;
+    }
+
+    if (inflateInit2(&s->zstream, bits) != Z_OK) {
+        return Z_MEM_ERROR;
+    }
+
+    s->inflating = 1;
+
+    return Z_OK;
+}
+
+
+static int
+ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n)
+{
+    int     found;
+    size_t  keep, take, total, drop;
+    u_char  junction[2 * NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN];
+
+    if (n > s->window - s->scanned) {
+        n = s->window - s->scanned;
+    }
+
+    keep = s->markers->longest - 1;
+
+    /* a marker split between the previous bytes and these */
+
+    if (s->ncarry) {
+        take = n < keep ? n : keep;
+
+        memcpy(junction, s->carry, s->ncarry);
+        memcpy(junction + s->ncarry, p, take);
+
+        found = ngx_http_exchange_health_find(s->markers, s->mask, junction,
+                                              s->ncarry + take);
+        if (found >= 0) {
+            s->result = found;
+            return found;
+        }
+    }
+
+    found = ngx_http_exchange_health_find(s->markers, s->mask, p, n);
+
+    if (found >= 0) {
+        s->result = found;
+        return found;
+    }
+
+    s->scanned += n;
+
+    if (s->scanned >= s->window) {
+        s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN;
+        return s->result;
+    }
+
+    /* keep the last "longest - 1" bytes seen for the next junction */
+
+    if (n >= keep) {
+        memcpy(s->carry, p + n - keep, keep);
+        s->ncarry = keep;
+
+    } else {
+        total = s->ncarry + n;
+        drop = total > keep ? total - keep : 0;
+
+        memmove(s->carry, s->carry + drop, s->ncarry - drop);
+        memcpy(s->carry + s->ncarry - drop, p, n);
+        s->ncarry = total - drop;
+    }
+
+    return s->result;
+}
+
+
+static int
+ngx_http_exchange_health_find(const ngx_http_exchange_health_markers_t *set,
+    uint32_t mask, const u_char *p, size_t n)
+{
+    unsigned                                  i;
+    const u_char                             *q, *last;
+    const ngx_http_exchange_health_marker_t  *m;
+
+    for (i = 0; i < set->n; i++) {
+        m = &set->marker[i];
+
+        if (!(mask & ((uint32_t) 1 << i)) || n < m->len) {
+            continue;
+        }
+
+        q = p + m->anchor;
+        last = p + n - (m->len - m->anchor);
+
+        while (q <= last) {
+            q = memchr(q, m->data[m->anchor], last - q + 1);
+
+            if (q == NULL) {
+                break;
+            }
+
+            if (memcmp(q - m->anchor, m->data, m->len) == 0) {
+                return i;
+            }
+
+            q++;
+        }
+    }
+
+    return -1;
+}
