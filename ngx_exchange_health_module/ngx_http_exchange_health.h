@@ -1,0 +1,343 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EXCHANGE_HEALTH_H_INCLUDED_
+#define _NGX_HTTP_EXCHANGE_HEALTH_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_exchange_health_request.h"
+#include "ngx_http_exchange_health_scan.h"
+
+
+#define NGX_HTTP_EXCHANGE_HEALTH_RULES        64    /* per location */
+#define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
+#define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
+
+/* a failure's scope: the server's fault, or one user's or mailbox's */
+#define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER  0
+#define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER    1
+
+/* what one server's answer to one request was */
+#define NGX_HTTP_EXCHANGE_HEALTH_NONE      0    /* not judged */
+#define NGX_HTTP_EXCHANGE_HEALTH_PENDING   1    /* waits for the body */
+#define NGX_HTTP_EXCHANGE_HEALTH_HEALTHY   2
+#define NGX_HTTP_EXCHANGE_HEALTH_FAILED    3    /* an Exchange failure */
+#define NGX_HTTP_EXCHANGE_HEALTH_ERROR     4    /* as nginx's max_fails */
+
+/* a server's state for one protocol */
+#define NGX_HTTP_EXCHANGE_HEALTH_UP        0
+#define NGX_HTTP_EXCHANGE_HEALTH_EJECTED   1
+
+#define NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF             0
+#define NGX_HTTP_EXCHANGE_HEALTH_RETRY_ON              1
+#define NGX_HTTP_EXCHANGE_HEALTH_RETRY_NON_IDEMPOTENT  2
+
+/* zone record field sizes; longer values are cut */
+#define NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN     64
+#define NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN     128
+#define NGX_HTTP_EXCHANGE_HEALTH_ADDR_LEN     NGX_SOCKADDR_STRLEN
+#define NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN     32
+#define NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN   16
+#define NGX_HTTP_EXCHANGE_HEALTH_URI_LEN      128
+#define NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN    128
+
+
+typedef struct {
+    size_t                  len;
+    u_char                  data[NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN];
+} ngx_http_exchange_health_name_t;
+
+
+/* shared memory: the last failure seen, for the helpdesk */
+typedef struct {
+    time_t                  time;
+    ngx_uint_t              status;
+    u_char                  rule[NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN];
+    u_char                  method[NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN];
+    u_char                  uri[NGX_HTTP_EXCHANGE_HEALTH_URI_LEN];
+    u_char                  error[NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN];
+} ngx_http_exchange_health_failure_t;
+
+
+/* shared memory: recent failures, counted toward a decision */
+typedef struct {
+    ngx_msec_t              start;
+    ngx_uint_t              fails;
+    ngx_uint_t              confirmed;      /* by another server's answer */
+    ngx_uint_t              nusers;
+    uint32_t                users[NGX_HTTP_EXCHANGE_HEALTH_USERS];
+} ngx_http_exchange_health_window_t;
+
+
+/* shared memory: one server's health for one protocol */
+typedef struct {
+    ngx_uint_t              state;
+    ngx_msec_t              until;          /* ejected until */
+    ngx_msec_t              trial;          /* trial request sent at */
+    ngx_msec_t              up_since;       /* for the ejection backoff */
+    time_t                  since;          /* wall clock, last change */
+    ngx_uint_t              level;          /* ejections in a row */
+
+    ngx_http_exchange_health_window_t   window;
+
+    ngx_atomic_t            requests;       /* counted without the lock */
+    ngx_uint_t              failures;
+    ngx_uint_t              user_failures;
+    ngx_uint_t              rescued;
+    ngx_uint_t              ejections;
+
+    ngx_http_exchange_health_failure_t  last;
+} ngx_http_exchange_health_slot_t;
+
+
+/* shared memory: one upstream server, keyed by its address */
+typedef struct {
+    ngx_queue_t             queue;
+    ngx_uint_t              generation;
+    ngx_uint_t              backup;
+
+    size_t                  addr_len;
+    u_char                  addr[NGX_HTTP_EXCHANGE_HEALTH_ADDR_LEN];
+
+    ngx_http_exchange_health_name_t     server;     /* as configured */
+    ngx_http_exchange_health_name_t     name;       /* X-FEServer */
+
+    size_t                  fqdn_len;
+    u_char                  fqdn[NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN];
+
+    ngx_http_exchange_health_slot_t
+                        slot[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+} ngx_http_exchange_health_server_t;
+
+
+/* shared memory: faults seen on every server at once */
+typedef struct {
+    ngx_uint_t              fault;
+    time_t                  since;
+    ngx_uint_t              request_failures;
+
+    ngx_http_exchange_health_window_t   window;
+    ngx_http_exchange_health_failure_t  last;
+} ngx_http_exchange_health_farm_t;
+
+
+/* shared memory: one upstream block */
+typedef struct {
+    ngx_queue_t             queue;
+    ngx_queue_t             servers;
+    ngx_uint_t              generation;
+
+    ngx_http_exchange_health_name_t     name;
+
+    ngx_uint_t              ejected[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+    ngx_http_exchange_health_farm_t
+                            farm[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+} ngx_http_exchange_health_upstream_t;
+
+
+typedef struct {
+    ngx_uint_t              layout;
+    ngx_uint_t              generation;
+    ngx_queue_t             upstreams;
+} ngx_http_exchange_health_shctx_t;
+
+
+typedef struct {
+    ngx_http_exchange_health_shctx_t  *sh;
+    ngx_slab_pool_t                   *shpool;
+    ngx_uint_t                         full;    /* "zone is full" logged */
+} ngx_http_exchange_health_zone_t;
+
+
+/* an "exchange_health_rule" */
+typedef struct {
+    ngx_str_t               name;
+    ngx_regex_t            *regex;          /* NULL: header present */
+} ngx_http_exchange_health_header_cond_t;
+
+
+typedef struct {
+    ngx_str_t               name;
+    ngx_str_t               file;           /* where it is configured */
+    ngx_uint_t              line;
+    ngx_uint_t              scope;
+    ngx_flag_t              off;
+    uint64_t                status[10];     /* bitmap of 0..639 */
+    ngx_uint_t              any_status;
+    ngx_array_t            *headers;        /* of header_cond_t */
+    ngx_array_t            *bodies;         /* of ngx_str_t */
+} ngx_http_exchange_health_rule_t;
+
+
+/* upstream configuration: the balancer and its ejection policy */
+typedef struct {
+    ngx_shm_zone_t         *shm_zone;
+    ngx_str_t               name;
+    ngx_str_t               file;
+    ngx_uint_t              line;
+    ngx_uint_t              per_server;
+
+    ngx_uint_t              fails;
+    ngx_msec_t              window;
+    ngx_uint_t              users;
+    ngx_msec_t              time;
+    ngx_msec_t              max_time;
+    ngx_uint_t              max_ejected;    /* of primary servers */
+    ngx_uint_t              max_ejected_percent;
+
+    ngx_uint_t              nprimary;
+    ngx_uint_t              nbackup;
+    ngx_http_upstream_rr_peers_t          *primary;
+
+    /* per peer, primaries first: set in the master for each cycle */
+    ngx_slab_pool_t                       *shpool;
+    ngx_http_exchange_health_upstream_t   *sh;
+    ngx_http_exchange_health_server_t    **servers;
+    ngx_str_t                             *addrs;
+
+    /* per peer: names this worker last wrote to the zone */
+    uint32_t                              *known_name;
+    uint32_t                              *known_fqdn;
+} ngx_http_exchange_health_srv_conf_t;
+
+
+/* location configuration: detection and retry */
+typedef struct {
+    ngx_flag_t              detect;
+    ngx_int_t               protocol;       /* -1: from the URI */
+    ngx_uint_t              retry;
+    size_t                  scan;
+    size_t                  hold;
+    ngx_msec_t              hold_time;
+    ngx_regex_t            *user_errors;
+
+    ngx_array_t            *rules;          /* of rule_t, this level's */
+    ngx_array_t            *active;         /* of rule_t *, all in force */
+    ngx_http_exchange_health_markers_t  *markers;
+    u_char                 *marker_rule;    /* marker index -> rule */
+} ngx_http_exchange_health_loc_conf_t;
+
+
+/* one server tried for a request */
+typedef struct {
+    ngx_uint_t              peer;           /* index: primaries first */
+    ngx_uint_t              verdict;
+    ngx_uint_t              scope;
+    ngx_uint_t              status;
+    ngx_str_t               rule;
+    ngx_str_t               error;          /* X-OWA-Error, owaError= */
+    unsigned                trial:1;
+    unsigned                retried:1;      /* by this module */
+} ngx_http_exchange_health_attempt_t;
+
+
+/* the per-request context; rr's data first, so rr can use it as its own */
+typedef struct {
+    ngx_http_upstream_rr_peer_data_t      rrp;
+
+    ngx_http_request_t                   *request;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+    ngx_http_exchange_health_loc_conf_t  *lcf;
+
+    ngx_uint_t                            protocol;
+    ngx_uint_t                            slot;    /* protocol or 0 */
+    uint32_t                              user;
+
+    ngx_int_t                           (*process_header)(
+                                              ngx_http_request_t *r);
+    ngx_int_t                           (*reinit_request)(
+                                              ngx_http_request_t *r);
+    ngx_http_upstream_conf_t             *retry_conf;
+
+    /* servers this module marked as tried because they are ejected */
+    uintptr_t                            *avoided;
+    uintptr_t                             avoided_data;
+
+    ngx_uint_t                            nattempts;
+    ngx_http_exchange_health_attempt_t    attempt[
+                                          NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS];
+
+    /* the answer being judged */
+    uint32_t                              eligible;  /* body markers */
+    ngx_http_exchange_health_scan_t      *scan;
+    off_t                                 fed;       /* in u->buffer */
+    ngx_msec_t                            hold_start;
+    off_t                                 skip;      /* scanned when held */
+    off_t                                 passed;    /* body filter */
+
+    ngx_str_t                             fe_name;   /* its X-FEServer */
+    ngx_str_t                             verdict_text;
+
+    unsigned                              detect:1;
+    unsigned                              signed_in:1;
+    unsigned                              holding:1;
+    unsigned                              retrying:1;
+    unsigned                              retried:1;
+    unsigned                              header_sent:1;
+    unsigned                              settled:1;
+} ngx_http_exchange_health_ctx_t;
+
+
+/* ngx_http_exchange_health_module.c */
+extern ngx_module_t  ngx_http_exchange_health_module;
+
+void ngx_http_exchange_health_protocol_name(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_str_t *name);
+
+/* ngx_http_exchange_health_rules.c */
+char *ngx_http_exchange_health_rule(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_exchange_health_user_errors(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_exchange_health_merge_rules(ngx_conf_t *cf,
+    ngx_http_exchange_health_loc_conf_t *prev,
+    ngx_http_exchange_health_loc_conf_t *conf);
+void ngx_http_exchange_health_classify(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+void ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, int found);
+ngx_table_elt_t *ngx_http_exchange_health_feserver(ngx_http_request_t *r);
+ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r);
+
+/* ngx_http_exchange_health_zone.c */
+char *ngx_http_exchange_health_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_srv_conf_t *hscf,
+    ngx_http_upstream_srv_conf_t *us);
+
+/* ngx_http_exchange_health_state.c */
+ngx_uint_t ngx_http_exchange_health_avoid(
+    ngx_http_exchange_health_ctx_t *ctx, uintptr_t *avoid);
+void ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+void ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_str_t *name, ngx_uint_t fqdn);
+void ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx);
+void ngx_http_exchange_health_blame_error(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+
+/* ngx_http_exchange_health_balancer.c */
+char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* ngx_http_exchange_health_filter.c */
+ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw);
+
+/* ngx_http_exchange_health_variables.c */
+ngx_int_t ngx_http_exchange_health_add_variables(ngx_conf_t *cf);
+
+
+#endif /* _NGX_HTTP_EXCHANGE_HEALTH_H_INCLUDED_ */

@@ -1,0 +1,206 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health.h"
+
+
+/*
+ * Body scanning.  The first body bytes are scanned inside the upstream,
+ * where a failure can still be retried (see the balancer); what is left
+ * undecided is scanned here as it streams to the client, untouched and
+ * uncopied, up to the scan window.  A failure found here can no longer be
+ * hidden from this client, but it counts toward ejecting the server.
+ */
+
+
+static ngx_int_t ngx_http_exchange_health_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_exchange_health_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static void *ngx_http_exchange_health_zalloc(void *opaque, u_int items,
+    u_int size);
+static void ngx_http_exchange_health_zfree(void *opaque, void *address);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_exchange_health_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_exchange_health_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_exchange_health_body_filter;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw)
+{
+    ngx_int_t                            encoding;
+    ngx_http_upstream_t                 *u;
+    ngx_http_exchange_health_attempt_t  *a;
+
+    u = r->upstream;
+    a = &ctx->attempt[ctx->nattempts - 1];
+
+    encoding = ngx_http_exchange_health_encoding(r);
+
+    if (encoding == NGX_ERROR) {
+        /* an encoding zlib cannot read: judged by its header alone */
+        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+        return NGX_OK;
+    }
+
+    /* raw upstream bytes are read only when they are HTTP/1.x framed */
+
+    if (raw && (u->schema.len < 4
+                || ngx_strncasecmp(u->schema.data, (u_char *) "http", 4)
+                   != 0))
+    {
+        return NGX_OK;
+    }
+
+    ctx->scan = ngx_palloc(r->pool, sizeof(ngx_http_exchange_health_scan_t));
+    if (ctx->scan == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_exchange_health_scan_init(ctx->scan, ctx->lcf->markers,
+                                       ctx->eligible, ctx->lcf->scan,
+                                       raw && u->headers_in.chunked,
+                                       encoding,
+                                       ngx_http_exchange_health_zalloc,
+                                       ngx_http_exchange_health_zfree,
+                                       r->pool);
+
+    ctx->fed = u->buffer.pos - u->buffer.start;
+    ctx->hold_start = ngx_current_msec;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_exchange_health_ctx_t      *ctx;
+    ngx_http_exchange_health_attempt_t  *a;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
+
+    if (ctx == NULL || ctx->header_sent || ctx->nattempts == 0) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* from here on this server's answer is the one the client gets */
+
+    ctx->header_sent = 1;
+    a = &ctx->attempt[ctx->nattempts - 1];
+
+    if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING && !r->header_only) {
+
+        if (ctx->scan == NULL
+            && ngx_http_exchange_health_start_scan(r, ctx, 0) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ctx->scan) {
+            ngx_http_exchange_health_scan_unchunked(ctx->scan);
+            ctx->skip = ctx->scan->body;
+            ctx->passed = 0;
+
+            r->filter_need_in_memory = 1;
+
+            return ngx_http_next_header_filter(r);
+        }
+    }
+
+    if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING) {
+        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+    }
+
+    ngx_http_exchange_health_settle(ctx);
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    int                              rc;
+    off_t                            skip, size;
+    ngx_buf_t                       *b;
+    ngx_chain_t                     *cl;
+    ngx_http_exchange_health_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
+
+    if (ctx == NULL || ctx->scan == NULL || ctx->settled || in == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    rc = NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            size = b->last - b->pos;
+
+            /* the bytes scanned while the header was held come first */
+
+            skip = 0;
+
+            if (ctx->passed < ctx->skip) {
+                skip = ngx_min(size, ctx->skip - ctx->passed);
+            }
+
+            ctx->passed += size;
+
+            rc = ngx_http_exchange_health_scan(ctx->scan, b->pos + skip,
+                                               size - skip);
+
+        } else if (ngx_buf_size(b)) {
+            rc = NGX_HTTP_EXCHANGE_HEALTH_SCAN_BAD;
+        }
+
+        if (rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE
+            && (b->last_buf || b->last_in_chain))
+        {
+            rc = ngx_http_exchange_health_scan_end(ctx->scan);
+        }
+
+        if (rc != NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE) {
+            ngx_http_exchange_health_classify_body(r, ctx, rc);
+            ngx_http_exchange_health_settle(ctx);
+            break;
+        }
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+static void *
+ngx_http_exchange_health_zalloc(void *opaque, u_int items, u_int size)
+{
+    return ngx_palloc(opaque, items * size);
+}
+
+
+static void
+ngx_http_exchange_health_zfree(void *opaque, void *address)
+{
+    /* the request pool frees it all */
+}

@@ -1,0 +1,393 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health.h"
+
+
+static ngx_int_t ngx_http_exchange_health_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf);
+static void *ngx_http_exchange_health_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_exchange_health_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_exchange_health_protocol(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_exchange_health_retry(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_exchange_health_hold(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_exchange_health_init_module(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_exchange_health_commands[] = {
+
+    { ngx_string("exchange_health_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_exchange_health_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_exchange_health_balancer,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_eject"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_exchange_health_eject,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_detect"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_exchange_health_loc_conf_t, detect),
+      NULL },
+
+    { ngx_string("exchange_health_protocol"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_exchange_health_protocol,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_rule"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_exchange_health_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_user_errors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_exchange_health_user_errors,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_scan"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_exchange_health_loc_conf_t, scan),
+      NULL },
+
+    { ngx_string("exchange_health_hold"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_exchange_health_hold,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_exchange_health_retry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_exchange_health_module_ctx = {
+    ngx_http_exchange_health_add_variables,   /* preconfiguration */
+    ngx_http_exchange_health_postconfiguration, /* postconfiguration */
+
+    NULL,                                     /* create main configuration */
+    NULL,                                     /* init main configuration */
+
+    ngx_http_exchange_health_create_srv_conf, /* create server configuration */
+    NULL,                                     /* merge server configuration */
+
+    ngx_http_exchange_health_create_loc_conf, /* create location configuration */
+    ngx_http_exchange_health_merge_loc_conf   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_exchange_health_module = {
+    NGX_MODULE_V1,
+    &ngx_http_exchange_health_module_ctx,  /* module context */
+    ngx_http_exchange_health_commands,     /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_exchange_health_init_module,  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_exchange_health_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_exchange_health_filter_init(cf);
+}
+
+
+static void *
+ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_exchange_health_srv_conf_t  *hscf;
+
+    hscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_exchange_health_srv_conf_t));
+    if (hscf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     hscf->shm_zone = NULL;
+     *     hscf->per_server = 0;
+     *     hscf->sh = NULL;
+     *     hscf->servers = NULL;
+     */
+
+    hscf->fails = NGX_CONF_UNSET_UINT;
+    hscf->window = NGX_CONF_UNSET_MSEC;
+    hscf->users = NGX_CONF_UNSET_UINT;
+    hscf->time = NGX_CONF_UNSET_MSEC;
+    hscf->max_time = NGX_CONF_UNSET_MSEC;
+    hscf->max_ejected = NGX_CONF_UNSET_UINT;
+    hscf->max_ejected_percent = NGX_CONF_UNSET_UINT;
+
+    return hscf;
+}
+
+
+static void *
+ngx_http_exchange_health_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_exchange_health_loc_conf_t  *hlcf;
+
+    hlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_exchange_health_loc_conf_t));
+    if (hlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     hlcf->rules = NULL;
+     *     hlcf->markers = NULL;
+     *     hlcf->marker_rule = NULL;
+     *     hlcf->body_rules = 0;
+     */
+
+    hlcf->detect = NGX_CONF_UNSET;
+    hlcf->protocol = NGX_CONF_UNSET;
+    hlcf->retry = NGX_CONF_UNSET_UINT;
+    hlcf->scan = NGX_CONF_UNSET_SIZE;
+    hlcf->hold = NGX_CONF_UNSET_SIZE;
+    hlcf->hold_time = NGX_CONF_UNSET_MSEC;
+    hlcf->user_errors = NGX_CONF_UNSET_PTR;
+
+    return hlcf;
+}
+
+
+static char *
+ngx_http_exchange_health_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_exchange_health_loc_conf_t *prev = parent;
+    ngx_http_exchange_health_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->detect, prev->detect, 1);
+    ngx_conf_merge_value(conf->protocol, prev->protocol, -1);
+    ngx_conf_merge_uint_value(conf->retry, prev->retry,
+                              NGX_HTTP_EXCHANGE_HEALTH_RETRY_ON);
+    ngx_conf_merge_size_value(conf->scan, prev->scan, 32768);
+    ngx_conf_merge_size_value(conf->hold, prev->hold, 4096);
+    ngx_conf_merge_msec_value(conf->hold_time, prev->hold_time, 500);
+
+    return ngx_http_exchange_health_merge_rules(cf, prev, conf);
+}
+
+
+static char *
+ngx_http_exchange_health_protocol(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (hlcf->protocol != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "auto") == 0) {
+        hlcf->protocol = -1;
+        return NGX_CONF_OK;
+    }
+
+    hlcf->protocol = ngx_http_exchange_health_protocol_by_name(value[1].data,
+                                                               value[1].len);
+    if (hlcf->protocol == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown Exchange protocol \"%V\", use \"auto\", "
+                           "\"owa\", \"ecp\", \"ews\", \"activesync\", "
+                           "\"mapi\", \"rpc\", \"oab\", \"autodiscover\", "
+                           "\"powershell\" or \"other\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_exchange_health_retry(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (hlcf->retry != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0 && cf->args->nelts == 2) {
+        hlcf->retry = NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "on") != 0) {
+        goto invalid;
+    }
+
+    hlcf->retry = NGX_HTTP_EXCHANGE_HEALTH_RETRY_ON;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strcmp(value[2].data, "non_idempotent") != 0) {
+            goto invalid;
+        }
+
+        hlcf->retry = NGX_HTTP_EXCHANGE_HEALTH_RETRY_NON_IDEMPOTENT;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\", use \"off\", \"on\" or "
+                       "\"on non_idempotent\"", &value[cf->args->nelts - 1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_exchange_health_hold(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+    ngx_msec_t  time;
+
+    if (hlcf->hold != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid hold size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    hlcf->hold = size;
+
+    if (cf->args->nelts == 3) {
+        time = ngx_parse_time(&value[2], 0);
+        if (time == (ngx_msec_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid hold time \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        hlcf->hold_time = time;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+void
+ngx_http_exchange_health_protocol_name(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_str_t *name)
+{
+    if (ctx->conf->per_server) {
+        ngx_str_set(name, "all protocols");
+        return;
+    }
+
+    name->data = (u_char *) ngx_http_exchange_health_protocols[ctx->protocol]
+                                                                      .name;
+    name->len = ngx_strlen(name->data);
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                             i;
+    ngx_http_upstream_srv_conf_t         **uscfp;
+    ngx_http_upstream_main_conf_t         *umcf;
+    ngx_http_exchange_health_srv_conf_t   *hscf;
+
+    /*
+     * Runs in the master after the shared zones are mapped: each upstream
+     * using the balancer finds (or makes) its servers' records once, and
+     * workers inherit the pointers.
+     */
+
+    umcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_upstream_module);
+    if (umcf == NULL) {
+        return NGX_OK;
+    }
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;   /* an implicit upstream of proxy_pass */
+        }
+
+        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                              ngx_http_exchange_health_module);
+
+        if (hscf->shm_zone == NULL) {
+            continue;
+        }
+
+        if (ngx_http_exchange_health_bind(cycle, hscf, uscfp[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}

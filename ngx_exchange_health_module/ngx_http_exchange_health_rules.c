@@ -1,0 +1,924 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health.h"
+
+
+/*
+ * Rules say which upstream responses are Exchange failures.  A rule
+ * matches when the status is in its list, every header condition holds,
+ * and, when it names body markers, one of them is in the scanned body.
+ * The built-in rules are written in the directive's own syntax and go
+ * through the same parser; configured rules with the same name replace
+ * them, "off" switches one off.
+ */
+
+
+static char *ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
+    ngx_http_exchange_health_rule_t *rule, ngx_str_t *args, ngx_uint_t n);
+static char *ngx_http_exchange_health_parse_status(ngx_conf_t *cf,
+    ngx_http_exchange_health_rule_t *rule, ngx_str_t *list);
+static char *ngx_http_exchange_health_parse_header(ngx_conf_t *cf,
+    ngx_http_exchange_health_rule_t *rule, ngx_str_t *cond);
+static ngx_regex_t *ngx_http_exchange_health_regex(ngx_conf_t *cf,
+    ngx_str_t *pattern, ngx_uint_t caseless);
+static ngx_array_t *ngx_http_exchange_health_defaults(ngx_conf_t *cf);
+static char *ngx_http_exchange_health_compile(ngx_conf_t *cf,
+    ngx_http_exchange_health_loc_conf_t *conf);
+static ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
+    ngx_str_t *name);
+static ngx_uint_t ngx_http_exchange_health_headers_match(ngx_list_t *headers,
+    ngx_http_exchange_health_rule_t *rule);
+static ngx_uint_t ngx_http_exchange_health_scannable(ngx_http_request_t *r);
+static void ngx_http_exchange_health_failed(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule);
+
+
+#define ngx_http_exchange_health_status_set(rule, s)                         \
+    ((rule)->status[(s) / 64] |= (uint64_t) 1 << ((s) % 64))
+
+#define ngx_http_exchange_health_status_in(rule, s)                          \
+    ((rule)->any_status                                                      \
+     || ((s) < 640 && ((rule)->status[(s) / 64] >> ((s) % 64) & 1)))
+
+
+#define ngx_http_exchange_health_arg(s)  { sizeof(s) - 1, (u_char *) s }
+
+static ngx_str_t  ngx_http_exchange_health_default_rules[][4] = {
+
+    /* how OWA usually delivers "Something went wrong" */
+    { ngx_http_exchange_health_arg("errorfe-redirect"),
+      ngx_http_exchange_health_arg("status=301,302,303,307"),
+      ngx_http_exchange_health_arg("header=Location~*/auth/errorFE\\.aspx"),
+      ngx_null_string },
+
+    /* the errorFE page itself: markers no language changes */
+    { ngx_http_exchange_health_arg("errorfe-page"),
+      ngx_http_exchange_health_arg("body=ASP.auth_errorfe_aspx"),
+      ngx_http_exchange_health_arg("body=id=\"diagnosticDiv\""),
+      ngx_null_string },
+
+    /* OWA service calls and most front-end failures */
+    { ngx_http_exchange_health_arg("fe500"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("header=X-FEServer"),
+      ngx_null_string },
+
+    /* ECP web services */
+    { ngx_http_exchange_health_arg("ecp-json"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("header=jsonerror~*^true$"),
+      ngx_null_string },
+
+    { ngx_http_exchange_health_arg("ecp-error"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("header=X-ECP-ERROR"),
+      ngx_null_string },
+
+    /* an ASP.NET application that fails to start, e.g. after an update */
+    { ngx_http_exchange_health_arg("aspnet-error"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("body=Server Error in '/"),
+      ngx_null_string }
+};
+
+
+/* exceptions that belong to one user or one mailbox, not to a server */
+static ngx_str_t  ngx_http_exchange_health_default_user_errors =
+    ngx_string("(QuotaExceeded|UserHasNoMailbox|MailboxInTransit"
+               "|MailboxOffline|AccountDisabled|WrongServer|OverBudget"
+               "|ObjectNotFound|MailboxCrossSiteFailover)Exception");
+
+
+static ngx_str_t  ngx_http_exchange_health_x_feserver =
+    ngx_string("X-FEServer");
+static ngx_str_t  ngx_http_exchange_health_x_owa_error =
+    ngx_string("X-OWA-Error");
+static ngx_str_t  ngx_http_exchange_health_x_ecp_error =
+    ngx_string("X-ECP-ERROR");
+static ngx_str_t  ngx_http_exchange_health_content_encoding =
+    ngx_string("Content-Encoding");
+
+
+char *
+ngx_http_exchange_health_rule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
+
+    ngx_str_t                        *value;
+    ngx_uint_t                        i;
+    ngx_http_exchange_health_rule_t  *rule;
+
+    value = cf->args->elts;
+
+    if (hlcf->rules == NULL) {
+        hlcf->rules = ngx_array_create(cf->pool, 4,
+                                     sizeof(ngx_http_exchange_health_rule_t));
+        if (hlcf->rules == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    rule = hlcf->rules->elts;
+
+    for (i = 0; i < hlcf->rules->nelts; i++) {
+        if (rule[i].name.len == value[1].len
+            && ngx_strncmp(rule[i].name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate rule \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    rule = ngx_array_push(hlcf->rules);
+    if (rule == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_exchange_health_parse_rule(cf, rule, &value[1],
+                                               cf->args->nelts - 1);
+}
+
+
+static char *
+ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
+    ngx_http_exchange_health_rule_t *rule, ngx_str_t *args, ngx_uint_t n)
+{
+    char        *rv;
+    ngx_str_t   *body, s;
+    ngx_uint_t   i;
+
+    ngx_memzero(rule, sizeof(ngx_http_exchange_health_rule_t));
+
+    rule->name = args[0];
+    rule->file = cf->conf_file->file.name;
+    rule->line = cf->conf_file->line;
+    rule->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER;
+    rule->any_status = 1;
+
+    if (rule->name.len == 0
+        || rule->name.len >= NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rule name \"%V\" must be 1 to %d characters",
+                           &rule->name, NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN - 1);
+        return NGX_CONF_ERROR;
+    }
+
+    if (n == 2 && ngx_strcmp(args[1].data, "off") == 0) {
+        rule->off = 1;
+        return NGX_CONF_OK;
+    }
+
+    for (i = 1; i < n; i++) {
+
+        if (ngx_strncmp(args[i].data, "status=", 7) == 0) {
+            s.data = args[i].data + 7;
+            s.len = args[i].len - 7;
+
+            rv = ngx_http_exchange_health_parse_status(cf, rule, &s);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "header=", 7) == 0) {
+            s.data = args[i].data + 7;
+            s.len = args[i].len - 7;
+
+            rv = ngx_http_exchange_health_parse_header(cf, rule, &s);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(args[i].data, "body=", 5) == 0) {
+            s.data = args[i].data + 5;
+            s.len = args[i].len - 5;
+
+            if (s.len == 0 || s.len > NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "body marker \"%V\" must be 1 to %d bytes",
+                                   &s, NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN);
+                return NGX_CONF_ERROR;
+            }
+
+            if (rule->bodies == NULL) {
+                rule->bodies = ngx_array_create(cf->pool, 2,
+                                                sizeof(ngx_str_t));
+                if (rule->bodies == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            body = ngx_array_push(rule->bodies);
+            if (body == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *body = s;
+            continue;
+        }
+
+        if (ngx_strcmp(args[i].data, "scope=server") == 0) {
+            rule->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER;
+            continue;
+        }
+
+        if (ngx_strcmp(args[i].data, "scope=user") == 0) {
+            rule->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in rule \"%V\", use "
+                           "\"status=\", \"header=\", \"body=\", "
+                           "\"scope=\" or \"off\"", &args[i], &rule->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rule->any_status && rule->headers == NULL && rule->bodies == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rule \"%V\" has no condition: it would match "
+                           "every response", &rule->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_exchange_health_parse_status(ngx_conf_t *cf,
+    ngx_http_exchange_health_rule_t *rule, ngx_str_t *list)
+{
+    u_char      *p, *last, *comma;
+    ngx_int_t    code;
+    ngx_uint_t   s;
+
+    /* "500", "5xx", "301,302,303" */
+
+    rule->any_status = 0;
+
+    p = list->data;
+    last = p + list->len;
+
+    do {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if (comma - p == 3 && p[0] >= '1' && p[0] <= '5'
+            && (p[1] | 0x20) == 'x' && (p[2] | 0x20) == 'x')
+        {
+            for (s = (p[0] - '0') * 100; s < (ngx_uint_t) (p[0] - '0' + 1)
+                                              * 100; s++)
+            {
+                ngx_http_exchange_health_status_set(rule, s);
+            }
+
+        } else {
+            code = ngx_atoi(p, comma - p);
+
+            if (code < 100 || code > 599) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid status \"%*s\" in rule \"%V\", "
+                                   "use a code from 100 to 599 or \"5xx\"",
+                                   comma - p, p, &rule->name);
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_http_exchange_health_status_set(rule, (ngx_uint_t) code);
+        }
+
+        p = comma + 1;
+
+    } while (comma < last);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_exchange_health_parse_header(ngx_conf_t *cf,
+    ngx_http_exchange_health_rule_t *rule, ngx_str_t *cond)
+{
+    u_char                                  *tilde;
+    ngx_str_t                                pattern;
+    ngx_uint_t                               caseless;
+    ngx_http_exchange_health_header_cond_t  *h;
+
+    /* "Name", "Name~regex", "Name~*regex" */
+
+    if (rule->headers == NULL) {
+        rule->headers = ngx_array_create(cf->pool, 2,
+                              sizeof(ngx_http_exchange_health_header_cond_t));
+        if (rule->headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    h = ngx_array_push(rule->headers);
+    if (h == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    tilde = ngx_strlchr(cond->data, cond->data + cond->len, '~');
+
+    h->name.data = cond->data;
+    h->name.len = tilde ? (size_t) (tilde - cond->data) : cond->len;
+    h->regex = NULL;
+
+    if (h->name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no header name in \"header=%V\" of rule \"%V\"",
+                           cond, &rule->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (tilde == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    pattern.data = tilde + 1;
+    pattern.len = cond->data + cond->len - pattern.data;
+    caseless = 0;
+
+    if (pattern.len && pattern.data[0] == '*') {
+        pattern.data++;
+        pattern.len--;
+        caseless = 1;
+    }
+
+    if (pattern.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty regex in \"header=%V\" of rule \"%V\"",
+                           cond, &rule->name);
+        return NGX_CONF_ERROR;
+    }
+
+    h->regex = ngx_http_exchange_health_regex(cf, &pattern, caseless);
+    if (h->regex == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_regex_t *
+ngx_http_exchange_health_regex(ngx_conf_t *cf, ngx_str_t *pattern,
+    ngx_uint_t caseless)
+{
+    u_char               errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_regex_compile_t  rc;
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    rc.pattern = *pattern;
+    rc.pool = cf->pool;
+    rc.options = caseless ? NGX_REGEX_CASELESS : 0;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V", &rc.err);
+        return NULL;
+    }
+
+    return rc.regex;
+}
+
+
+char *
+ngx_http_exchange_health_user_errors(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (hlcf->user_errors != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        hlcf->user_errors = NULL;
+        return NGX_CONF_OK;
+    }
+
+    hlcf->user_errors = ngx_http_exchange_health_regex(cf, &value[1], 1);
+    if (hlcf->user_errors == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_exchange_health_merge_rules(ngx_conf_t *cf,
+    ngx_http_exchange_health_loc_conf_t *prev,
+    ngx_http_exchange_health_loc_conf_t *conf)
+{
+    ngx_uint_t                         i, j;
+    ngx_array_t                       *active;
+    ngx_http_exchange_health_rule_t   *rule, **r, **slot;
+
+    if (prev->user_errors == NGX_CONF_UNSET_PTR) {
+        prev->user_errors = ngx_http_exchange_health_regex(cf,
+                                &ngx_http_exchange_health_default_user_errors,
+                                1);
+        if (prev->user_errors == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_conf_merge_ptr_value(conf->user_errors, prev->user_errors, NULL);
+
+    /* the outermost level starts from the built-in rules */
+
+    if (prev->active == NULL) {
+        prev->active = ngx_http_exchange_health_defaults(cf);
+        if (prev->active == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        conf->active = NULL;
+
+        if (ngx_http_exchange_health_merge_rules(cf, prev, prev)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf == prev) {
+        /* the outermost level merged with itself: its own rules on top */
+
+    } else if (conf->rules == NULL) {
+        conf->active = prev->active;
+        conf->markers = prev->markers;
+        conf->marker_rule = prev->marker_rule;
+
+        return NGX_CONF_OK;
+    }
+
+    active = ngx_array_create(cf->pool, prev->active->nelts + 4,
+                              sizeof(ngx_http_exchange_health_rule_t *));
+    if (active == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    r = prev->active->elts;
+
+    for (i = 0; i < prev->active->nelts; i++) {
+        slot = ngx_array_push(active);
+        if (slot == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *slot = r[i];
+    }
+
+    rule = conf->rules ? conf->rules->elts : NULL;
+
+    for (i = 0; conf->rules && i < conf->rules->nelts; i++) {
+        slot = active->elts;
+
+        for (j = 0; j < active->nelts; j++) {
+            if (slot[j]->name.len == rule[i].name.len
+                && ngx_strncmp(slot[j]->name.data, rule[i].name.data,
+                               rule[i].name.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == active->nelts) {
+            if (rule[i].off) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "rule \"%V\" to switch off is not defined "
+                              "in %V:%ui", &rule[i].name, &rule[i].file,
+                              rule[i].line);
+                return NGX_CONF_ERROR;
+            }
+
+            slot = ngx_array_push(active);
+            if (slot == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            j = active->nelts - 1;
+            slot = active->elts;
+        }
+
+        slot[j] = &rule[i];
+    }
+
+    if (active->nelts > NGX_HTTP_EXCHANGE_HEALTH_RULES) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "too many exchange_health rules, at most %d, "
+                      "in %V:%ui", NGX_HTTP_EXCHANGE_HEALTH_RULES,
+                      &rule[i - 1].file, rule[i - 1].line);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->active = active;
+
+    return ngx_http_exchange_health_compile(cf, conf);
+}
+
+
+static ngx_array_t *
+ngx_http_exchange_health_defaults(ngx_conf_t *cf)
+{
+    ngx_uint_t                         i, n, nargs;
+    ngx_array_t                       *active;
+    ngx_http_exchange_health_rule_t   *rule, **slot;
+
+    n = sizeof(ngx_http_exchange_health_default_rules)
+        / sizeof(ngx_http_exchange_health_default_rules[0]);
+
+    active = ngx_array_create(cf->pool, n,
+                              sizeof(ngx_http_exchange_health_rule_t *));
+    if (active == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        rule = ngx_palloc(cf->pool, sizeof(ngx_http_exchange_health_rule_t));
+        slot = ngx_array_push(active);
+
+        if (rule == NULL || slot == NULL) {
+            return NULL;
+        }
+
+        for (nargs = 0;
+             ngx_http_exchange_health_default_rules[i][nargs].len;
+             nargs++)
+        {
+            /* void */
+        }
+
+        if (ngx_http_exchange_health_parse_rule(cf, rule,
+                                    ngx_http_exchange_health_default_rules[i],
+                                    nargs)
+            != NGX_CONF_OK)
+        {
+            return NULL;
+        }
+
+        *slot = rule;
+    }
+
+    return active;
+}
+
+
+static char *
+ngx_http_exchange_health_compile(ngx_conf_t *cf,
+    ngx_http_exchange_health_loc_conf_t *conf)
+{
+    int                                i;
+    ngx_str_t                         *body;
+    ngx_uint_t                         k, j;
+    ngx_http_exchange_health_rule_t  **rule;
+
+    /* one marker set per rule list; the scanner reports a marker index */
+
+    conf->markers = ngx_pcalloc(cf->pool,
+                                sizeof(ngx_http_exchange_health_markers_t));
+    conf->marker_rule = ngx_pcalloc(cf->pool,
+                                    NGX_HTTP_EXCHANGE_HEALTH_MARKERS);
+    if (conf->markers == NULL || conf->marker_rule == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rule = conf->active->elts;
+
+    for (k = 0; k < conf->active->nelts; k++) {
+        if (rule[k]->off || rule[k]->bodies == NULL) {
+            continue;
+        }
+
+        body = rule[k]->bodies->elts;
+
+        for (j = 0; j < rule[k]->bodies->nelts; j++) {
+            i = ngx_http_exchange_health_marker_add(conf->markers,
+                                                    body[j].data, body[j].len);
+            if (i < 0) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "too many body markers, at most %d, in %V:%ui",
+                              NGX_HTTP_EXCHANGE_HEALTH_MARKERS,
+                              &rule[k]->file, rule[k]->line);
+                return NGX_CONF_ERROR;
+            }
+
+            conf->marker_rule[i] = (u_char) k;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+void
+ngx_http_exchange_health_classify(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_uint_t                            i, k, status;
+    ngx_list_t                           *headers;
+    ngx_http_upstream_t                  *u;
+    ngx_http_exchange_health_rule_t     **rule;
+    ngx_http_exchange_health_attempt_t   *a;
+    ngx_http_exchange_health_loc_conf_t  *hlcf;
+
+    u = r->upstream;
+    hlcf = ctx->lcf;
+    a = &ctx->attempt[ctx->nattempts - 1];
+
+    status = u->headers_in.status_n;
+    headers = &u->headers_in.headers;
+
+    a->status = status;
+    ctx->eligible = 0;
+
+    rule = hlcf->active->elts;
+
+    for (k = 0; k < hlcf->active->nelts; k++) {
+
+        if (rule[k]->off
+            || !ngx_http_exchange_health_status_in(rule[k], status)
+            || !ngx_http_exchange_health_headers_match(headers, rule[k]))
+        {
+            continue;
+        }
+
+        if (rule[k]->bodies == NULL) {
+            ngx_http_exchange_health_failed(r, ctx, rule[k]);
+            return;
+        }
+
+        for (i = 0; i < hlcf->markers->n; i++) {
+            if (hlcf->marker_rule[i] == k) {
+                ctx->eligible |= (uint32_t) 1 << i;
+            }
+        }
+    }
+
+    if (ctx->eligible && ngx_http_exchange_health_scannable(r)) {
+        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_PENDING;
+        return;
+    }
+
+    a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+}
+
+
+void
+ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, int found)
+{
+    ngx_http_exchange_health_rule_t     **rule;
+    ngx_http_exchange_health_attempt_t   *a;
+
+    a = &ctx->attempt[ctx->nattempts - 1];
+
+    if (found < 0) {
+        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+        return;
+    }
+
+    rule = ctx->lcf->active->elts;
+
+    ngx_http_exchange_health_failed(r, ctx,
+                                    rule[ctx->lcf->marker_rule[found]]);
+}
+
+
+static void
+ngx_http_exchange_health_failed(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule)
+{
+    u_char                              *p, *last;
+    ngx_str_t                           *error;
+    ngx_uint_t                           i;
+    ngx_table_elt_t                     *h[3];
+    ngx_http_upstream_t                 *u;
+    ngx_http_exchange_health_attempt_t  *a;
+
+    u = r->upstream;
+    a = &ctx->attempt[ctx->nattempts - 1];
+
+    a->verdict = NGX_HTTP_EXCHANGE_HEALTH_FAILED;
+    a->rule = rule->name;
+    a->scope = rule->scope;
+
+    /*
+     * The exception names the cause; it also tells one user's problem
+     * (a full mailbox) from the server's.  Headers live in the upstream
+     * buffer, which a retry reuses: keep a copy.
+     */
+
+    h[0] = ngx_http_exchange_health_header(&u->headers_in.headers,
+                                         &ngx_http_exchange_health_x_owa_error);
+    h[1] = ngx_http_exchange_health_header(&u->headers_in.headers,
+                                         &ngx_http_exchange_health_x_ecp_error);
+    h[2] = u->headers_in.location;
+
+    error = &a->error;
+    ngx_str_null(error);
+
+    for (i = 0; i < 3; i++) {
+        if (h[i] == NULL) {
+            continue;
+        }
+
+        if (ctx->lcf->user_errors
+            && ngx_regex_exec(ctx->lcf->user_errors, &h[i]->value, NULL, 0)
+               >= 0)
+        {
+            a->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER;
+        }
+
+        if (error->len) {
+            continue;
+        }
+
+        p = h[i]->value.data;
+        last = p + h[i]->value.len;
+
+        if (i == 2) {
+            /* owaError= of the errorFE redirect */
+            p = ngx_strlcasestrn(p, last, (u_char *) "owaError=", 9 - 1);
+            if (p == NULL) {
+                continue;
+            }
+
+            p += 9;
+            last = ngx_strlchr(p, last, '&');
+            if (last == NULL) {
+                last = h[i]->value.data + h[i]->value.len;
+            }
+        }
+
+        error->len = ngx_min((size_t) (last - p),
+                             NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN - 1);
+        error->data = ngx_pnalloc(r->pool, error->len);
+        if (error->data == NULL) {
+            error->len = 0;
+            continue;
+        }
+
+        ngx_memcpy(error->data, p, error->len);
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_headers_match(ngx_list_t *headers,
+    ngx_http_exchange_health_rule_t *rule)
+{
+    ngx_uint_t                               i;
+    ngx_table_elt_t                         *h;
+    ngx_http_exchange_health_header_cond_t  *cond;
+
+    if (rule->headers == NULL) {
+        return 1;
+    }
+
+    cond = rule->headers->elts;
+
+    for (i = 0; i < rule->headers->nelts; i++) {
+        h = ngx_http_exchange_health_header(headers, &cond[i].name);
+
+        if (h == NULL) {
+            return 0;
+        }
+
+        if (cond[i].regex
+            && ngx_regex_exec(cond[i].regex, &h->value, NULL, 0) < 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &headers->part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_table_elt_t *
+ngx_http_exchange_health_feserver(ngx_http_request_t *r)
+{
+    return ngx_http_exchange_health_header(&r->upstream->headers_in.headers,
+                                          &ngx_http_exchange_health_x_feserver);
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_scannable(ngx_http_request_t *r)
+{
+    ngx_uint_t            status;
+    ngx_table_elt_t      *type;
+    ngx_http_upstream_t  *u;
+
+    /* only an HTML page can be the errorFE page or an ASP.NET error */
+
+    u = r->upstream;
+    status = u->headers_in.status_n;
+
+    if (r->method == NGX_HTTP_HEAD
+        || status < 200 || status == 204 || status == 304
+        || u->headers_in.content_length_n == 0)
+    {
+        return 0;
+    }
+
+    type = u->headers_in.content_type;
+
+    return type != NULL
+           && type->value.len >= 9
+           && ngx_strncasecmp(type->value.data, (u_char *) "text/html", 9)
+              == 0;
+}
+
+
+ngx_int_t
+ngx_http_exchange_health_encoding(ngx_http_request_t *r)
+{
+    ngx_str_t        *v;
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_exchange_health_header(&r->upstream->headers_in.headers,
+                                   &ngx_http_exchange_health_content_encoding);
+    if (h == NULL) {
+        return NGX_HTTP_EXCHANGE_HEALTH_IDENTITY;
+    }
+
+    v = &h->value;
+
+    if ((v->len == 4 && ngx_strncasecmp(v->data, (u_char *) "gzip", 4) == 0)
+        || (v->len == 6
+            && ngx_strncasecmp(v->data, (u_char *) "x-gzip", 6) == 0))
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_GZIP;
+    }
+
+    if (v->len == 7 && ngx_strncasecmp(v->data, (u_char *) "deflate", 7) == 0)
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_DEFLATE;
+    }
+
+    if (v->len == 8 && ngx_strncasecmp(v->data, (u_char *) "identity", 8)
+                       == 0)
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_IDENTITY;
+    }
+
+    /* br and the like: nothing to scan with */
+    return NGX_ERROR;
+}

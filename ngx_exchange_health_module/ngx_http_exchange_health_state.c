@@ -1,0 +1,937 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health.h"
+
+
+/*
+ * Health state in the shared zone: what a request must avoid, and what a
+ * request's outcome does to its servers.
+ *
+ * A request's outcome is settled once, when the answer that reaches the
+ * client is judged.  If a server failed and another then answered well,
+ * the first server is at fault for sure.  If every server tried failed,
+ * the fault is the request's, the user's or the whole farm's, and no
+ * server is blamed.  A failure seen with no second opinion counts toward
+ * ejection only when it comes from several users.
+ */
+
+
+/* a trial request that has not answered by then no longer blocks others */
+#define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
+
+
+typedef enum {
+    ngx_http_exchange_health_nothing = 0,
+    ngx_http_exchange_health_ejected,
+    ngx_http_exchange_health_trial,
+    ngx_http_exchange_health_trial_failed,
+    ngx_http_exchange_health_readmitted,
+    ngx_http_exchange_health_farm_fault,
+    ngx_http_exchange_health_farm_cleared
+} ngx_http_exchange_health_change_e;
+
+
+/* a change of state, logged once the zone is unlocked */
+typedef struct {
+    ngx_http_exchange_health_change_e   change;
+    ngx_msec_t                          duration;
+    ngx_uint_t                          fails;
+    ngx_msec_t                          window;
+    ngx_uint_t                          ejected;
+    ngx_http_exchange_health_name_t     name;
+} ngx_http_exchange_health_event_t;
+
+
+static ngx_http_exchange_health_slot_t *ngx_http_exchange_health_slot(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_success(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed);
+static void ngx_http_exchange_health_eject_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_slot_t *slot,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_farm_fault_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_request_failure(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_user_failure(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_release_trial(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+static ngx_uint_t ngx_http_exchange_health_count(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_window_t *w, ngx_uint_t confirmed);
+static void ngx_http_exchange_health_record(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_failure_t *f);
+static uint32_t ngx_http_exchange_health_user(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_exchange_health_max_ejected(
+    ngx_http_exchange_health_srv_conf_t *conf);
+static void ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+static ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
+
+
+static ngx_str_t  ngx_http_exchange_health_verdicts[] = {
+    ngx_string("-"),
+    ngx_string("healthy"),
+    ngx_string("rescued"),
+    ngx_string("failure"),
+    ngx_string("user-failure"),
+    ngx_string("request-failure"),
+    ngx_string("upstream-error")
+};
+
+#define NGX_HTTP_EXCHANGE_HEALTH_V_NONE             0
+#define NGX_HTTP_EXCHANGE_HEALTH_V_HEALTHY          1
+#define NGX_HTTP_EXCHANGE_HEALTH_V_RESCUED          2
+#define NGX_HTTP_EXCHANGE_HEALTH_V_FAILURE          3
+#define NGX_HTTP_EXCHANGE_HEALTH_V_USER_FAILURE     4
+#define NGX_HTTP_EXCHANGE_HEALTH_V_REQUEST_FAILURE  5
+#define NGX_HTTP_EXCHANGE_HEALTH_V_UPSTREAM_ERROR   6
+
+
+ngx_uint_t
+ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
+    uintptr_t *avoid)
+{
+    ngx_uint_t                            i, n;
+    ngx_msec_t                            now;
+    ngx_slab_pool_t                      *shpool;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_upstream_t  *up;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    conf = ctx->conf;
+    up = conf->sh;
+
+    /* read unlocked: a stale answer costs one request at most */
+
+    if (up == NULL || up->ejected[ctx->slot] == 0
+        || up->farm[ctx->slot].fault)
+    {
+        return 0;
+    }
+
+    shpool = ctx->conf->shpool;
+    now = ngx_current_msec;
+    n = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < conf->nprimary; i++) {
+
+        if (conf->servers[i] == NULL) {
+            continue;
+        }
+
+        slot = &conf->servers[i]->slot[ctx->slot];
+
+        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+            continue;
+        }
+
+        /*
+         * Once its time is up an ejected server gets one trial request;
+         * only a signed-in request exercises what broke.
+         */
+
+        if ((ngx_msec_int_t) (now - slot->until) < 0
+            || !ctx->signed_in
+            || (slot->trial
+                && now - slot->trial < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))
+        {
+            avoid[i / (8 * sizeof(uintptr_t))]
+                                   |= (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+            n++;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return n;
+}
+
+
+void
+ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_msec_t                         now;
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_exchange_health_slot_t   *slot;
+    ngx_http_exchange_health_event_t   ev;
+
+    slot = ngx_http_exchange_health_slot(ctx, a);
+
+    if (slot == NULL
+        || slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+        || !ctx->signed_in)
+    {
+        return;
+    }
+
+    shpool = ctx->conf->shpool;
+    now = ngx_current_msec;
+    ev.change = ngx_http_exchange_health_nothing;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+        && (ngx_msec_int_t) (now - slot->until) >= 0
+        && (slot->trial == 0
+            || now - slot->trial >= NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))
+    {
+        slot->trial = now;
+        a->trial = 1;
+
+        ev.change = ngx_http_exchange_health_trial;
+        ev.name = ctx->conf->servers[a->peer]->name;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_exchange_health_log(ctx, a, &ev);
+}
+
+
+void
+ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_str_t *name, ngx_uint_t fqdn)
+{
+    u_char                             *to;
+    size_t                              i, len, *to_len;
+    uint32_t                            crc, *known;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_exchange_health_server_t  *srv;
+
+    srv = ctx->conf->servers[a->peer];
+
+    if (srv == NULL || name->len == 0) {
+        return;
+    }
+
+    /* the zone is written only when this worker sees a new name */
+
+    crc = ngx_crc32_short(name->data, name->len);
+    known = fqdn ? &ctx->conf->known_fqdn[a->peer]
+                 : &ctx->conf->known_name[a->peer];
+
+    if (*known == crc) {
+        return;
+    }
+
+    *known = crc;
+
+    if (fqdn) {
+        to = srv->fqdn;
+        to_len = &srv->fqdn_len;
+        len = ngx_min(name->len, NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN);
+
+    } else {
+        to = srv->name.data;
+        to_len = &srv->name.len;
+        len = ngx_min(name->len, NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
+    }
+
+    shpool = ctx->conf->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    /* kept as sent, but never with bytes that could forge a log line */
+
+    for (i = 0; i < len; i++) {
+        to[i] = (name->data[i] < 0x20 || name->data[i] == 0x7f)
+                ? '?' : name->data[i];
+    }
+
+    *to_len = len;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+void
+ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_uint_t                           i, n, failed, verdict;
+    ngx_http_exchange_health_attempt_t  *a, *last;
+
+    if (ctx->settled || ctx->nattempts == 0) {
+        return;
+    }
+
+    ctx->settled = 1;
+
+    n = ctx->nattempts;
+    last = &ctx->attempt[n - 1];
+
+    /* earlier servers whose answers were classified failures */
+
+    failed = 0;
+
+    for (i = 0; i < n - 1; i++) {
+        if (ctx->attempt[i].verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+            failed++;
+        }
+    }
+
+    switch (last->verdict) {
+
+    case NGX_HTTP_EXCHANGE_HEALTH_HEALTHY:
+        ngx_http_exchange_health_success(ctx, last);
+
+        for (i = 0; i < n - 1; i++) {
+            a = &ctx->attempt[i];
+
+            if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+                ngx_http_exchange_health_blame(ctx, a, 1);
+            }
+        }
+
+        verdict = failed ? NGX_HTTP_EXCHANGE_HEALTH_V_RESCUED
+                         : NGX_HTTP_EXCHANGE_HEALTH_V_HEALTHY;
+        break;
+
+    case NGX_HTTP_EXCHANGE_HEALTH_FAILED:
+
+        if (failed) {
+            ngx_http_exchange_health_request_failure(ctx, last);
+            verdict = NGX_HTTP_EXCHANGE_HEALTH_V_REQUEST_FAILURE;
+
+        } else if (last->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
+            ngx_http_exchange_health_user_failure(ctx, last);
+            verdict = NGX_HTTP_EXCHANGE_HEALTH_V_USER_FAILURE;
+
+        } else {
+            ngx_http_exchange_health_blame(ctx, last, 0);
+            verdict = NGX_HTTP_EXCHANGE_HEALTH_V_FAILURE;
+        }
+
+        break;
+
+    case NGX_HTTP_EXCHANGE_HEALTH_ERROR:
+        verdict = NGX_HTTP_EXCHANGE_HEALTH_V_UPSTREAM_ERROR;
+        break;
+
+    default:
+        verdict = NGX_HTTP_EXCHANGE_HEALTH_V_NONE;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_http_exchange_health_release_trial(ctx, &ctx->attempt[i]);
+    }
+
+    ctx->verdict_text = ngx_http_exchange_health_verdicts[verdict];
+}
+
+
+void
+ngx_http_exchange_health_blame_error(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    /* connection errors and timeouts need no second opinion */
+    ngx_http_exchange_health_blame(ctx, a, 1);
+}
+
+
+static ngx_http_exchange_health_slot_t *
+ngx_http_exchange_health_slot(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_http_exchange_health_server_t  *srv;
+
+    if (a->peer >= ctx->conf->nprimary + ctx->conf->nbackup) {
+        return NULL;
+    }
+
+    srv = ctx->conf->servers[a->peer];
+
+    return srv ? &srv->slot[ctx->slot] : NULL;
+}
+
+
+static void
+ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_msec_t                            now;
+    ngx_slab_pool_t                      *shpool;
+    ngx_http_exchange_health_farm_t      *farm;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_event_t      ev;
+    ngx_http_exchange_health_upstream_t  *up;
+
+    slot = ngx_http_exchange_health_slot(ctx, a);
+    if (slot == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&slot->requests, 1);
+
+    up = ctx->conf->sh;
+    farm = &up->farm[ctx->slot];
+
+    /* only a signed-in answer shows the signed-in path works */
+
+    if (!ctx->signed_in || (!a->trial && !farm->fault)) {
+        return;
+    }
+
+    shpool = ctx->conf->shpool;
+    now = ngx_current_msec;
+    ev.change = ngx_http_exchange_health_nothing;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (a->trial && slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+        slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
+        slot->trial = 0;
+        slot->up_since = now;
+        slot->since = ngx_time();
+        up->ejected[ctx->slot]--;
+
+        a->trial = 0;
+
+        ev.change = ngx_http_exchange_health_readmitted;
+        ev.name = ctx->conf->servers[a->peer]->name;
+
+    } else if (farm->fault) {
+        farm->fault = 0;
+        farm->since = ngx_time();
+        ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
+
+        ev.change = ngx_http_exchange_health_farm_cleared;
+        ev.name = ctx->conf->servers[a->peer]->name;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_exchange_health_log(ctx, a, &ev);
+}
+
+
+static void
+ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed)
+{
+    ngx_msec_t                            now, duration;
+    ngx_slab_pool_t                      *shpool;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_event_t      ev;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    slot = ngx_http_exchange_health_slot(ctx, a);
+    if (slot == NULL) {
+        return;
+    }
+
+    conf = ctx->conf;
+    shpool = ctx->conf->shpool;
+    now = ngx_current_msec;
+    ev.change = ngx_http_exchange_health_nothing;
+
+    if (!confirmed) {
+        ctx->user = ngx_http_exchange_health_user(ctx->request);
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot->failures++;
+
+    if (confirmed && a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+        slot->rescued++;
+    }
+
+    ngx_http_exchange_health_record(ctx, a, &slot->last);
+
+    if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+
+        if (a->trial) {
+            /* the trial failed: out again, for longer */
+            duration = ngx_min(conf->time << ngx_min(slot->level, 20),
+                               conf->max_time);
+            slot->level++;
+            slot->until = now + duration;
+            slot->trial = 0;
+            slot->since = ngx_time();
+            slot->ejections++;
+
+            a->trial = 0;
+
+            ev.change = ngx_http_exchange_health_trial_failed;
+            ev.duration = duration;
+            ev.name = conf->servers[a->peer]->name;
+        }
+
+    } else if (ngx_http_exchange_health_count(ctx, &slot->window, confirmed)
+               && !conf->sh->farm[ctx->slot].fault)
+    {
+        ev.fails = slot->window.fails;
+        ev.window = now - slot->window.start;
+
+        if (conf->sh->ejected[ctx->slot] + 1
+            > ngx_http_exchange_health_max_ejected(conf)
+            || a->peer >= conf->nprimary)
+        {
+            ngx_http_exchange_health_farm_fault_locked(ctx, &ev);
+
+        } else {
+            ngx_http_exchange_health_eject_locked(ctx, slot, &ev);
+        }
+
+        ev.name = conf->servers[a->peer]->name;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_exchange_health_log(ctx, a, &ev);
+}
+
+
+static void
+ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_slot_t *slot, ngx_http_exchange_health_event_t *ev)
+{
+    ngx_msec_t                            now, duration;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    conf = ctx->conf;
+    now = ngx_current_msec;
+
+    /* a server that stayed up long enough starts again from the base time */
+
+    if (slot->level && now - slot->up_since > conf->max_time) {
+        slot->level = 0;
+    }
+
+    duration = ngx_min(conf->time << ngx_min(slot->level, 20), conf->max_time);
+
+    slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
+    slot->until = now + duration;
+    slot->trial = 0;
+    slot->level++;
+    slot->since = ngx_time();
+    ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
+    slot->ejections++;
+
+    conf->sh->ejected[ctx->slot]++;
+
+    ev->change = ngx_http_exchange_health_ejected;
+    ev->duration = duration;
+}
+
+
+static void
+ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_event_t *ev)
+{
+    ngx_uint_t                            i;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_upstream_t  *up;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    /*
+     * Too many servers fail at once: the fault is the farm's (say, an
+     * Auth certificate expired everywhere).  Ejecting more would only
+     * concentrate load, so every server takes traffic again.
+     */
+
+    conf = ctx->conf;
+    up = conf->sh;
+
+    up->farm[ctx->slot].fault = 1;
+    up->farm[ctx->slot].since = ngx_time();
+
+    ev->ejected = up->ejected[ctx->slot];
+
+    for (i = 0; i < conf->nprimary; i++) {
+        if (conf->servers[i] == NULL) {
+            continue;
+        }
+
+        slot = &conf->servers[i]->slot[ctx->slot];
+        ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
+
+        if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+            slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
+            slot->trial = 0;
+            slot->up_since = ngx_current_msec;
+            slot->since = ngx_time();
+        }
+    }
+
+    up->ejected[ctx->slot] = 0;
+
+    ev->change = ngx_http_exchange_health_farm_fault;
+}
+
+
+static void
+ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_slab_pool_t                      *shpool;
+    ngx_http_exchange_health_farm_t      *farm;
+    ngx_http_exchange_health_event_t      ev;
+    ngx_http_exchange_health_upstream_t  *up;
+
+    /* every server tried failed the same request: no server is blamed */
+
+    up = ctx->conf->sh;
+    if (up == NULL) {
+        return;
+    }
+
+    farm = &up->farm[ctx->slot];
+    shpool = ctx->conf->shpool;
+    ev.change = ngx_http_exchange_health_nothing;
+
+    ctx->user = ngx_http_exchange_health_user(ctx->request);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    farm->request_failures++;
+    ngx_http_exchange_health_record(ctx, a, &farm->last);
+
+    /* many users failing everywhere is a farm-wide fault, one is not */
+
+    if (!farm->fault
+        && ngx_http_exchange_health_count(ctx, &farm->window, 0))
+    {
+        ev.fails = farm->window.fails;
+        ev.window = ngx_current_msec - farm->window.start;
+
+        ngx_http_exchange_health_farm_fault_locked(ctx, &ev);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_exchange_health_log(ctx, a, &ev);
+}
+
+
+static void
+ngx_http_exchange_health_user_failure(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    slot = ngx_http_exchange_health_slot(ctx, a);
+    if (slot == NULL) {
+        return;
+    }
+
+    shpool = ctx->conf->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot->user_failures++;
+    ngx_http_exchange_health_record(ctx, a, &slot->last);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+static void
+ngx_http_exchange_health_release_trial(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /* a trial that proved nothing: let the next request try */
+
+    if (!a->trial) {
+        return;
+    }
+
+    a->trial = 0;
+
+    slot = ngx_http_exchange_health_slot(ctx, a);
+    if (slot == NULL) {
+        return;
+    }
+
+    shpool = ctx->conf->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    slot->trial = 0;
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_count(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_window_t *w, ngx_uint_t confirmed)
+{
+    ngx_uint_t                            i;
+    ngx_msec_t                            now;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    /* true when the window holds enough failures from enough users */
+
+    conf = ctx->conf;
+    now = ngx_current_msec;
+
+    if (w->fails == 0 || now - w->start > conf->window) {
+        ngx_memzero(w, sizeof(ngx_http_exchange_health_window_t));
+        w->start = now;
+    }
+
+    w->fails++;
+
+    if (confirmed) {
+        w->confirmed = 1;
+
+    } else {
+        for (i = 0; i < w->nusers; i++) {
+            if (w->users[i] == ctx->user) {
+                break;
+            }
+        }
+
+        if (i == w->nusers && i < NGX_HTTP_EXCHANGE_HEALTH_USERS) {
+            w->users[w->nusers++] = ctx->user;
+        }
+    }
+
+    return w->fails >= conf->fails
+           && (w->confirmed || w->nusers >= conf->users);
+}
+
+
+static void
+ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_failure_t *f)
+{
+    size_t               len;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    f->time = ngx_time();
+    f->status = a->status;
+
+    len = ngx_min(a->rule.len, NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN - 1);
+    ngx_memcpy(f->rule, a->rule.data, len);
+    f->rule[len] = '\0';
+
+    len = ngx_min(r->method_name.len, NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN - 1);
+    ngx_memcpy(f->method, r->method_name.data, len);
+    f->method[len] = '\0';
+
+    /* the path only: query strings may carry secrets */
+    len = ngx_min(r->uri.len, NGX_HTTP_EXCHANGE_HEALTH_URI_LEN - 1);
+    ngx_memcpy(f->uri, r->uri.data, len);
+    f->uri[len] = '\0';
+
+    len = ngx_min(a->error.len, NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN - 1);
+    ngx_memcpy(f->error, a->error.data, len);
+    f->error[len] = '\0';
+}
+
+
+static uint32_t
+ngx_http_exchange_health_user(ngx_http_request_t *r)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    const u_char     *v;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /* who is asking: the OWA session, else the credentials, else the IP */
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == 6
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
+        {
+            v = ngx_http_exchange_health_cookie(h[i].value.data,
+                                                h[i].value.len, "cadata",
+                                                &len);
+            if (v) {
+                return ngx_crc32_short((u_char *) v, len);
+            }
+        }
+    }
+
+    if (r->headers_in.authorization) {
+        return ngx_crc32_short(r->headers_in.authorization->value.data,
+                               r->headers_in.authorization->value.len);
+    }
+
+    return ngx_crc32_short(r->connection->addr_text.data,
+                           r->connection->addr_text.len);
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_max_ejected(ngx_http_exchange_health_srv_conf_t *conf)
+{
+    ngx_uint_t  n;
+
+    /* never the whole farm: at least one server always takes traffic */
+
+    n = conf->nprimary ? conf->nprimary - 1 : 0;
+
+    if (conf->max_ejected_percent != NGX_CONF_UNSET_UINT) {
+        return ngx_min(n, conf->nprimary * conf->max_ejected_percent / 100);
+    }
+
+    if (conf->max_ejected != NGX_CONF_UNSET_UINT) {
+        return ngx_min(n, conf->max_ejected);
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_http_exchange_health_event_t *ev)
+{
+    u_char               dbuf[NGX_INT_T_LEN + 8], wbuf[NGX_INT_T_LEN + 8];
+    ngx_str_t           *addr, proto, name, error, duration, window;
+    ngx_log_t           *log;
+    ngx_http_request_t  *r;
+
+    if (ev->change == ngx_http_exchange_health_nothing) {
+        return;
+    }
+
+    r = ctx->request;
+    log = r->connection->log;
+    addr = &ctx->conf->addrs[a->peer];
+    ngx_http_exchange_health_protocol_name(ctx, &proto);
+
+    name.data = ev->name.data;
+    name.len = ev->name.len;
+
+    if (name.len == 0) {
+        ngx_str_set(&name, "-");
+    }
+
+    error = a->error;
+
+    if (error.len == 0) {
+        ngx_str_set(&error, "-");
+    }
+
+    duration = ngx_http_exchange_health_duration(dbuf, ev->duration);
+    window = ngx_http_exchange_health_duration(wbuf, ev->window);
+
+    switch (ev->change) {
+
+    case ngx_http_exchange_health_ejected:
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "exchange_health: upstream \"%V\" server %V (%V) "
+                      "ejected for %V for %V after %ui failures in %V: "
+                      "rule \"%V\" on %V %V, status %ui, error %V",
+                      &ctx->conf->name, addr, &name, &proto, &duration,
+                      ev->fails, &window, &a->rule, &r->method_name,
+                      &r->uri, a->status, &error);
+        break;
+
+    case ngx_http_exchange_health_trial:
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "exchange_health: upstream \"%V\" server %V (%V) "
+                      "on trial for %V with %V %V",
+                      &ctx->conf->name, addr, &name, &proto,
+                      &r->method_name, &r->uri);
+        break;
+
+    case ngx_http_exchange_health_trial_failed:
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "exchange_health: upstream \"%V\" server %V (%V) "
+                      "failed its trial for %V, ejected again for %V: "
+                      "rule \"%V\" on %V %V, status %ui, error %V",
+                      &ctx->conf->name, addr, &name, &proto, &duration,
+                      &a->rule, &r->method_name, &r->uri, a->status, &error);
+        break;
+
+    case ngx_http_exchange_health_readmitted:
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "exchange_health: upstream \"%V\" server %V (%V) "
+                      "re-admitted for %V after a good answer to %V %V",
+                      &ctx->conf->name, addr, &name, &proto,
+                      &r->method_name, &r->uri);
+        break;
+
+    case ngx_http_exchange_health_farm_fault:
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "exchange_health: upstream \"%V\": farm-wide fault "
+                      "for %V, not ejecting (%ui failures in %V, %ui "
+                      "servers were ejected and take traffic again): "
+                      "rule \"%V\" on %V %V from server %V (%V), "
+                      "status %ui, error %V",
+                      &ctx->conf->name, &proto, ev->fails, &window,
+                      ev->ejected, &a->rule, &r->method_name, &r->uri,
+                      addr, &name, a->status, &error);
+        break;
+
+    case ngx_http_exchange_health_farm_cleared:
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "exchange_health: upstream \"%V\": farm-wide fault "
+                      "for %V cleared by a good answer from server %V (%V) "
+                      "to %V %V",
+                      &ctx->conf->name, &proto, addr, &name,
+                      &r->method_name, &r->uri);
+        break;
+
+    default:
+        break;
+    }
+}
+
+
+static ngx_str_t
+ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms)
+{
+    ngx_str_t  s;
+
+    s.data = buf;
+
+    if (ms >= 60000 && ms % 60000 == 0) {
+        s.len = ngx_sprintf(buf, "%Mm", ms / 60000) - buf;
+
+    } else if (ms % 1000 == 0) {
+        s.len = ngx_sprintf(buf, "%Ms", ms / 1000) - buf;
+
+    } else if (ms < 1000) {
+        s.len = ngx_sprintf(buf, "%Mms", ms) - buf;
+
+    } else {
+        s.len = ngx_sprintf(buf, "%M.%03Ms", ms / 1000, ms % 1000) - buf;
+    }
+
+    return s;
+}
