@@ -1,0 +1,113 @@
+#!/usr/bin/perl
+
+# Passive detection: each way Exchange delivers a server failure, replayed
+# from a 3-server HTTPS farm where EXCH2 fails, ejects EXCH2 for that
+# protocol only; later requests of that protocol go to EXCH1 and EXCH3,
+# other protocols still reach EXCH2.  Retry is off here, so detection
+# and ejection are seen alone.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use EH::Test;
+use EH::Front;
+
+my $farm = farm(tls => 1);
+
+my @forms = (
+    { name => 'errorFE redirect (the seed case)', rule => 'errorfe-redirect',
+      preset => 'seed' },
+    { name => 'errorFE page, English, 200', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-en' } },
+    { name => 'errorFE page, German', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-de' } },
+    { name => 'errorFE page, French', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-fr' } },
+    { name => 'errorFE page, gzip', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-en', gzip => 1 } },
+    { name => 'errorFE page, deflate', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-de', deflate => 1 } },
+    { name => 'errorFE page, chunked in 7-byte chunks', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-en', chunked => 7 } },
+    { name => 'errorFE page, gzip in 1-byte chunks', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-fr', gzip => 1, chunked => 1 } },
+    { name => 'errorFE page, marker split across reads', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-en',
+                 split => [ map { 650 + $_ * 9 } 0 .. 8 ] } },
+    { name => 'errorFE page as a 500', rule => 'errorfe-page',
+      route => { capture => 'errorfe-page-en', status => 500,
+                 headers => { 'X-FEServer' => undef } } },
+    { name => 'OWA service call 500 with X-FEServer', rule => 'fe500',
+      path => '/owa/service.svc?action=GetFolder',
+      route => { capture => 'owa-service-500' } },
+    { name => 'OWA service call 500, chunked as captured', rule => 'fe500',
+      path => '/owa/service.svc?action=FindItem',
+      route => { capture => 'owa-service-500-chunked' } },
+    { name => 'ECP JSON error', rule => 'ecp-json', protocol => 'ecp',
+      path => '/ecp/DDI/DDIService.svc/GetList',
+      route => { capture => 'ecp-json-500',
+                 headers => { 'X-FEServer' => undef } } },
+    { name => 'ECP error header only', rule => 'ecp-error', protocol => 'ecp',
+      path => '/ecp/DDI/DDIService.svc/GetList',
+      route => { capture => 'ecp-json-500',
+                 headers => { 'X-FEServer' => undef, 'jsonerror' => undef } } },
+    { name => 'ECP ASP.NET server error page', rule => 'aspnet-error',
+      protocol => 'ecp', path => '/ecp/',
+      route => { capture => 'ecp-aspnet-error',
+                 headers => { 'X-FEServer' => undef } } },
+);
+
+for my $f (@forms) {
+    my $proto = $f->{protocol} // 'owa';
+    my $path = $f->{path} // "/$proto/";
+    (my $match = $path) =~ s/\?.*//;
+
+    $farm->heal;
+    $farm->clear_logs;
+
+    if ($f->{preset}) {
+        $farm->server('EXCH2')->preset($f->{preset});
+    } else {
+        $farm->server('EXCH2')->prepend({ path => '^' . quotemeta($match),
+                                          signed_in => 1, %{ $f->{route} } });
+    }
+
+    my $ng = EH::Front::nginx($farm,
+                              upstream => 'exchange_health_eject time=60s;',
+                              location => 'exchange_health_retry off;');
+    $ng->start;
+
+    # users take turns; EXCH2 answers every third request until ejected
+    my @seen;
+    for my $i (1 .. 12) {
+        my $r = $ng->request(GET => $path, signed_in => "user$i",
+                             accept_encoding => 'gzip, deflate');
+        push @seen, $r->header('X-FEServer') // '-';
+    }
+
+    my @ej = EH::Front::changes($ng, 'ejected');
+    is scalar(@ej), 1, "$f->{name}: one ejection logged";
+    is $farm->name_of($ej[0]{addr}), 'EXCH2', "$f->{name}: EXCH2 ejected"
+        or diag $ng->error_log;
+    is $ej[0]{server}, $f->{route}{headers} ? '-' : 'EXCH2',
+        "$f->{name}: named by its X-FEServer when it sends one";
+    is $ej[0]{protocol}, $proto, "$f->{name}: for $proto";
+    is $ej[0]{rule}, $f->{rule}, "$f->{name}: by rule $f->{rule}";
+
+    # after the ejection, EXCH2 gets no more of this protocol
+    $farm->clear_logs;
+    $ng->request(GET => $path, signed_in => "later$_") for 1 .. 9;
+    is $farm->server('EXCH2')->hits(path => "^/$proto"), 0,
+        "$f->{name}: no $proto request reaches EXCH2 after ejection";
+    is $farm->total_hits(path => "^/$proto"), 9,
+        "$f->{name}: all went to EXCH1 and EXCH3";
+
+    # a server broken for one protocol keeps serving the others
+    $farm->clear_logs;
+    $ng->request(GET => '/EWS/Exchange.asmx', signed_in => "ews$_") for 1 .. 6;
+    is $farm->server('EXCH2')->hits(path => '^/EWS/'), 2,
+        "$f->{name}: EXCH2 still gets its share of EWS";
+
+    $ng->stop;
+}
+
+done_testing;

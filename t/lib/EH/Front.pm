@@ -1,0 +1,129 @@
+package EH::Front;
+
+# The module in front of a farm: the configuration most tests use, and
+# readers for what the module writes (verdict log, state-change lines).
+#
+#   my $farm = farm(tls => 1);
+#   my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=1s;',
+#                             location => 'exchange_health_retry off;');
+#   $ng->start;
+#   my @v = EH::Front::verdicts($ng);          # one hash per request
+#   my @e = EH::Front::changes($ng, 'ejected'); # state-change log lines
+
+use strict;
+use warnings;
+
+use EH::Nginx ();
+
+# EH::Front::nginx($farm, %o) -> EH::Nginx (not started)
+#   upstream => lines inside upstream {} after "exchange_health ..."
+#   balancer => the exchange_health line (default "exchange_health zone=exchange;")
+#   location => lines inside "location /"
+#   http     => lines at http level
+#   server   => lines at server level
+#   params   => per-server parameters, as EH::Farm::upstream_block
+#   zone     => zone size (default 1m)
+#   any other option goes to EH::Nginx->new
+sub nginx {
+    my ($farm, %o) = @_;
+
+    my $balancer = delete $o{balancer} // 'exchange_health zone=exchange;';
+    my $upstream = $farm->upstream_block('exchange',
+        extra  => join("\n", grep { length } $balancer, delete $o{upstream} // ''),
+        params => delete $o{params} // {},
+        (exists $o{servers} ? (servers => delete $o{servers}) : ()));
+    my $zone = delete $o{zone} // '1m';
+    my $http = delete $o{http} // '';
+    my $server = delete $o{server} // '';
+    my $location = delete $o{location} // '';
+    my $scheme = $farm->scheme;
+
+    return EH::Nginx->new(%o, http => <<"CONF");
+exchange_health_zone exchange $zone;
+
+$upstream
+
+log_format eh_verdict '\$request_method \$uri \$status "\$upstream_addr" '
+                      '"\$upstream_status" \$exchange_health_verdict '
+                      '\$exchange_health_server \$exchange_health_protocol';
+access_log {{PREFIX}}/logs/verdict.log eh_verdict;
+
+$http
+
+server {
+    listen 127.0.0.1:{{PORT}};
+    $server
+
+    location / {
+        proxy_pass $scheme://exchange;
+        proxy_ssl_verify off;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        $location
+    }
+}
+CONF
+}
+
+# One hash per logged request: method uri status upstream_addr
+# upstream_status verdict server protocol.
+sub verdicts {
+    my ($ng) = @_;
+    my $file = $ng->prefix . '/logs/verdict.log';
+    return () unless -e $file;
+    open my $fh, '<', $file or die "$file: $!";
+    my @v;
+    while (<$fh>) {
+        chomp;
+        my @f = /^(\S+) (\S+) (\d+) "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+)$/
+            or next;
+        my %h;
+        @h{qw(method uri status upstream_addr upstream_status verdict
+              server protocol)} = @f;
+        push @v, \%h;
+    }
+    return @v;
+}
+
+# Wait until the verdict log has at least $n lines (logging follows the
+# response, so a test reading it right away may be early).
+sub wait_verdicts {
+    my ($ng, $n) = @_;
+    my @v;
+    EH::Util::wait_until(sub { (@v = verdicts($ng)) >= $n }, timeout => 5);
+    return @v;
+}
+
+# State-change lines the module logged at warn:
+#   ejected, trial, trial-failed, readmitted, farm-fault, farm-cleared
+# Each: { line, server (Exchange name), addr, protocol, rule }.
+my %CHANGE = (
+    'ejected'      => qr/server (\S+) \((\S+)\) ejected for (.+?) for \S+ after .*rule "([^"]+)"/,
+    'trial'        => qr/server (\S+) \((\S+)\) on trial for (.+?) with/,
+    'trial-failed' => qr/server (\S+) \((\S+)\) failed its trial for (.+?), .*rule "([^"]+)"/,
+    'readmitted'   => qr/server (\S+) \((\S+)\) re-admitted for (.+?) after/,
+    'farm-fault'   => qr/farm-wide fault for (.+?), not ejecting .*rule "([^"]+)" on \S+ \S+ from server (\S+) \((\S+)\)/,
+    'farm-cleared' => qr/farm-wide fault for (.+?) cleared by a good answer from server (\S+) \((\S+)\)/,
+);
+
+sub changes {
+    my ($ng, $what, %o) = @_;
+    my $re = $CHANGE{$what} or die "EH::Front::changes: unknown '$what'";
+    my $text = defined $o{since} ? $ng->error_log_since($o{since}) : $ng->error_log;
+    my @c;
+    for my $line (split /\n/, $text) {
+        next unless $line =~ /\[warn\].*exchange_health: / && $line =~ $re;
+        my %c = (line => $line);
+        if ($what =~ /^farm-fault/) {
+            @c{qw(protocol rule addr server)} = ($1, $2, $3, $4);
+        } elsif ($what eq 'farm-cleared') {
+            @c{qw(protocol addr server)} = ($1, $2, $3);
+        } else {
+            @c{qw(addr server protocol rule)} = ($1, $2, $3, $4);
+        }
+        push @c, \%c;
+    }
+    return @c;
+}
+
+1;
