@@ -44,7 +44,9 @@ $(NGX_TREE)/objs/Makefile: config | deps
 
 $(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
-	cp $(NGX_TREE)/objs/ngx_http_exchange_health_module.so $@
+	@# a new file, not an overwrite: running nginx workers map the old one
+	cp $(NGX_TREE)/objs/ngx_http_exchange_health_module.so $@.tmp
+	mv -f $@.tmp $@
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/unit.h $(PURE_SRCS) ngx_exchange_health_module/*.h
 	@mkdir -p $(BUILD)/unit
@@ -55,7 +57,7 @@ unit: $(UNIT_BINS)
 
 prove: $(MODULE)
 	@tools/install-deps test
-	EH_MODULE=$(CURDIR)/$(MODULE) EH_NGINX=$(NGINX) $(PROVE) -r t/
+	EH_MODULE=$(CURDIR)/$(MODULE) EH_NGINX=$(NGINX) $(PROVE) -It/lib -r t/
 
 test: $(MODULE) unit prove
 
