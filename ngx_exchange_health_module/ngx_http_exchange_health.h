@@ -194,6 +194,7 @@ typedef struct {
 
     ngx_uint_t              nprimary;
     ngx_uint_t              nbackup;
+    ngx_uint_t              nup;            /* primaries not "down" */
     ngx_http_upstream_rr_peers_t          *primary;
 
     /* per peer, primaries first: set in the master for each cycle */

@@ -255,6 +255,7 @@ static ngx_int_t
 ngx_http_exchange_health_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_http_upstream_rr_peer_t          *peer;
     ngx_http_upstream_rr_peers_t         *peers;
     ngx_http_exchange_health_srv_conf_t  *hscf;
 
@@ -278,6 +279,14 @@ ngx_http_exchange_health_init_upstream(ngx_conf_t *cf,
 
     hscf->nprimary = peers->number;
     hscf->nbackup = peers->next ? peers->next->number : 0;
+
+    /* "keep at least one" counts servers that can take traffic at all */
+
+    for (peer = peers->peer; peer; peer = peer->next) {
+        if (!peer->down) {
+            hscf->nup++;
+        }
+    }
 
     if (hscf->fails == NGX_CONF_UNSET_UINT) {
         hscf->fails = 3;

@@ -801,10 +801,10 @@ ngx_http_exchange_health_max_ejected(ngx_http_exchange_health_srv_conf_t *conf)
 
     /* never the whole farm: at least one server always takes traffic */
 
-    n = conf->nprimary ? conf->nprimary - 1 : 0;
+    n = conf->nup ? conf->nup - 1 : 0;
 
     if (conf->max_ejected_percent != NGX_CONF_UNSET_UINT) {
-        return ngx_min(n, conf->nprimary * conf->max_ejected_percent / 100);
+        return ngx_min(n, conf->nup * conf->max_ejected_percent / 100);
     }
 
     if (conf->max_ejected != NGX_CONF_UNSET_UINT) {

@@ -22,6 +22,7 @@ use EH::Nginx ();
 #   http     => lines at http level
 #   server   => lines at server level
 #   params   => per-server parameters, as EH::Farm::upstream_block
+#   before   => lines before the server lines (the upstream "zone")
 #   zone     => zone size (default 1m)
 #   any other option goes to EH::Nginx->new
 sub nginx {
@@ -31,6 +32,7 @@ sub nginx {
     my $upstream = $farm->upstream_block('exchange',
         extra  => join("\n", grep { length } $balancer, delete $o{upstream} // ''),
         params => delete $o{params} // {},
+        before => delete $o{before},
         (exists $o{servers} ? (servers => delete $o{servers}) : ()));
     my $zone = delete $o{zone} // '1m';
     my $http = delete $o{http} // '';
@@ -45,7 +47,8 @@ $upstream
 
 log_format eh_verdict '\$request_method \$uri \$status "\$upstream_addr" '
                       '"\$upstream_status" \$exchange_health_verdict '
-                      '\$exchange_health_server \$exchange_health_protocol';
+                      '\$exchange_health_server \$exchange_health_protocol '
+                      '\$pid';
 access_log {{PREFIX}}/logs/verdict.log eh_verdict;
 
 $http
@@ -66,7 +69,7 @@ CONF
 }
 
 # One hash per logged request: method uri status upstream_addr
-# upstream_status verdict server protocol.
+# upstream_status verdict server protocol pid.
 sub verdicts {
     my ($ng) = @_;
     my $file = $ng->prefix . '/logs/verdict.log';
@@ -75,11 +78,11 @@ sub verdicts {
     my @v;
     while (<$fh>) {
         chomp;
-        my @f = /^(\S+) (\S+) (\d+) "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+)$/
+        my @f = /^(\S+) (\S+) (\d+) "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+) (\d+)$/
             or next;
         my %h;
         @h{qw(method uri status upstream_addr upstream_status verdict
-              server protocol)} = @f;
+              server protocol pid)} = @f;
         push @v, \%h;
     }
     return @v;
@@ -111,16 +114,14 @@ sub changes {
     my $re = $CHANGE{$what} or die "EH::Front::changes: unknown '$what'";
     my $text = defined $o{since} ? $ng->error_log_since($o{since}) : $ng->error_log;
     my @c;
+    my @fields = $what eq 'farm-fault'   ? qw(protocol rule addr server)
+               : $what eq 'farm-cleared' ? qw(protocol addr server)
+               :                           qw(addr server protocol rule);
     for my $line (split /\n/, $text) {
-        next unless $line =~ /\[warn\].*exchange_health: / && $line =~ $re;
+        next unless $line =~ /\[warn\].*exchange_health: /;
+        my @m = $line =~ $re or next;
         my %c = (line => $line);
-        if ($what =~ /^farm-fault/) {
-            @c{qw(protocol rule addr server)} = ($1, $2, $3, $4);
-        } elsif ($what eq 'farm-cleared') {
-            @c{qw(protocol addr server)} = ($1, $2, $3);
-        } else {
-            @c{qw(addr server protocol rule)} = ($1, $2, $3, $4);
-        }
+        @c{@fields} = @m;
         push @c, \%c;
     }
     return @c;
