@@ -407,7 +407,9 @@ sub stop {
         }
         $self->{pid} = undef;
     }
-    return $self->check_error_log unless $o{no_check} || $self->{checked};
+    # no_check: the caller declines the check, also the one at exit
+    $self->{checked} = 1 if $o{no_check};
+    return $self->check_error_log unless $self->{checked};
     return 1;
 }
 
