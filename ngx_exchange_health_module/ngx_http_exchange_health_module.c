@@ -107,7 +107,7 @@ static ngx_http_module_t  ngx_http_exchange_health_module_ctx = {
     ngx_http_exchange_health_create_srv_conf, /* create server configuration */
     NULL,                                     /* merge server configuration */
 
-    ngx_http_exchange_health_create_loc_conf, /* create location configuration */
+    ngx_http_exchange_health_create_loc_conf, /* create location config */
     ngx_http_exchange_health_merge_loc_conf   /* merge location configuration */
 };
 

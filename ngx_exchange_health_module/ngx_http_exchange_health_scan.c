@@ -100,8 +100,8 @@ ngx_http_exchange_health_rarity(u_char c)
 void
 ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     const ngx_http_exchange_health_markers_t *markers, uint32_t mask,
-    size_t window, unsigned chunked, unsigned encoding, alloc_func zalloc, free_func zfree,
-    void *opaque)
+    size_t window, unsigned chunked, unsigned encoding, alloc_func zalloc,
+    free_func zfree, void *opaque)
 {
     /* the carry and scratch buffers need no clearing */
     memset(s, 0, offsetof(ngx_http_exchange_health_scan_t, carry));

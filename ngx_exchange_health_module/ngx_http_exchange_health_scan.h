@@ -81,8 +81,8 @@ int ngx_http_exchange_health_marker_add(
 
 void ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     const ngx_http_exchange_health_markers_t *markers, uint32_t mask,
-    size_t window, unsigned chunked, unsigned encoding, alloc_func zalloc, free_func zfree,
-    void *opaque);
+    size_t window, unsigned chunked, unsigned encoding, alloc_func zalloc,
+    free_func zfree, void *opaque);
 
 /* feeds body bytes as they came from the server (chunked if it was) */
 int ngx_http_exchange_health_scan(ngx_http_exchange_health_scan_t *s,

@@ -107,6 +107,7 @@ ngx_uint_t
 ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
     uintptr_t *avoid)
 {
+    uintptr_t                             m;
     ngx_uint_t                            i, n;
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
@@ -153,8 +154,8 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
             || (slot->trial
                 && now - slot->trial < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))
         {
-            avoid[i / (8 * sizeof(uintptr_t))]
-                                   |= (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+            avoid[i / (8 * sizeof(uintptr_t))] |= m;
             n++;
         }
     }

@@ -183,7 +183,7 @@ ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
     hscf->shpool = zone->shpool;
 
     hscf->servers = ngx_pcalloc(cycle->pool,
-                                n * sizeof(ngx_http_exchange_health_server_t *));
+                              n * sizeof(ngx_http_exchange_health_server_t *));
     hscf->addrs = ngx_pcalloc(cycle->pool, n * sizeof(ngx_str_t));
     hscf->known_name = ngx_pcalloc(cycle->pool, n * sizeof(uint32_t));
     hscf->known_fqdn = ngx_pcalloc(cycle->pool, n * sizeof(uint32_t));

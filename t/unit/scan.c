@@ -61,8 +61,9 @@ scan_pieces(const u_char *p, size_t len, size_t *cuts, size_t ncuts,
     size_t                           i, from, to;
     ngx_http_exchange_health_scan_t  s;
 
-    ngx_http_exchange_health_scan_init(&s, &markers, 0xffffffff, window, chunked,
-                                       encoding, Z_NULL, Z_NULL, Z_NULL);
+    ngx_http_exchange_health_scan_init(&s, &markers, 0xffffffff, window,
+                                       chunked, encoding, Z_NULL, Z_NULL,
+                                       Z_NULL);
     rc = NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE;
     from = 0;
 
@@ -363,6 +364,31 @@ test_bomb(void)
 
 
 static void
+test_mask(void)
+{
+    size_t                           len;
+    u_char                           buf[300];
+    ngx_http_exchange_health_scan_t  s;
+
+    len = page(buf, sizeof(buf), 20, errorfe);
+    memcpy(buf + 200, "id=\"diagnosticDiv\"", 18);
+
+    ngx_http_exchange_health_scan_init(&s, &markers, 0x2, 65536, 0, 0,
+                                       Z_NULL, Z_NULL, Z_NULL);
+
+    UNIT_OK(ngx_http_exchange_health_scan(&s, buf, len) == 1,
+            "a marker left out of the mask is not reported");
+
+    ngx_http_exchange_health_scan_init(&s, &markers, 0, 65536, 0, 0,
+                                       Z_NULL, Z_NULL, Z_NULL);
+
+    UNIT_OK(ngx_http_exchange_health_scan(&s, buf, len)
+            == NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN,
+            "an empty mask scans nothing");
+}
+
+
+static void
 test_unchunked(void)
 {
     int                              rc;
@@ -400,6 +426,7 @@ main(void)
     test_chunked();
     test_compressed();
     test_bomb();
+    test_mask();
     test_unchunked();
 
     return unit_done();
