@@ -20,6 +20,9 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
 
+/* a trial request that has not answered by then no longer blocks others */
+#define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
+
 /* a failure's scope: the server's fault, or one user's or mailbox's */
 #define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER  0
 #define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER    1
@@ -39,14 +42,17 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_ON              1
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_NON_IDEMPOTENT  2
 
-/* zone record field sizes; longer values are cut */
+/*
+ * Zone record field sizes, longer values are cut: a server's record must
+ * fit one slab page (4 KB), or it would take two.
+ */
 #define NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN     64
-#define NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN     128
+#define NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN     96
 #define NGX_HTTP_EXCHANGE_HEALTH_ADDR_LEN     NGX_SOCKADDR_STRLEN
-#define NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN     32
-#define NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN   16
-#define NGX_HTTP_EXCHANGE_HEALTH_URI_LEN      128
-#define NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN    128
+#define NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN     24
+#define NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN   12
+#define NGX_HTTP_EXCHANGE_HEALTH_URI_LEN      88
+#define NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN    88
 
 
 typedef struct {
@@ -87,7 +93,7 @@ typedef struct {
 
     ngx_http_exchange_health_window_t   window;
 
-    ngx_atomic_t            requests;       /* counted without the lock */
+    ngx_atomic_t            requests;       /* answers; without the lock */
     ngx_uint_t              failures;
     ngx_uint_t              user_failures;
     ngx_uint_t              rescued;
@@ -152,6 +158,7 @@ typedef struct {
 typedef struct {
     ngx_http_exchange_health_shctx_t  *sh;
     ngx_slab_pool_t                   *shpool;
+    ngx_str_t                         *name;
     ngx_uint_t                         full;    /* "zone is full" logged */
 } ngx_http_exchange_health_zone_t;
 
@@ -304,6 +311,8 @@ void ngx_http_exchange_health_classify(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, int found);
+ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
+    ngx_str_t *name);
 ngx_table_elt_t *ngx_http_exchange_health_feserver(ngx_http_request_t *r);
 ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r);
 
@@ -336,6 +345,10 @@ char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw);
+
+/* ngx_http_exchange_health_status.c */
+char *ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_exchange_health_variables.c */
 ngx_int_t ngx_http_exchange_health_add_variables(ngx_conf_t *cf);

@@ -584,18 +584,19 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
 
         c = pc->connection;
 
-        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_ERROR;
-        a->status = u->headers_in.status_n;
-
         if (c && (c->read->timedout || c->write->timedout)) {
             a->rule = ngx_http_exchange_health_upstream_timeout;
 
-        } else if (a->status) {
+        } else if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_NONE) {
+            /* a whole header was judged: its status is in the list */
             a->rule = ngx_http_exchange_health_upstream_status;
 
         } else {
             a->rule = ngx_http_exchange_health_upstream_error;
         }
+
+        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_ERROR;
+        a->status = u->headers_in.status_n;
 
         ngx_http_exchange_health_blame_error(ctx, a);
     }

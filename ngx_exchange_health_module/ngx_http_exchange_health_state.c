@@ -20,10 +20,6 @@
  */
 
 
-/* a trial request that has not answered by then no longer blocks others */
-#define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
-
-
 typedef enum {
     ngx_http_exchange_health_nothing = 0,
     ngx_http_exchange_health_ejected,
@@ -59,6 +55,9 @@ static void ngx_http_exchange_health_eject_locked(
     ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_farm_fault_locked(
     ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_rescued(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
 static void ngx_http_exchange_health_request_failure(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
@@ -294,16 +293,25 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     case NGX_HTTP_EXCHANGE_HEALTH_HEALTHY:
         ngx_http_exchange_health_success(ctx, last);
 
+        verdict = NGX_HTTP_EXCHANGE_HEALTH_V_HEALTHY;
+
         for (i = 0; i < n - 1; i++) {
             a = &ctx->attempt[i];
 
             if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
                 ngx_http_exchange_health_blame(ctx, a, 1);
+
+            } else if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_ERROR) {
+                /* blamed when it failed; the user was rescued all the same */
+                ngx_http_exchange_health_rescued(ctx, a);
+
+            } else {
+                continue;
             }
+
+            verdict = NGX_HTTP_EXCHANGE_HEALTH_V_RESCUED;
         }
 
-        verdict = failed ? NGX_HTTP_EXCHANGE_HEALTH_V_RESCUED
-                         : NGX_HTTP_EXCHANGE_HEALTH_V_HEALTHY;
         break;
 
     case NGX_HTTP_EXCHANGE_HEALTH_FAILED:
@@ -448,6 +456,8 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
         ctx->user = ngx_http_exchange_health_user(ctx->request);
     }
 
+    (void) ngx_atomic_fetch_add(&slot->requests, 1);
+
     ngx_shmtx_lock(&shpool->mutex);
 
     slot->failures++;
@@ -581,6 +591,23 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
 
 
 static void
+ngx_http_exchange_health_rescued(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_http_exchange_health_slot_t  *slot;
+
+    slot = ngx_http_exchange_health_slot(ctx, a);
+    if (slot == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->conf->shpool->mutex);
+    slot->rescued++;
+    ngx_shmtx_unlock(&ctx->conf->shpool->mutex);
+}
+
+
+static void
 ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
@@ -637,6 +664,8 @@ ngx_http_exchange_health_user_failure(ngx_http_exchange_health_ctx_t *ctx,
     }
 
     shpool = ctx->conf->shpool;
+
+    (void) ngx_atomic_fetch_add(&slot->requests, 1);
 
     ngx_shmtx_lock(&shpool->mutex);
 

@@ -22,6 +22,13 @@
      ^ sizeof(ngx_http_exchange_health_upstream_t) << 12)
 
 
+/* a record over a page takes two: fail the build instead */
+typedef char  ngx_http_exchange_health_server_fits_a_page[
+    sizeof(ngx_http_exchange_health_server_t) <= 4096 ? 1 : -1];
+typedef char  ngx_http_exchange_health_upstream_fits_a_page[
+    sizeof(ngx_http_exchange_health_upstream_t) <= 4096 ? 1 : -1];
+
+
 static ngx_int_t ngx_http_exchange_health_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_exchange_health_new_sh(ngx_shm_zone_t *shm_zone);
@@ -80,6 +87,7 @@ ngx_http_exchange_health_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     shm_zone->init = ngx_http_exchange_health_init_zone;
     shm_zone->data = zone;
+    zone->name = &shm_zone->shm.name;
 
     return NGX_CONF_OK;
 }
@@ -360,9 +368,9 @@ ngx_http_exchange_health_alloc(ngx_http_exchange_health_zone_t *zone,
     if (!zone->full) {
         zone->full = 1;
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "exchange_health zone%s is full: some servers are not "
-                      "tracked and will not be ejected; make the zone bigger",
-                      zone->shpool->log_ctx);
+                      "exchange_health zone \"%V\" is full: some servers "
+                      "are not tracked and will not be ejected; make the "
+                      "zone bigger", zone->name);
     }
 
     return NULL;
