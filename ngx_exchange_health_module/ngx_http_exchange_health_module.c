@@ -86,6 +86,13 @@ static ngx_command_t  ngx_http_exchange_health_commands[] = {
       0,
       NULL },
 
+    { ngx_string("exchange_health_status"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_exchange_health_status,
+      0,
+      0,
+      NULL },
+
     { ngx_string("exchange_health_retry"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_exchange_health_retry,

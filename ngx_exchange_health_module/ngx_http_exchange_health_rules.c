@@ -28,8 +28,6 @@ static ngx_regex_t *ngx_http_exchange_health_regex(ngx_conf_t *cf,
 static ngx_array_t *ngx_http_exchange_health_defaults(ngx_conf_t *cf);
 static char *ngx_http_exchange_health_compile(ngx_conf_t *cf,
     ngx_http_exchange_health_loc_conf_t *conf);
-static ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
-    ngx_str_t *name);
 static ngx_uint_t ngx_http_exchange_health_headers_match(ngx_list_t *headers,
     ngx_http_exchange_health_rule_t *rule);
 static ngx_uint_t ngx_http_exchange_health_scannable(ngx_http_request_t *r);
@@ -820,7 +818,7 @@ ngx_http_exchange_health_headers_match(ngx_list_t *headers,
 }
 
 
-static ngx_table_elt_t *
+ngx_table_elt_t *
 ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
 {
     ngx_uint_t        i;

@@ -787,6 +787,9 @@ sub _keepalive {
 
 sub _write_all {
     my ($sock, $data) = @_;
+    # Route strings come back from the JSON behaviour file as characters;
+    # they stand for bytes, and TLS would write their internal UTF-8 form.
+    utf8::downgrade($data, 1);
     my $off = 0;
     while ($off < length $data) {
         my $n = syswrite $sock, $data, length($data) - $off, $off;

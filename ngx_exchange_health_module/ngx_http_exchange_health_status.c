@@ -1,0 +1,734 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health_status.h"
+
+
+/*
+ * The status page: which server is failing, since when, why, and what to
+ * check.  Every zone is copied under its lock first, then rendered from
+ * the copy, so a page is one consistent picture and the lock is held only
+ * for the copy.
+ */
+
+
+#define NGX_HTTP_EXCHANGE_HEALTH_FORMAT_HTML        0
+#define NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON        1
+#define NGX_HTTP_EXCHANGE_HEALTH_FORMAT_PROMETHEUS  2
+
+
+/* hints mark commands with backquotes; the HTML page shows them as code */
+typedef struct {
+    const char  *rule;          /* NULL: any rule */
+    const char  *error;         /* NULL: any error; else any of "a|b" */
+    ngx_uint_t   owa_ecp;       /* only for OWA and ECP */
+    const char  *text;
+} ngx_http_exchange_health_hint_t;
+
+
+static ngx_int_t ngx_http_exchange_health_status_handler(
+    ngx_http_request_t *r);
+static ngx_uint_t ngx_http_exchange_health_format(ngx_http_request_t *r);
+static ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
+    ngx_http_exchange_health_snapshot_t *snap);
+static void ngx_http_exchange_health_snap_states(
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_msec_t now);
+static int ngx_libc_cdecl ngx_http_exchange_health_cmp_servers(
+    const void *one, const void *two);
+static ngx_buf_t *ngx_http_exchange_health_writer_buf(
+    ngx_http_exchange_health_writer_t *w, size_t size);
+static ngx_uint_t ngx_http_exchange_health_any(const char *list,
+    u_char *error);
+static size_t ngx_http_exchange_health_utf8(u_char *p, u_char *last);
+static ngx_int_t ngx_http_exchange_health_add_header(ngx_http_request_t *r,
+    char *key, char *value);
+
+
+static ngx_str_t  ngx_http_exchange_health_accept = ngx_string("Accept");
+
+
+static ngx_http_exchange_health_hint_t  ngx_http_exchange_health_hints[] = {
+
+    { NULL, "QuotaExceeded|UserHasNoMailbox|MailboxInTransit|AccountDisabled",
+      0,
+      "The last failure was one user's (a full mailbox, no mailbox, a "
+      "mailbox being moved): not a fault of this server." },
+
+    { NULL, "ExAssert|NullReference|Certificate|HMAC|OAuth|Cryptographic",
+      1,
+      "Signed-in OWA and ECP fail while the logon page and healthcheck.htm "
+      "pass: check the Exchange OAuth Auth certificate of this server. In "
+      "the Exchange Management Shell run "
+      "`Get-ExchangeCertificate (Get-AuthConfig).CurrentCertificateThumbprint "
+      "| Format-List`; if it is missing, expired or without its private "
+      "key, create a new one (`New-ExchangeCertificate -SubjectName "
+      "\"cn=Microsoft Exchange Server Auth Certificate\" ...`), make it "
+      "current with `Set-AuthConfig`, publish it, and restart the OWA and "
+      "ECP application pools (or IIS)." },
+
+    { "aspnet-error", NULL, 0,
+      "An Exchange web application does not start: look at the "
+      "Application event log (ASP.NET 1309/1310) and the application pools "
+      "(MSExchangeOWAAppPool, MSExchangeECPAppPool); after an update, "
+      "re-run `UpdateCas.ps1` and `UpdateConfigFiles.ps1` and check the "
+      "BinSearchFolder setting of the ECP application." },
+
+    { "ecp-json", NULL, 0,
+      "ECP web services fail: check MSExchangeECPAppPool and the "
+      "Application event log of this server." },
+
+    { "ecp-error", NULL, 0,
+      "ECP web services fail: check MSExchangeECPAppPool and the "
+      "Application event log of this server." },
+
+    { "upstream-timeout", NULL, 0,
+      "The server does not answer in time: check its load, IIS (W3SVC) "
+      "and the MSExchange front-end application pools." },
+
+    { "upstream-error", NULL, 0,
+      "nginx cannot talk to the server: check that it is up, that IIS "
+      "listens on 443 with its certificate bound, and the network between "
+      "nginx and it." },
+
+    { NULL, NULL, 0,
+      "Exchange fails signed-in requests on this server: the error above "
+      "is the X-OWA-Error the user's \"More details\" shows; look for it in "
+      "the Application event log (MSExchange Front End HTTPS Proxy 1003, "
+      "ASP.NET 1309)." }
+};
+
+
+static const char  *ngx_http_exchange_health_state_names[] = {
+    "idle", "healthy", "failing", "awaiting trial", "on trial", "ejected",
+    "farm-wide fault"
+};
+
+
+char *
+ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_exchange_health_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                            rc;
+    ngx_uint_t                           format;
+    ngx_chain_t                         *cl;
+    ngx_http_exchange_health_writer_t    w;
+    ngx_http_exchange_health_snapshot_t  snap;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_exchange_health_snapshot(r, &snap) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&w, sizeof(ngx_http_exchange_health_writer_t));
+    w.pool = r->pool;
+    w.last = &w.out;
+
+    format = ngx_http_exchange_health_format(r);
+
+    switch (format) {
+
+    case NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON:
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        ngx_http_exchange_health_render_json(&w, &snap);
+        break;
+
+    case NGX_HTTP_EXCHANGE_HEALTH_FORMAT_PROMETHEUS:
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4; charset=utf-8");
+        ngx_http_exchange_health_render_prometheus(&w, &snap);
+        break;
+
+    default:
+        ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
+        ngx_http_exchange_health_render_html(&w, &snap);
+    }
+
+    if (w.error || w.out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = 0;
+
+    for (cl = w.out; cl; cl = cl->next) {
+        r->headers_out.content_length_n += ngx_buf_size(cl->buf);
+    }
+
+    w.buf->last_buf = (r == r->main) ? 1 : 0;
+    w.buf->last_in_chain = 1;
+
+    /* a health page is stale at once */
+
+    if (ngx_http_exchange_health_add_header(r, "Cache-Control", "no-store")
+        != NGX_OK
+        || ngx_http_exchange_health_add_header(r, "Vary", "Accept") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, w.out);
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_format(ngx_http_request_t *r)
+{
+    ngx_str_t         value;
+    ngx_table_elt_t  *accept;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
+
+        if (value.len == 4 && ngx_strncmp(value.data, "json", 4) == 0) {
+            return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON;
+        }
+
+        if (value.len == 10
+            && ngx_strncmp(value.data, "prometheus", 10) == 0)
+        {
+            return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_PROMETHEUS;
+        }
+
+        return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_HTML;
+    }
+
+    accept = ngx_http_exchange_health_header(&r->headers_in.headers,
+                                             &ngx_http_exchange_health_accept);
+
+    if (accept
+        && ngx_strlcasestrn(accept->value.data,
+                            accept->value.data + accept->value.len,
+                            (u_char *) "application/json", 16 - 1))
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON;
+    }
+
+    return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_HTML;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
+    ngx_http_exchange_health_snapshot_t *snap)
+{
+    ngx_uint_t                                 i, j, n;
+    ngx_msec_t                                 now;
+    ngx_http_upstream_srv_conf_t             **uscfp;
+    ngx_http_upstream_main_conf_t             *umcf;
+    ngx_http_exchange_health_srv_conf_t       *hscf;
+    ngx_http_exchange_health_snap_server_t    *s;
+    ngx_http_exchange_health_snap_upstream_t  *up;
+
+    ngx_memzero(snap, sizeof(ngx_http_exchange_health_snapshot_t));
+    snap->now = ngx_time();
+    now = ngx_current_msec;
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    snap->upstreams = ngx_pcalloc(r->pool, umcf->upstreams.nelts
+                         * sizeof(ngx_http_exchange_health_snap_upstream_t));
+    if (snap->upstreams == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                              ngx_http_exchange_health_module);
+
+        if (hscf->shm_zone == NULL || hscf->sh == NULL) {
+            continue;
+        }
+
+        up = &snap->upstreams[snap->nupstreams++];
+        up->conf = hscf;
+
+        n = hscf->nprimary + hscf->nbackup;
+
+        up->servers = ngx_pcalloc(r->pool,
+                          n * sizeof(ngx_http_exchange_health_snap_server_t));
+        if (up->servers == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_shmtx_lock(&hscf->shpool->mutex);
+
+        up->record = *hscf->sh;
+
+        for (j = 0; j < n; j++) {
+            if (hscf->servers[j] == NULL) {
+                continue;
+            }
+
+            s = &up->servers[up->nservers++];
+            s->addr = hscf->addrs[j];
+            s->backup = (j >= hscf->nprimary);
+            s->record = *hscf->servers[j];
+        }
+
+        ngx_shmtx_unlock(&hscf->shpool->mutex);
+
+        for (j = 0; j < up->nservers; j++) {
+            ngx_http_exchange_health_snap_states(up, &up->servers[j], now);
+
+            if (up->servers[j].severity == 2) {
+                up->nfailing++;
+            }
+        }
+
+        ngx_qsort(up->servers, up->nservers,
+                  sizeof(ngx_http_exchange_health_snap_server_t),
+                  ngx_http_exchange_health_cmp_servers);
+
+        snap->nservers += up->nservers;
+        snap->nfailing += up->nfailing;
+
+        for (j = 0; j < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; j++) {
+            if (up->record.farm[j].fault) {
+                snap->nfarm_faults++;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_exchange_health_snap_states(
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_msec_t now)
+{
+    ngx_uint_t                        p, state, severity;
+    ngx_msec_int_t                    left;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    s->severity = 0;
+
+    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+        slot = &s->record.slot[p];
+
+        if (up->record.farm[p].fault) {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT;
+
+        } else if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+            left = (ngx_msec_int_t) (slot->until - now);
+
+            if (left > 0) {
+                state = NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED;
+                s->until[p] = ngx_time() + (left + 999) / 1000;
+
+            } else if (slot->trial
+                       && now - slot->trial
+                          < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT)
+            {
+                state = NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL;
+
+            } else {
+                state = NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING;
+            }
+
+        } else if (slot->window.fails
+                   && now - slot->window.start <= up->conf->window)
+        {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_FAILING;
+
+        } else if (slot->requests || slot->failures || slot->user_failures) {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY;
+
+        } else {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_IDLE;
+        }
+
+        s->state[p] = state;
+
+        severity = ngx_http_exchange_health_severity(state);
+
+        if (severity > s->severity) {
+            s->severity = severity;
+        }
+    }
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_exchange_health_cmp_servers(const void *one, const void *two)
+{
+    const ngx_http_exchange_health_snap_server_t  *a = one;
+    const ngx_http_exchange_health_snap_server_t  *b = two;
+
+    /* failing servers first, then primaries before backups, by address */
+
+    if (a->severity != b->severity) {
+        return (int) b->severity - (int) a->severity;
+    }
+
+    if (a->backup != b->backup) {
+        return (int) a->backup - (int) b->backup;
+    }
+
+    return ngx_memn2cmp(a->addr.data, b->addr.data, a->addr.len, b->addr.len);
+}
+
+
+ngx_uint_t
+ngx_http_exchange_health_shown(ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p)
+{
+    /* scope=server keeps one state, in the first slot */
+
+    if (up->conf->per_server) {
+        return p == 0;
+    }
+
+    return s->state[p] != NGX_HTTP_EXCHANGE_HEALTH_S_IDLE;
+}
+
+
+const char *
+ngx_http_exchange_health_state_name(ngx_uint_t state)
+{
+    return ngx_http_exchange_health_state_names[state];
+}
+
+
+const char *
+ngx_http_exchange_health_slot_name(
+    ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p)
+{
+    return up->conf->per_server ? "all"
+                                : ngx_http_exchange_health_protocols[p].name;
+}
+
+
+const char *
+ngx_http_exchange_health_hint(ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p)
+{
+    ngx_uint_t                           i;
+    ngx_http_exchange_health_hint_t     *h;
+    ngx_http_exchange_health_failure_t  *f;
+
+    f = &s->record.slot[p].last;
+
+    if (f->time == 0) {
+        return NULL;
+    }
+
+    for (i = 0; i < sizeof(ngx_http_exchange_health_hints)
+                    / sizeof(ngx_http_exchange_health_hint_t); i++)
+    {
+        h = &ngx_http_exchange_health_hints[i];
+
+        if (h->rule && ngx_strcmp(f->rule, h->rule) != 0) {
+            continue;
+        }
+
+        if (h->error && !ngx_http_exchange_health_any(h->error, f->error)) {
+            continue;
+        }
+
+        if (h->owa_ecp && !up->conf->per_server
+            && p != NGX_HTTP_EXCHANGE_HEALTH_OWA
+            && p != NGX_HTTP_EXCHANGE_HEALTH_ECP)
+        {
+            continue;
+        }
+
+        return h->text;
+    }
+
+    return NULL;
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_any(const char *list, u_char *error)
+{
+    size_t       len;
+    const char  *p, *bar;
+
+    /* "a|b|c": does the error name any of them? */
+
+    len = ngx_strlen(error);
+
+    for (p = list; *p; p = bar + 1) {
+        bar = ngx_strchr(p, '|');
+        if (bar == NULL) {
+            bar = p + ngx_strlen(p);
+        }
+
+        if (ngx_strlcasestrn(error, error + len, (u_char *) p, bar - p - 1)) {
+            return 1;
+        }
+
+        if (*bar == '\0') {
+            break;
+        }
+    }
+
+    return 0;
+}
+
+
+size_t
+ngx_http_exchange_health_cstrlen(u_char *s, size_t max)
+{
+    size_t  n;
+
+    for (n = 0; n < max && s[n]; n++) {
+        /* void */
+    }
+
+    return n;
+}
+
+
+static ngx_buf_t *
+ngx_http_exchange_health_writer_buf(ngx_http_exchange_health_writer_t *w,
+    size_t size)
+{
+    ngx_chain_t  *cl;
+
+    if (w->buf && (size_t) (w->buf->end - w->buf->last) >= size) {
+        return w->buf;
+    }
+
+    cl = ngx_alloc_chain_link(w->pool);
+    if (cl == NULL) {
+        w->error = 1;
+        return NULL;
+    }
+
+    cl->buf = ngx_create_temp_buf(w->pool, ngx_max(size, 16384));
+    if (cl->buf == NULL) {
+        w->error = 1;
+        return NULL;
+    }
+
+    cl->next = NULL;
+    *w->last = cl;
+    w->last = &cl->next;
+    w->buf = cl->buf;
+
+    return w->buf;
+}
+
+
+void
+ngx_http_exchange_health_write(ngx_http_exchange_health_writer_t *w,
+    const char *fmt, ...)
+{
+    u_char   *last, text[1024];
+    va_list   args;
+
+    /* a line at a time; values longer than a line go through write_text */
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(text, text + sizeof(text), fmt, args);
+    va_end(args);
+
+    ngx_http_exchange_health_write_text(w, text, last - text);
+}
+
+
+void
+ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,
+    u_char *data, size_t len)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_http_exchange_health_writer_buf(w, len);
+    if (b == NULL) {
+        return;
+    }
+
+    b->last = ngx_cpymem(b->last, data, len);
+}
+
+
+void
+ngx_http_exchange_health_write_escaped(ngx_http_exchange_health_writer_t *w,
+    u_char *data, size_t len, ngx_uint_t mode)
+{
+    u_char      c, *p, *last;
+    size_t      n;
+    ngx_buf_t  *b;
+
+    /*
+     * Names, paths and errors come from upstream servers and requests:
+     * they are escaped for the output format, and bytes that are not
+     * UTF-8 become U+FFFD, so the output always parses.
+     */
+
+    b = ngx_http_exchange_health_writer_buf(w, len * 6);
+    if (b == NULL) {
+        return;
+    }
+
+    p = data;
+    last = data + len;
+
+    while (p < last) {
+        c = *p;
+
+        if (c >= 0x80) {
+            n = ngx_http_exchange_health_utf8(p, last);
+
+            if (n == 0) {
+                b->last = ngx_cpymem(b->last, "\xef\xbf\xbd", 3);
+                p++;
+
+            } else {
+                b->last = ngx_cpymem(b->last, p, n);
+                p += n;
+            }
+
+            continue;
+        }
+
+        p++;
+
+        switch (mode) {
+
+        case NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML:
+            switch (c) {
+            case '&':  b->last = ngx_cpymem(b->last, "&amp;", 5); continue;
+            case '<':  b->last = ngx_cpymem(b->last, "&lt;", 4); continue;
+            case '>':  b->last = ngx_cpymem(b->last, "&gt;", 4); continue;
+            case '"':  b->last = ngx_cpymem(b->last, "&quot;", 6); continue;
+            case '\'': b->last = ngx_cpymem(b->last, "&#39;", 5); continue;
+            }
+
+            if (c < 0x20 || c == 0x7f) {
+                c = '?';
+            }
+
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON:
+            if (c == '"' || c == '\\') {
+                *b->last++ = '\\';
+
+            } else if (c < 0x20 || c == 0x7f) {
+                b->last = ngx_sprintf(b->last, "\\u%04xd", (ngx_uint_t) c);
+                continue;
+            }
+
+            break;
+
+        default: /* NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_PROMETHEUS */
+            if (c == '"' || c == '\\') {
+                *b->last++ = '\\';
+
+            } else if (c == '\n') {
+                b->last = ngx_cpymem(b->last, "\\n", 2);
+                continue;
+
+            } else if (c < 0x20 || c == 0x7f) {
+                c = '?';
+            }
+        }
+
+        *b->last++ = c;
+    }
+}
+
+
+static size_t
+ngx_http_exchange_health_utf8(u_char *p, u_char *last)
+{
+    size_t    n, i;
+    uint32_t  u, min;
+
+    /* the length of the valid UTF-8 sequence at p, or 0 */
+
+    if (*p >= 0xf0 && *p <= 0xf4) {
+        n = 4; u = *p & 0x07; min = 0x10000;
+
+    } else if (*p >= 0xe0 && *p <= 0xef) {
+        n = 3; u = *p & 0x0f; min = 0x800;
+
+    } else if (*p >= 0xc2 && *p <= 0xdf) {
+        n = 2; u = *p & 0x1f; min = 0x80;
+
+    } else {
+        return 0;
+    }
+
+    if ((size_t) (last - p) < n) {
+        return 0;
+    }
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        u = (u << 6) | (p[i] & 0x3f);
+    }
+
+    if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+        return 0;
+    }
+
+    return n;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_add_header(ngx_http_request_t *r, char *key,
+    char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
+}

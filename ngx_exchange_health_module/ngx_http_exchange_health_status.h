@@ -1,0 +1,107 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#ifndef _NGX_HTTP_EXCHANGE_HEALTH_STATUS_H_INCLUDED_
+#define _NGX_HTTP_EXCHANGE_HEALTH_STATUS_H_INCLUDED_
+
+
+#include "ngx_http_exchange_health.h"
+
+
+/* what the helpdesk is told about one server and protocol */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_IDLE        0    /* no traffic yet */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY     1
+#define NGX_HTTP_EXCHANGE_HEALTH_S_FAILING     2    /* failures, not out */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING    3    /* time over, no trial */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL       4
+#define NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED     5
+#define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT  6
+
+/* how bad, for sorting: failing servers come first */
+#define ngx_http_exchange_health_severity(s)                                 \
+    ((s) >= NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING ? 2                          \
+     : (s) == NGX_HTTP_EXCHANGE_HEALTH_S_FAILING ? 1 : 0)
+
+
+/* a copy of one server's record, taken under the zone's lock */
+typedef struct {
+    ngx_str_t                             addr;
+    ngx_uint_t                            backup;
+    ngx_uint_t                            severity;
+    ngx_uint_t                            state[
+                                          NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+    time_t                                until[
+                                          NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+    ngx_http_exchange_health_server_t     record;
+} ngx_http_exchange_health_snap_server_t;
+
+
+typedef struct {
+    ngx_http_exchange_health_srv_conf_t  *conf;
+    ngx_http_exchange_health_upstream_t   record;
+    ngx_uint_t                            nservers;
+    ngx_uint_t                            nfailing;
+    ngx_http_exchange_health_snap_server_t  *servers;
+} ngx_http_exchange_health_snap_upstream_t;
+
+
+typedef struct {
+    time_t                                now;
+    ngx_uint_t                            nupstreams;
+    ngx_uint_t                            nservers;
+    ngx_uint_t                            nfailing;
+    ngx_uint_t                            nfarm_faults;
+    ngx_http_exchange_health_snap_upstream_t  *upstreams;
+} ngx_http_exchange_health_snapshot_t;
+
+
+/* output built in a chain of buffers */
+typedef struct {
+    ngx_pool_t                           *pool;
+    ngx_chain_t                          *out;
+    ngx_chain_t                         **last;
+    ngx_buf_t                            *buf;
+    ngx_int_t                             error;
+} ngx_http_exchange_health_writer_t;
+
+
+#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML        0
+#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON        1
+#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_PROMETHEUS  2
+
+
+void ngx_http_exchange_health_write(ngx_http_exchange_health_writer_t *w,
+    const char *fmt, ...);
+void ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,
+    u_char *data, size_t len);
+void ngx_http_exchange_health_write_escaped(
+    ngx_http_exchange_health_writer_t *w, u_char *data, size_t len,
+    ngx_uint_t mode);
+
+/* the protocols a server has something to show for, or all */
+ngx_uint_t ngx_http_exchange_health_shown(
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
+const char *ngx_http_exchange_health_state_name(ngx_uint_t state);
+const char *ngx_http_exchange_health_slot_name(
+    ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p);
+const char *ngx_http_exchange_health_hint(
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
+size_t ngx_http_exchange_health_cstrlen(u_char *s, size_t max);
+
+void ngx_http_exchange_health_render_html(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap);
+void ngx_http_exchange_health_render_json(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap);
+void ngx_http_exchange_health_render_prometheus(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap);
+
+
+#endif /* _NGX_HTTP_EXCHANGE_HEALTH_STATUS_H_INCLUDED_ */

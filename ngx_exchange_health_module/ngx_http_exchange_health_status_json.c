@@ -1,0 +1,225 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health_status.h"
+
+
+/* the status for scripts and monitoring; times are ISO 8601 UTC */
+
+
+static void ngx_http_exchange_health_json_upstream(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snap_upstream_t *up);
+static void ngx_http_exchange_health_json_server(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s);
+static void ngx_http_exchange_health_json_failure(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_failure_t *f);
+static void ngx_http_exchange_health_json_string(
+    ngx_http_exchange_health_writer_t *w, u_char *s, size_t len);
+static void ngx_http_exchange_health_json_time(
+    ngx_http_exchange_health_writer_t *w, time_t t);
+
+
+void
+ngx_http_exchange_health_render_json(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap)
+{
+    ngx_uint_t  i;
+
+    ngx_http_exchange_health_write(w, "{\"time\":");
+    ngx_http_exchange_health_json_time(w, snap->now);
+    ngx_http_exchange_health_write(w,
+        ",\"servers\":%ui,\"failing\":%ui,\"farm_faults\":%ui,"
+        "\"upstreams\":[", snap->nservers, snap->nfailing,
+        snap->nfarm_faults);
+
+    for (i = 0; i < snap->nupstreams; i++) {
+        ngx_http_exchange_health_write(w, i ? "," : "");
+        ngx_http_exchange_health_json_upstream(w, &snap->upstreams[i]);
+    }
+
+    ngx_http_exchange_health_write(w, "]}\n");
+}
+
+
+static void
+ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snap_upstream_t *up)
+{
+    ngx_uint_t                        i, p, n;
+    ngx_http_exchange_health_farm_t  *farm;
+
+    ngx_http_exchange_health_write(w, "{\"name\":");
+    ngx_http_exchange_health_json_string(w, up->conf->name.data,
+                                         up->conf->name.len);
+    ngx_http_exchange_health_write(w, ",\"zone\":");
+    ngx_http_exchange_health_json_string(w, up->conf->shm_zone->shm.name.data,
+                                         up->conf->shm_zone->shm.name.len);
+    ngx_http_exchange_health_write(w,
+        ",\"scope\":\"%s\",\"failing\":%ui,\"farm\":{",
+        up->conf->per_server ? "server" : "protocol", up->nfailing);
+
+    for (p = 0, n = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+        farm = &up->record.farm[p];
+
+        if (!farm->fault && farm->request_failures == 0) {
+            continue;
+        }
+
+        ngx_http_exchange_health_write(w,
+            "%s\"%s\":{\"fault\":%s,\"since\":", n++ ? "," : "",
+            ngx_http_exchange_health_slot_name(up, p),
+            farm->fault ? "true" : "false");
+        ngx_http_exchange_health_json_time(w, farm->since);
+        ngx_http_exchange_health_write(w, ",\"request_failures\":%ui,"
+                                       "\"last_failure\":",
+                                       farm->request_failures);
+        ngx_http_exchange_health_json_failure(w, &farm->last);
+        ngx_http_exchange_health_write(w, "}");
+    }
+
+    ngx_http_exchange_health_write(w, "},\"servers\":[");
+
+    for (i = 0; i < up->nservers; i++) {
+        ngx_http_exchange_health_write(w, i ? "," : "");
+        ngx_http_exchange_health_json_server(w, up, &up->servers[i]);
+    }
+
+    ngx_http_exchange_health_write(w, "]}");
+}
+
+
+static void
+ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s)
+{
+    ngx_uint_t                          p, n;
+    const char                         *hint;
+    ngx_http_exchange_health_slot_t    *slot;
+    ngx_http_exchange_health_server_t  *rec;
+
+    rec = &s->record;
+
+    ngx_http_exchange_health_write(w, "{\"address\":");
+    ngx_http_exchange_health_json_string(w, s->addr.data, s->addr.len);
+    ngx_http_exchange_health_write(w, ",\"server\":");
+    ngx_http_exchange_health_json_string(w, rec->server.data,
+                                         rec->server.len);
+    ngx_http_exchange_health_write(w, ",\"name\":");
+    ngx_http_exchange_health_json_string(w, rec->name.data, rec->name.len);
+    ngx_http_exchange_health_write(w, ",\"fqdn\":");
+    ngx_http_exchange_health_json_string(w, rec->fqdn, rec->fqdn_len);
+    ngx_http_exchange_health_write(w,
+        ",\"backup\":%s,\"state\":\"%s\",\"protocols\":{",
+        s->backup ? "true" : "false",
+        s->severity == 2 ? "failing" : s->severity == 1 ? "warning"
+                                                        : "healthy");
+
+    for (p = 0, n = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+
+        if (!ngx_http_exchange_health_shown(up, s, p)) {
+            continue;
+        }
+
+        slot = &rec->slot[p];
+
+        ngx_http_exchange_health_write(w,
+            "%s\"%s\":{\"state\":\"%s\",\"since\":", n++ ? "," : "",
+            ngx_http_exchange_health_slot_name(up, p),
+            ngx_http_exchange_health_state_name(s->state[p]));
+        ngx_http_exchange_health_json_time(w, slot->since);
+
+        if (s->state[p] == NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED) {
+            ngx_http_exchange_health_write(w, ",\"ejected_until\":");
+            ngx_http_exchange_health_json_time(w, s->until[p]);
+        }
+
+        ngx_http_exchange_health_write(w,
+            ",\"requests\":%uA,\"failures\":%ui,\"user_failures\":%ui,"
+            "\"rescued\":%ui,\"ejections\":%ui,\"last_failure\":",
+            slot->requests, slot->failures, slot->user_failures,
+            slot->rescued, slot->ejections);
+        ngx_http_exchange_health_json_failure(w, &slot->last);
+
+        hint = ngx_http_exchange_health_hint(up, s, p);
+
+        if (hint) {
+            ngx_http_exchange_health_write(w, ",\"hint\":");
+            ngx_http_exchange_health_json_string(w, (u_char *) hint,
+                                                 ngx_strlen(hint));
+        }
+
+        ngx_http_exchange_health_write(w, "}");
+    }
+
+    ngx_http_exchange_health_write(w, "}}");
+}
+
+
+static void
+ngx_http_exchange_health_json_failure(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_failure_t *f)
+{
+    if (f->time == 0) {
+        ngx_http_exchange_health_write(w, "null");
+        return;
+    }
+
+    ngx_http_exchange_health_write(w, "{\"time\":");
+    ngx_http_exchange_health_json_time(w, f->time);
+    ngx_http_exchange_health_write(w, ",\"rule\":");
+    ngx_http_exchange_health_json_string(w, f->rule,
+                            ngx_http_exchange_health_cstrlen(f->rule,
+                                                             sizeof(f->rule)));
+    ngx_http_exchange_health_write(w, ",\"method\":");
+    ngx_http_exchange_health_json_string(w, f->method,
+                          ngx_http_exchange_health_cstrlen(f->method,
+                                                           sizeof(f->method)));
+    ngx_http_exchange_health_write(w, ",\"uri\":");
+    ngx_http_exchange_health_json_string(w, f->uri,
+                             ngx_http_exchange_health_cstrlen(f->uri,
+                                                              sizeof(f->uri)));
+    ngx_http_exchange_health_write(w, ",\"status\":%ui,\"error\":", f->status);
+    ngx_http_exchange_health_json_string(w, f->error,
+                           ngx_http_exchange_health_cstrlen(f->error,
+                                                            sizeof(f->error)));
+    ngx_http_exchange_health_write(w, "}");
+}
+
+
+static void
+ngx_http_exchange_health_json_string(ngx_http_exchange_health_writer_t *w,
+    u_char *s, size_t len)
+{
+    ngx_http_exchange_health_write(w, "\"");
+    ngx_http_exchange_health_write_escaped(w, s, len,
+                                       NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON);
+    ngx_http_exchange_health_write(w, "\"");
+}
+
+
+static void
+ngx_http_exchange_health_json_time(ngx_http_exchange_health_writer_t *w,
+    time_t t)
+{
+    ngx_tm_t  tm;
+
+    if (t == 0) {
+        ngx_http_exchange_health_write(w, "null");
+        return;
+    }
+
+    ngx_gmtime(t, &tm);
+
+    ngx_http_exchange_health_write(w, "\"%4d-%02d-%02dT%02d:%02d:%02dZ\"",
+                                   tm.ngx_tm_year, tm.ngx_tm_mon,
+                                   tm.ngx_tm_mday, tm.ngx_tm_hour,
+                                   tm.ngx_tm_min, tm.ngx_tm_sec);
+}
