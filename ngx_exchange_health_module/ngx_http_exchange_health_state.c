@@ -83,8 +83,9 @@ static void ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
 static ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
 
 
+/* the first, for a request not judged, leaves the variable empty */
 static ngx_str_t  ngx_http_exchange_health_verdicts[] = {
-    ngx_string("-"),
+    ngx_null_string,
     ngx_string("healthy"),
     ngx_string("rescued"),
     ngx_string("failure"),
