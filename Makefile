@@ -3,6 +3,9 @@
 #   make          build the dynamic module against Debian's nginx
 #   make test     build, run the C unit tests, then the whole t/ suite
 #   make demo     nginx with the module in front of a simulated Exchange farm
+#   make static NGINX_SOURCE=<nginx source tree>
+#                 nginx with the module built in (--add-module), then the
+#                 main tests against it: checks other nginx releases
 #   make clean    remove build output
 
 SHELL      := /bin/bash
@@ -24,7 +27,10 @@ UNIT_BINS  := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
 PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
               ngx_exchange_health_module/ngx_http_exchange_health_request.c
 
-.PHONY: all deps test unit prove demo clean
+STATIC_TESTS = t/10-detect.t t/12-policy.t t/13-reload.t t/20-retry.t \
+               t/40-status.t
+
+.PHONY: all deps test unit prove demo static clean
 
 all: $(MODULE)
 
@@ -64,6 +70,21 @@ test: $(MODULE) unit prove
 demo: $(MODULE)
 	@tools/install-deps demo
 	EH_MODULE=$(CURDIR)/$(MODULE) EH_NGINX=$(NGINX) perl tools/demo
+
+static:
+	@test -x "$(NGINX_SOURCE)/configure" \
+	    || { echo "usage: make static NGINX_SOURCE=<nginx source tree>"; exit 2; }
+	@tools/install-deps build test
+	rm -rf $(BUILD)/static
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SOURCE) $(BUILD)/static
+	cd $(BUILD)/static && ./configure --with-http_ssl_module \
+	    --with-http_v2_module --with-threads --add-module=$(CURDIR) \
+	    > configure.log 2>&1 || { tail -20 configure.log; exit 1; }
+	$(MAKE) -C $(BUILD)/static -j2 > $(BUILD)/static/make.log 2>&1 \
+	    || { grep -B2 -A6 -E "error|warning" $(BUILD)/static/make.log; exit 1; }
+	EH_MODULE=static EH_NGINX=$(CURDIR)/$(BUILD)/static/objs/nginx \
+	    $(PROVE) -It/lib $(STATIC_TESTS)
 
 clean:
 	rm -rf $(BUILD)

@@ -79,7 +79,9 @@ sub new {
     return $self;
 }
 
+# EH_MODULE=static: the nginx binary has the module built in
 sub module_path {
+    return 0 if ($ENV{EH_MODULE} // '') eq 'static';
     return $ENV{EH_MODULE} if $ENV{EH_MODULE};
     return repo_root() . '/build/ngx_http_exchange_health_module.so';
 }
