@@ -12,5 +12,7 @@ is $? >> 8, 0, 'tools/demo --check succeeds' or diag $out;
 like $out, qr/30 signed-in OWA requests, 0 saw the failure/,
     'no user saw the failure';
 like $out, qr/\(EXCH2\) ejected for owa/, 'EXCH2 was ejected for OWA';
+like $out, qr/status page 200, one server failing/,
+    'the status page shows it';
 
 done_testing;
