@@ -233,6 +233,9 @@ typedef struct {
 } ngx_http_exchange_health_loc_conf_t;
 
 
+#define NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED  ((ngx_uint_t) -1)
+
+
 /* one server tried for a request */
 typedef struct {
     ngx_uint_t              peer;           /* index: primaries first */

@@ -429,6 +429,12 @@ ngx_http_exchange_health_get_peer(ngx_peer_connection_t *pc, void *data)
         i += ctx->conf->nprimary;
     }
 
+    /* a peer list changed at run time ("resolve") is not tracked */
+
+    if (peer == NULL || i >= ctx->conf->nprimary + ctx->conf->nbackup) {
+        i = NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED;
+    }
+
     if (ctx->nattempts < NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS) {
         ctx->nattempts++;
     }
@@ -456,7 +462,9 @@ ngx_http_exchange_health_mark_avoided(ngx_http_exchange_health_ctx_t *ctx)
 
     rrp = &ctx->rrp;
 
-    if (rrp->peers != ctx->conf->primary || rrp->peers->single) {
+    if (rrp->peers != ctx->conf->primary || rrp->peers->single
+        || rrp->peers->number != ctx->conf->nprimary)
+    {
         return;
     }
 
@@ -808,7 +816,11 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
         return 0;
     }
 
-    return ngx_http_exchange_health_usable(&ctx->rrp, ctx->avoided);
+    /* the marks of ejected servers are for the primary servers only */
+
+    return ngx_http_exchange_health_usable(&ctx->rrp,
+                            ctx->rrp.peers == ctx->conf->primary
+                            ? ctx->avoided : NULL);
 }
 
 

@@ -218,9 +218,13 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
     ngx_slab_pool_t                    *shpool;
     ngx_http_exchange_health_server_t  *srv;
 
+    if (a->peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED || name->len == 0) {
+        return;
+    }
+
     srv = ctx->conf->servers[a->peer];
 
-    if (srv == NULL || name->len == 0) {
+    if (srv == NULL) {
         return;
     }
 
@@ -363,7 +367,7 @@ ngx_http_exchange_health_slot(ngx_http_exchange_health_ctx_t *ctx,
 {
     ngx_http_exchange_health_server_t  *srv;
 
-    if (a->peer >= ctx->conf->nprimary + ctx->conf->nbackup) {
+    if (a->peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
         return NULL;
     }
 
@@ -489,14 +493,16 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
         }
 
     } else if (ngx_http_exchange_health_count(ctx, &slot->window, confirmed)
-               && !conf->sh->farm[ctx->slot].fault)
+               && !conf->sh->farm[ctx->slot].fault
+               && a->peer < conf->nprimary)
     {
+        /* backup servers are shown, never ejected: round robin owns them */
+
         ev.fails = slot->window.fails;
         ev.window = now - slot->window.start;
 
         if (conf->sh->ejected[ctx->slot] + 1
-            > ngx_http_exchange_health_max_ejected(conf)
-            || a->peer >= conf->nprimary)
+            > ngx_http_exchange_health_max_ejected(conf))
         {
             ngx_http_exchange_health_farm_fault_locked(ctx, &ev);
 

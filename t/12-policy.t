@@ -232,6 +232,28 @@ subtest 'weight, backup and down keep their meaning' => sub {
     $ng->stop;
 };
 
+subtest 'a failing backup server is counted, not ejected' => sub {
+    $farm->heal;
+    $farm->clear_logs;
+    $farm->server('EXCH3')->preset('seed');
+
+    my $ng = EH::Front::nginx($farm,
+        params => { EXCH1 => 'down', EXCH2 => 'down', EXCH3 => 'backup' },
+        location => 'exchange_health_retry off;');
+    $ng->start;
+
+    drive($ng, '/owa/', 9);
+    is $farm->server('EXCH3')->hits(path => '^/owa/'), 9,
+        'with every primary down the backup serves';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'it is not ejected';
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0,
+        'and its failures are no farm-wide fault';
+    my @v = EH::Front::wait_verdicts($ng, 9);
+    is scalar(grep { $_->{verdict} eq 'failure' } @v), 9,
+        'each failure is counted';
+    $ng->stop;
+};
+
 subtest 'works with the upstream zone and keepalive' => sub {
     $farm->heal;
     $farm->server('EXCH2')->preset('seed');

@@ -23,6 +23,8 @@ our @BAD_PATTERNS = (
     qr/\[alert\]/,
     qr/\[emerg\]/,
     qr/exited on signal/,
+    qr/ERROR: (?:Address|Leak)Sanitizer/,     # make sanitize
+    qr/runtime error: /,
 );
 
 my %LIVE;    # id => weak ref
