@@ -30,8 +30,10 @@ static int ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
     const u_char *p, size_t n);
 static int ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
     const u_char *p, size_t n);
+static int ngx_http_exchange_health_inflate(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n);
 static int ngx_http_exchange_health_inflate_start(
-    ngx_http_exchange_health_scan_t *s, const u_char *p, size_t n);
+    ngx_http_exchange_health_scan_t *s, const u_char *first);
 static int ngx_http_exchange_health_dechunk(
     ngx_http_exchange_health_scan_t *s, const u_char *p, size_t n);
 
@@ -314,19 +316,55 @@ ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
     const u_char *p, size_t n)
 {
     int     rc;
-    size_t  got;
-    uInt    avail;
+    u_char  first[2];
 
     if (s->encoding == NGX_HTTP_EXCHANGE_HEALTH_IDENTITY) {
         return ngx_http_exchange_health_match(s, p, n);
     }
 
     if (!s->inflating) {
-        if (ngx_http_exchange_health_inflate_start(s, p, n) != Z_OK) {
+
+        /*
+         * "deflate" is told from raw deflate by its first two bytes,
+         * which may come in two pieces: the first one waits.
+         */
+
+        if (s->nhead + n < 2) {
+            s->head = *p;
+            s->nhead = 1;
+            return s->result;
+        }
+
+        first[0] = s->nhead ? s->head : p[0];
+        first[1] = s->nhead ? p[0] : p[1];
+
+        if (ngx_http_exchange_health_inflate_start(s, first) != Z_OK) {
             s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_BAD;
             return s->result;
         }
+
+        if (s->nhead) {
+            s->nhead = 0;
+
+            rc = ngx_http_exchange_health_inflate(s, &s->head, 1);
+
+            if (rc != NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE) {
+                return rc;
+            }
+        }
     }
+
+    return ngx_http_exchange_health_inflate(s, p, n);
+}
+
+
+static int
+ngx_http_exchange_health_inflate(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n)
+{
+    int     rc;
+    uInt    avail;
+    size_t  got;
 
     s->zstream.next_in = (u_char *) p;
     s->zstream.avail_in = n;
@@ -344,10 +382,7 @@ ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
 
         rc = inflate(&s->zstream, Z_NO_FLUSH);
 
-        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-            s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_BAD;
-            return s->result;
-        }
+        /* what came out before a fault is looked at all the same */
 
         got = sizeof(s->out) - s->zstream.avail_out;
 
@@ -359,6 +394,11 @@ ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
 
         if (rc == Z_STREAM_END) {
             return ngx_http_exchange_health_scan_end(s);
+        }
+
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_BAD;
+            return s->result;
         }
 
         if (got == 0 && avail == s->zstream.avail_in) {
@@ -373,7 +413,7 @@ ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
 
 static int
 ngx_http_exchange_health_inflate_start(ngx_http_exchange_health_scan_t *s,
-    const u_char *p, size_t n)
+    const u_char *first)
 {
     int  bits;
 
@@ -382,8 +422,8 @@ ngx_http_exchange_health_inflate_start(ngx_http_exchange_health_scan_t *s,
     bits = MAX_WBITS + 32;
 
     if (s->encoding == NGX_HTTP_EXCHANGE_HEALTH_DEFLATE
-        && n >= 2
-        && ((p[0] & 0x0f) != Z_DEFLATED || ((p[0] << 8) | p[1]) % 31 != 0))
+        && ((first[0] & 0x0f) != Z_DEFLATED
+            || ((first[0] << 8) | first[1]) % 31 != 0))
     {
         bits = -MAX_WBITS;
     }

@@ -66,6 +66,8 @@ typedef struct {
     unsigned      chunk_digits:1;
     unsigned      encoding:2;
     unsigned      inflating:1;
+    unsigned      nhead:1;      /* the first byte waits for the second */
+    u_char        head;
 
     z_stream      zstream;
 

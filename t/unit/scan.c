@@ -364,6 +364,34 @@ test_bomb(void)
 
 
 static void
+test_found_by_fuzzing(void)
+{
+    size_t  zlen, cut[1];
+    u_char  z[256];
+
+    /* raw deflate whose first piece is one byte: told apart all the same */
+
+    zlen = compress_as((const u_char *) errorfe, strlen(errorfe), -MAX_WBITS,
+                       z, sizeof(z));
+    cut[0] = 1;
+
+    UNIT_OK(scan_pieces(z, zlen, cut, 1, 0, NGX_HTTP_EXCHANGE_HEALTH_DEFLATE,
+                        65536) == 0,
+            "raw deflate, first piece one byte: marker found");
+
+    /* a gzip stream that fails its check after the marker came out */
+
+    zlen = compress_as((const u_char *) errorfe, strlen(errorfe),
+                       MAX_WBITS + 16, z, sizeof(z));
+    z[zlen - 8] ^= 0xff;
+
+    UNIT_OK(scan_pieces(z, zlen, NULL, 0, 0, NGX_HTTP_EXCHANGE_HEALTH_GZIP,
+                        65536) == 0,
+            "bytes inflated before a fault are scanned");
+}
+
+
+static void
 test_mask(void)
 {
     size_t                           len;
@@ -426,6 +454,7 @@ main(void)
     test_chunked();
     test_compressed();
     test_bomb();
+    test_found_by_fuzzing();
     test_mask();
     test_unchunked();
 
