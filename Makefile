@@ -6,6 +6,11 @@
 #   make static NGINX_SOURCE=<nginx source tree>
 #                 nginx with the module built in (--add-module), then the
 #                 main tests against it: checks other nginx releases
+#   make sanitize NGINX_SOURCE=<nginx source tree>
+#                 the same with AddressSanitizer and UBSan, then all of t/
+#   make fuzz     libFuzzer targets of the body scanner and the request
+#                 parsers, FUZZ_SECONDS (60) each; needs clang, not make test
+#   make fuzz-smoke  the same for 10 s each, for CI
 #   make clean    remove build output
 
 SHELL      := /bin/bash
@@ -25,12 +30,31 @@ UNIT_CFLAGS = -g -O1 -Wall -Wextra -Werror -Ingx_exchange_health_module
 UNIT_SRCS  := $(wildcard t/unit/*.c)
 UNIT_BINS  := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
 PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
-              ngx_exchange_health_module/ngx_http_exchange_health_request.c
+              ngx_exchange_health_module/ngx_http_exchange_health_request.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_statefile.c
+
+# Both fuzzers link the plain C files alone, as the unit tests do.  A
+# crash leaves its input in build/fuzz/crashes/; rerun it with
+# build/fuzz/<name> <file>.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined \
+                -Wall -Wextra -Werror -Ingx_exchange_health_module
+FUZZ_NAMES    = scan request statefile
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+FUZZ_SEEDS    = $(BUILD)/fuzz/seeds
 
 STATIC_TESTS = t/10-detect.t t/12-policy.t t/13-reload.t t/20-retry.t \
                t/40-status.t
 
-.PHONY: all deps test unit prove demo static clean
+SANITIZE_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:disable_coredump=1 \
+               UBSAN_OPTIONS=print_stacktrace=1:suppressions=$(CURDIR)/tools/ubsan.supp
+
+.PHONY: all deps test unit prove demo static sanitize fuzz fuzz-smoke \
+        clean
 
 all: $(MODULE)
 
@@ -85,6 +109,60 @@ static:
 	    || { grep -B2 -A6 -E "error|warning" $(BUILD)/static/make.log; exit 1; }
 	EH_MODULE=static EH_NGINX=$(CURDIR)/$(BUILD)/static/objs/nginx \
 	    $(PROVE) -It/lib $(STATIC_TESTS)
+
+# nginx does not free all it allocates before it exits: leaks are not
+# looked for here (the load script watches memory instead)
+sanitize:
+	@test -x "$(NGINX_SOURCE)/configure" \
+	    || { echo "usage: make sanitize NGINX_SOURCE=<nginx source tree>"; exit 2; }
+	@tools/install-deps build test
+	rm -rf $(BUILD)/sanitize
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SOURCE) $(BUILD)/sanitize
+	cd $(BUILD)/sanitize && ./configure --with-http_ssl_module \
+	    --with-http_v2_module --with-threads --add-module=$(CURDIR) \
+	    --with-cc-opt="$(SANITIZE_CFLAGS)" \
+	    --with-ld-opt="-fsanitize=address,undefined" \
+	    > configure.log 2>&1 || { tail -20 configure.log; exit 1; }
+	$(MAKE) -C $(BUILD)/sanitize -j2 > $(BUILD)/sanitize/make.log 2>&1 \
+	    || { grep -B2 -A6 -E "error|warning" $(BUILD)/sanitize/make.log; exit 1; }
+	$(SANITIZE_ENV) EH_MODULE=static EH_NGINX=$(CURDIR)/$(BUILD)/sanitize/objs/nginx \
+	    $(PROVE) -It/lib -r t/
+
+$(BUILD)/fuzz/%: fuzz/%.c $(PURE_SRCS) ngx_exchange_health_module/*.h
+	@tools/install-deps fuzz
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(PURE_SRCS) -lz
+
+# Seeds are made afresh from the captures; what the fuzzers find on top
+# of them stays in build/fuzz/corpus/ from run to run.
+$(FUZZ_SEEDS)/.made: fuzz/seeds $(wildcard t/captures/*.http t/*.t)
+	@tools/install-deps fuzz
+	rm -rf $(FUZZ_SEEDS)
+	fuzz/seeds $(FUZZ_SEEDS)
+	@touch $@
+
+fuzz: $(FUZZ_BINS) $(FUZZ_SEEDS)/.made
+	@mkdir -p $(BUILD)/fuzz/crashes
+	@failed=""; for f in $(FUZZ_NAMES); do \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$f; \
+	    echo "fuzz: $$f for $(FUZZ_SECONDS) s, log in $(BUILD)/fuzz/$$f.log"; \
+	    if $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) \
+	           -dict=fuzz/$$f.dict -print_final_stats=1 \
+	           -artifact_prefix=$(BUILD)/fuzz/crashes/$$f- \
+	           $(BUILD)/fuzz/corpus/$$f $(FUZZ_SEEDS)/$$f \
+	           > $(BUILD)/fuzz/$$f.log 2>&1; then \
+	        grep -E '^#[0-9]+' $(BUILD)/fuzz/$$f.log | tail -1; \
+	    else \
+	        grep -E '^fuzz:|ERROR|SUMMARY|^Test unit|^artifact' \
+	            $(BUILD)/fuzz/$$f.log; \
+	        failed="$$failed $$f"; \
+	    fi; \
+	done; \
+	test -z "$$failed" || { echo "fuzz: failed:$$failed"; exit 1; }
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 clean:
 	rm -rf $(BUILD)

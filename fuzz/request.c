@@ -1,0 +1,217 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+/*
+ * libFuzzer target of the request facts: the protocol of a URI, a
+ * protocol by its name, and a cookie in a Cookie header value.  The whole
+ * input is each of them in turn.  Each answer is checked against a second,
+ * simpler reading of the same rules, and every pointer returned must stay
+ * within the input.
+ */
+
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_http_exchange_health_request.h"
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_uri(const u_char *p, size_t len);
+static void fuzz_name(const u_char *p, size_t len);
+static void fuzz_cookie(const u_char *p, size_t len, const char *name);
+static const u_char *fuzz_cookie_ref(const u_char *p, size_t len,
+    const char *name, size_t *vlen);
+static int fuzz_same_caseless(const u_char *p, size_t len, const char *s);
+
+
+/*
+ * "cadata" is the one the module looks for; the others share its prefix,
+ * or are the shortest and the empty name.
+ */
+static const char  *fuzz_cookie_name[] = {
+    "cadata", "cadataKey", "cadat", "X-BackEndCookie", "a", ""
+};
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t  i;
+
+    fuzz_uri(data, size);
+    fuzz_name(data, size);
+
+    for (i = 0; i < sizeof(fuzz_cookie_name) / sizeof(char *); i++) {
+        fuzz_cookie(data, size, fuzz_cookie_name[i]);
+    }
+
+    return 0;
+}
+
+
+static void
+fuzz_uri(const u_char *p, size_t len)
+{
+    size_t         n;
+    unsigned       proto, want, i;
+    const u_char  *seg, *end;
+
+    proto = ngx_http_exchange_health_protocol_of_uri(p, len);
+
+    /* the first path segment, without its leading slash */
+
+    end = p + len;
+    seg = (len && *p == '/') ? p + 1 : p;
+
+    for (n = 0; seg + n < end && seg[n] != '/' && seg[n] != '?'; n++) {
+        /* void */
+    }
+
+    want = NGX_HTTP_EXCHANGE_HEALTH_OTHER;
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_OTHER; i++) {
+        if (fuzz_same_caseless(seg, n,
+                               ngx_http_exchange_health_protocols[i].vdir))
+        {
+            want = i;
+            break;
+        }
+    }
+
+    if (proto != want) {
+        fprintf(stderr, "fuzz: protocol of URI %u, expected %u\n",
+                proto, want);
+        abort();
+    }
+}
+
+
+static void
+fuzz_name(const u_char *p, size_t len)
+{
+    int  proto, want, i;
+
+    proto = ngx_http_exchange_health_protocol_by_name(p, len);
+
+    want = -1;
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
+        if (fuzz_same_caseless(p, len,
+                               ngx_http_exchange_health_protocols[i].name))
+        {
+            want = i;
+            break;
+        }
+    }
+
+    if (proto != want) {
+        fprintf(stderr, "fuzz: protocol by name %d, expected %d\n",
+                proto, want);
+        abort();
+    }
+}
+
+
+static void
+fuzz_cookie(const u_char *p, size_t len, const char *name)
+{
+    size_t         vlen, wlen;
+    const u_char  *v, *want;
+
+    vlen = (size_t) -1;
+    wlen = (size_t) -1;
+
+    v = ngx_http_exchange_health_cookie(p, len, name, &vlen);
+    want = fuzz_cookie_ref(p, len, name, &wlen);
+
+    if (v != want || (v && vlen != wlen)) {
+        fprintf(stderr, "fuzz: cookie \"%s\" at %td+%zu, expected %td+%zu\n",
+                name, v ? v - p : -1, vlen, want ? want - p : -1, wlen);
+        abort();
+    }
+
+    if (v == NULL) {
+        return;
+    }
+
+    /* within the input, after "name=", up to a ';' or the end */
+
+    if (v <= p
+        || v > p + len
+        || vlen > (size_t) (p + len - v)
+        || v[-1] != '='
+        || (size_t) (v - p) < strlen(name) + 1
+        || memcmp(v - 1 - strlen(name), name, strlen(name)) != 0
+        || memchr(v, ';', vlen) != NULL
+        || (v + vlen < p + len && v[vlen] != ';'))
+    {
+        fprintf(stderr, "fuzz: cookie \"%s\" value at %td+%zu of %zu\n",
+                name, v - p, vlen, len);
+        abort();
+    }
+}
+
+
+/*
+ * The header value split at each ';'; a pair is the name when the bytes
+ * after leading blanks are the name and then '='.
+ */
+
+static const u_char *
+fuzz_cookie_ref(const u_char *p, size_t len, const char *name, size_t *vlen)
+{
+    size_t         nlen;
+    const u_char  *seg, *semi, *end;
+
+    nlen = strlen(name);
+    end = p + len;
+
+    for (seg = p; seg < end; seg = semi + 1) {
+        semi = memchr(seg, ';', end - seg);
+
+        if (semi == NULL) {
+            semi = end;
+        }
+
+        while (seg < semi && (*seg == ' ' || *seg == '\t')) {
+            seg++;
+        }
+
+        if ((size_t) (semi - seg) > nlen
+            && seg[nlen] == '='
+            && memcmp(seg, name, nlen) == 0)
+        {
+            *vlen = semi - (seg + nlen + 1);
+            return seg + nlen + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+static int
+fuzz_same_caseless(const u_char *p, size_t len, const char *s)
+{
+    size_t  i;
+
+    if (strlen(s) != len) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (tolower(p[i]) != tolower((u_char) s[i])) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
