@@ -38,6 +38,17 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_UP        0
 #define NGX_HTTP_EXCHANGE_HEALTH_EJECTED   1
 
+/* what an operator said of it */
+#define NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE         0
+#define NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN        1
+#define NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE  2
+
+/* what the active probe found */
+#define NGX_HTTP_EXCHANGE_HEALTH_PROBE_NONE      0
+#define NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK        1
+#define NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE  2   /* closed, no answer */
+#define NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED    3
+
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF             0
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_ON              1
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_NON_IDEMPOTENT  2
@@ -61,10 +72,16 @@ typedef struct {
 } ngx_http_exchange_health_name_t;
 
 
+/*
+ * Shared memory.  Small fields are bytes and counters 32 bits: a server's
+ * record, with a slot for every protocol, must fit one 4 KB page.
+ */
+
+
 /* shared memory: the last failure seen, for the helpdesk */
 typedef struct {
     time_t                  time;
-    ngx_uint_t              status;
+    uint16_t                status;
     u_char                  rule[NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN];
     u_char                  method[NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN];
     u_char                  uri[NGX_HTTP_EXCHANGE_HEALTH_URI_LEN];
@@ -75,29 +92,35 @@ typedef struct {
 /* shared memory: recent failures, counted toward a decision */
 typedef struct {
     ngx_msec_t              start;
-    ngx_uint_t              fails;
-    ngx_uint_t              confirmed;      /* by another server's answer */
-    ngx_uint_t              nusers;
+    uint32_t                fails;
+    uint8_t                 confirmed;      /* by another server's answer */
+    uint8_t                 nusers;
     uint32_t                users[NGX_HTTP_EXCHANGE_HEALTH_USERS];
 } ngx_http_exchange_health_window_t;
 
 
 /* shared memory: one server's health for one protocol */
 typedef struct {
-    ngx_uint_t              state;
     ngx_msec_t              until;          /* ejected until */
     ngx_msec_t              trial;          /* trial request sent at */
     ngx_msec_t              up_since;       /* for the ejection backoff */
+    ngx_msec_t              probe_next;     /* the next active probe */
     time_t                  since;          /* wall clock, last change */
-    ngx_uint_t              level;          /* ejections in a row */
+    time_t                  probe_time;     /* the last probe's answer */
 
     ngx_http_exchange_health_window_t   window;
 
     ngx_atomic_t            requests;       /* answers; without the lock */
-    ngx_uint_t              failures;
-    ngx_uint_t              user_failures;
-    ngx_uint_t              rescued;
-    ngx_uint_t              ejections;
+    uint32_t                failures;
+    uint32_t                user_failures;
+    uint32_t                rescued;
+    uint32_t                ejections;
+
+    uint8_t                 state;          /* up, ejected */
+    uint8_t                 level;          /* ejections in a row */
+    uint8_t                 admin;          /* drain, maintenance */
+    uint8_t                 probe;          /* what the probe found */
+    uint8_t                 probe_fails;    /* probes failed in a row */
 
     ngx_http_exchange_health_failure_t  last;
 } ngx_http_exchange_health_slot_t;
@@ -127,7 +150,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t              fault;
     time_t                  since;
-    ngx_uint_t              request_failures;
+    uint32_t                request_failures;
 
     ngx_http_exchange_health_window_t   window;
     ngx_http_exchange_health_failure_t  last;
@@ -142,7 +165,10 @@ typedef struct {
 
     ngx_http_exchange_health_name_t     name;
 
+    /* primaries out per protocol: ejected, and for any reason */
     ngx_uint_t              ejected[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+    ngx_uint_t              avoided[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+
     ngx_http_exchange_health_farm_t
                             farm[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
 } ngx_http_exchange_health_upstream_t;
@@ -151,6 +177,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t              layout;
     ngx_uint_t              generation;
+    ngx_msec_t              save_next;      /* of the state file */
     ngx_queue_t             upstreams;
 } ngx_http_exchange_health_shctx_t;
 
@@ -160,6 +187,13 @@ typedef struct {
     ngx_slab_pool_t                   *shpool;
     ngx_str_t                         *name;
     ngx_uint_t                         full;    /* "zone is full" logged */
+
+    ngx_str_t                          state;       /* state file path */
+    ngx_pool_t                        *pool;
+    ngx_str_t                          restore_buf; /* the file read */
+    ngx_array_t                        restore;     /* of sf_record_t */
+    ngx_event_t                        save;        /* in each worker */
+    uint32_t                           saved_crc;
 } ngx_http_exchange_health_zone_t;
 
 
@@ -198,6 +232,7 @@ typedef struct {
     ngx_msec_t              max_time;
     ngx_uint_t              max_ejected;    /* of primary servers */
     ngx_uint_t              max_ejected_percent;
+    ngx_uint_t              probe_fails;    /* probes failed to drain */
 
     ngx_uint_t              nprimary;
     ngx_uint_t              nbackup;
@@ -225,6 +260,8 @@ typedef struct {
     size_t                  hold;
     ngx_msec_t              hold_time;
     ngx_regex_t            *user_errors;
+
+    ngx_flag_t              admin;          /* exchange_health_status */
 
     ngx_array_t            *rules;          /* of rule_t, this level's */
     ngx_array_t            *active;         /* of rule_t *, all in force */
@@ -326,6 +363,19 @@ ngx_int_t ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
     ngx_http_exchange_health_srv_conf_t *hscf,
     ngx_http_upstream_srv_conf_t *us);
 
+/* ngx_http_exchange_health_store.c */
+void ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
+    ngx_log_t *log);
+void ngx_http_exchange_health_restore_upstream(
+    ngx_http_exchange_health_zone_t *zone,
+    ngx_http_exchange_health_upstream_t *up);
+void ngx_http_exchange_health_restore_server(
+    ngx_http_exchange_health_zone_t *zone,
+    ngx_http_exchange_health_upstream_t *up,
+    ngx_http_exchange_health_server_t *srv);
+ngx_int_t ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle);
+void ngx_http_exchange_health_store_exit_process(ngx_cycle_t *cycle);
+
 /* ngx_http_exchange_health_state.c */
 ngx_uint_t ngx_http_exchange_health_avoid(
     ngx_http_exchange_health_ctx_t *ctx, uintptr_t *avoid);
@@ -337,6 +387,11 @@ void ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_blame_error(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+ngx_uint_t ngx_http_exchange_health_drained(
+    ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_http_exchange_health_slot_t *slot);
+void ngx_http_exchange_health_recount_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
 
 /* ngx_http_exchange_health_balancer.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,

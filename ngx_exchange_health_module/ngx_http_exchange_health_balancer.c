@@ -308,6 +308,10 @@ ngx_http_exchange_health_init_upstream(ngx_conf_t *cf,
         hscf->max_time = ngx_max(600000, hscf->time);
     }
 
+    if (hscf->probe_fails == 0) {
+        hscf->probe_fails = 2;
+    }
+
     return NGX_OK;
 }
 

@@ -19,12 +19,13 @@ static char *ngx_http_exchange_health_retry(ngx_conf_t *cf,
 static char *ngx_http_exchange_health_hold(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_exchange_health_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_exchange_health_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_exchange_health_commands[] = {
 
     { ngx_string("exchange_health_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_http_exchange_health_zone,
       0,
       0,
@@ -87,9 +88,9 @@ static ngx_command_t  ngx_http_exchange_health_commands[] = {
       NULL },
 
     { ngx_string("exchange_health_status"),
-      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_exchange_health_status,
-      0,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -126,10 +127,10 @@ ngx_module_t  ngx_http_exchange_health_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_http_exchange_health_init_module,  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_exchange_health_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_exchange_health_store_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -397,4 +398,11 @@ ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_exchange_health_store_init_process(cycle);
 }

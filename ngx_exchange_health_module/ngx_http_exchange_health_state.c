@@ -120,9 +120,7 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
 
     /* read unlocked: a stale answer costs one request at most */
 
-    if (up == NULL || up->ejected[ctx->slot] == 0
-        || up->farm[ctx->slot].fault)
-    {
+    if (up == NULL || up->avoided[ctx->slot] == 0) {
         return 0;
     }
 
@@ -140,19 +138,21 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
 
         slot = &conf->servers[i]->slot[ctx->slot];
 
-        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
-            continue;
-        }
-
         /*
-         * Once its time is up an ejected server gets one trial request;
-         * only a signed-in request exercises what broke.
+         * Drained by an operator or by the probe: out for everyone.  An
+         * ejected server, once its time is up, gets one trial request,
+         * unless the farm is at fault; only a signed-in request exercises
+         * what broke.
          */
 
-        if ((ngx_msec_int_t) (now - slot->until) < 0
-            || !ctx->signed_in
-            || (slot->trial
-                && now - slot->trial < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))
+        if (ngx_http_exchange_health_drained(conf, slot)
+            || (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+                && !up->farm[ctx->slot].fault
+                && ((ngx_msec_int_t) (now - slot->until) < 0
+                    || !ctx->signed_in
+                    || (slot->trial
+                        && now - slot->trial
+                           < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))))
         {
             m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
             avoid[i / (8 * sizeof(uintptr_t))] |= m;
@@ -361,6 +361,58 @@ ngx_http_exchange_health_blame_error(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
+ngx_uint_t
+ngx_http_exchange_health_drained(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_http_exchange_health_slot_t *slot)
+{
+    /* an operator's word overrides what the probe finds */
+
+    if (slot->admin != NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE) {
+        return 1;
+    }
+
+    return slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE
+           || (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED
+               && slot->probe_fails >= conf->probe_fails);
+}
+
+
+void
+ngx_http_exchange_health_recount_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)
+{
+    ngx_uint_t                        i, ejected, avoided;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /*
+     * Counted again from the servers' records at each change, rather than
+     * kept up by each change: a worker killed midway cannot skew them.
+     */
+
+    ejected = 0;
+    avoided = 0;
+
+    for (i = 0; i < conf->nprimary; i++) {
+        if (conf->servers[i] == NULL) {
+            continue;
+        }
+
+        slot = &conf->servers[i]->slot[p];
+
+        if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+            ejected++;
+            avoided++;
+
+        } else if (ngx_http_exchange_health_drained(conf, slot)) {
+            avoided++;
+        }
+    }
+
+    conf->sh->ejected[p] = ejected;
+    conf->sh->avoided[p] = avoided;
+}
+
+
 static ngx_http_exchange_health_slot_t *
 ngx_http_exchange_health_slot(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
@@ -415,7 +467,7 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
         slot->trial = 0;
         slot->up_since = now;
         slot->since = ngx_time();
-        up->ejected[ctx->slot]--;
+        ngx_http_exchange_health_recount_locked(ctx->conf, ctx->slot);
 
         a->trial = 0;
 
@@ -479,7 +531,7 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
             /* the trial failed: out again, for longer */
             duration = ngx_min(conf->time << ngx_min(slot->level, 20),
                                conf->max_time);
-            slot->level++;
+            slot->level += (slot->level < 255);
             slot->until = now + duration;
             slot->trial = 0;
             slot->since = ngx_time();
@@ -501,7 +553,9 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
         ev.fails = slot->window.fails;
         ev.window = now - slot->window.start;
 
-        if (conf->sh->ejected[ctx->slot] + 1
+        /* out for any reason counts: drained servers take no traffic */
+
+        if (conf->sh->avoided[ctx->slot] + 1
             > ngx_http_exchange_health_max_ejected(conf))
         {
             ngx_http_exchange_health_farm_fault_locked(ctx, &ev);
@@ -540,12 +594,12 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
     slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
     slot->until = now + duration;
     slot->trial = 0;
-    slot->level++;
+    slot->level += (slot->level < 255);
     slot->since = ngx_time();
     ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
     slot->ejections++;
 
-    conf->sh->ejected[ctx->slot]++;
+    ngx_http_exchange_health_recount_locked(conf, ctx->slot);
 
     ev->change = ngx_http_exchange_health_ejected;
     ev->duration = duration;
@@ -591,7 +645,7 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
         }
     }
 
-    up->ejected[ctx->slot] = 0;
+    ngx_http_exchange_health_recount_locked(conf, ctx->slot);
 
     ev->change = ngx_http_exchange_health_farm_fault;
 }

@@ -103,7 +103,8 @@ static ngx_http_exchange_health_hint_t  ngx_http_exchange_health_hints[] = {
 
 
 static const char  *ngx_http_exchange_health_state_names[] = {
-    "idle", "healthy", "failing", "awaiting trial", "on trial", "ejected",
+    "idle", "healthy", "failing", "draining", "maintenance", "inactive",
+    "probe failing", "awaiting trial", "on trial", "ejected",
     "farm-wide fault"
 };
 
@@ -112,7 +113,24 @@ char *
 ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
+    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
+
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "admin=on") == 0) {
+            hlcf->admin = 1;
+
+        } else if (ngx_strcmp(value[1].data, "admin=off") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", use \"admin=on\" "
+                               "or \"admin=off\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_exchange_health_status_handler;
@@ -124,11 +142,17 @@ ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_exchange_health_status_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                            rc;
-    ngx_uint_t                           format;
-    ngx_chain_t                         *cl;
-    ngx_http_exchange_health_writer_t    w;
-    ngx_http_exchange_health_snapshot_t  snap;
+    ngx_int_t                             rc;
+    ngx_uint_t                            format;
+    ngx_http_exchange_health_writer_t     w;
+    ngx_http_exchange_health_loc_conf_t  *hlcf;
+    ngx_http_exchange_health_snapshot_t   snap;
+
+    hlcf = ngx_http_get_module_loc_conf(r, ngx_http_exchange_health_module);
+
+    if (r->method == NGX_HTTP_POST && hlcf->admin) {
+        return ngx_http_exchange_health_admin_handler(r);
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -153,38 +177,50 @@ ngx_http_exchange_health_status_handler(ngx_http_request_t *r)
     switch (format) {
 
     case NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON:
-        ngx_str_set(&r->headers_out.content_type, "application/json");
         ngx_http_exchange_health_render_json(&w, &snap);
-        break;
+        return ngx_http_exchange_health_send(r, NGX_HTTP_OK,
+                                             "application/json", &w);
 
     case NGX_HTTP_EXCHANGE_HEALTH_FORMAT_PROMETHEUS:
-        ngx_str_set(&r->headers_out.content_type,
-                    "text/plain; version=0.0.4; charset=utf-8");
         ngx_http_exchange_health_render_prometheus(&w, &snap);
-        break;
+        return ngx_http_exchange_health_send(r, NGX_HTTP_OK,
+                                 "text/plain; version=0.0.4; charset=utf-8",
+                                 &w);
 
     default:
-        ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
         ngx_http_exchange_health_render_html(&w, &snap);
+        return ngx_http_exchange_health_send(r, NGX_HTTP_OK,
+                                             "text/html; charset=utf-8", &w);
     }
+}
 
-    if (w.error || w.out == NULL) {
+
+ngx_int_t
+ngx_http_exchange_health_send(ngx_http_request_t *r, ngx_uint_t status,
+    char *type, ngx_http_exchange_health_writer_t *w)
+{
+    ngx_int_t     rc;
+    ngx_chain_t  *cl;
+
+    if (w->error || w->out == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    r->headers_out.status = status;
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = 0;
 
-    for (cl = w.out; cl; cl = cl->next) {
+    for (cl = w->out; cl; cl = cl->next) {
         r->headers_out.content_length_n += ngx_buf_size(cl->buf);
     }
 
-    w.buf->last_buf = (r == r->main) ? 1 : 0;
-    w.buf->last_in_chain = 1;
+    w->buf->last_buf = (r == r->main) ? 1 : 0;
+    w->buf->last_in_chain = 1;
 
-    /* a health page is stale at once */
+    /* health is stale at once */
 
     if (ngx_http_exchange_health_add_header(r, "Cache-Control", "no-store")
         != NGX_OK
@@ -199,7 +235,7 @@ ngx_http_exchange_health_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return ngx_http_output_filter(r, w.out);
+    return ngx_http_output_filter(r, w->out);
 }
 
 
@@ -348,6 +384,12 @@ ngx_http_exchange_health_snap_states(
         if (up->record.farm[p].fault) {
             state = NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT;
 
+        } else if (slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE) {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE;
+
+        } else if (slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN) {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING;
+
         } else if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
             left = (ngx_msec_int_t) (slot->until - now);
 
@@ -365,12 +407,20 @@ ngx_http_exchange_health_snap_states(
                 state = NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING;
             }
 
+        } else if (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE) {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE;
+
+        } else if (ngx_http_exchange_health_drained(up->conf, slot)) {
+            state = NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING;
+
         } else if (slot->window.fails
                    && now - slot->window.start <= up->conf->window)
         {
             state = NGX_HTTP_EXCHANGE_HEALTH_S_FAILING;
 
-        } else if (slot->requests || slot->failures || slot->user_failures) {
+        } else if (slot->requests || slot->failures || slot->user_failures
+                   || slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK)
+        {
             state = NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY;
 
         } else {
@@ -505,19 +555,6 @@ ngx_http_exchange_health_any(const char *list, u_char *error)
     }
 
     return 0;
-}
-
-
-size_t
-ngx_http_exchange_health_cstrlen(u_char *s, size_t max)
-{
-    size_t  n;
-
-    for (n = 0; n < max && s[n]; n++) {
-        /* void */
-    }
-
-    return n;
 }
 
 

@@ -12,18 +12,30 @@
 
 
 /* what the helpdesk is told about one server and protocol */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_IDLE        0    /* no traffic yet */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY     1
-#define NGX_HTTP_EXCHANGE_HEALTH_S_FAILING     2    /* failures, not out */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING    3    /* time over, no trial */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL       4
-#define NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED     5
-#define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT  6
+#define NGX_HTTP_EXCHANGE_HEALTH_S_IDLE           0    /* no traffic yet */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY        1
+#define NGX_HTTP_EXCHANGE_HEALTH_S_FAILING        2    /* failures, not out */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING       3    /* by an operator */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE    4    /* by an operator */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE       5    /* Exchange's own */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING  6
+#define NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING       7    /* time over, no trial */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL          8
+#define NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED        9
+#define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT     10
 
-/* how bad, for sorting: failing servers come first */
+/*
+ * How bad, for sorting: failing servers come first; failures not acted
+ * on yet and servers out on purpose (maintenance) are warnings.
+ */
 #define ngx_http_exchange_health_severity(s)                                 \
-    ((s) >= NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING ? 2                          \
-     : (s) == NGX_HTTP_EXCHANGE_HEALTH_S_FAILING ? 1 : 0)
+    ((s) >= NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING ? 2                     \
+     : (s) >= NGX_HTTP_EXCHANGE_HEALTH_S_FAILING ? 1 : 0)
+
+/* does the server take requests of the protocol */
+#define ngx_http_exchange_health_in_service(s)                               \
+    ((s) <= NGX_HTTP_EXCHANGE_HEALTH_S_FAILING                               \
+     || (s) == NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT)
 
 
 /* a copy of one server's record, taken under the zone's lock */
@@ -73,6 +85,9 @@ typedef struct {
 #define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_PROMETHEUS  2
 
 
+ngx_int_t ngx_http_exchange_health_send(ngx_http_request_t *r,
+    ngx_uint_t status, char *type, ngx_http_exchange_health_writer_t *w);
+ngx_int_t ngx_http_exchange_health_admin_handler(ngx_http_request_t *r);
 void ngx_http_exchange_health_write(ngx_http_exchange_health_writer_t *w,
     const char *fmt, ...);
 void ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,
@@ -91,7 +106,6 @@ const char *ngx_http_exchange_health_slot_name(
 const char *ngx_http_exchange_health_hint(
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
-size_t ngx_http_exchange_health_cstrlen(u_char *s, size_t max);
 
 void ngx_http_exchange_health_render_html(
     ngx_http_exchange_health_writer_t *w,

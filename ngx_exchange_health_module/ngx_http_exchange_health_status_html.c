@@ -273,7 +273,7 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
         slot = &rec->slot[p];
         state = s->state[p];
         cls = ngx_http_exchange_health_severity(state) == 2 ? "bad"
-              : state == NGX_HTTP_EXCHANGE_HEALTH_S_FAILING ? "warn"
+              : ngx_http_exchange_health_severity(state) == 1 ? "warn"
               : state == NGX_HTTP_EXCHANGE_HEALTH_S_IDLE ? "idle" : "";
 
         ngx_http_exchange_health_write(w,
@@ -294,8 +294,9 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
             "</td><td class=\"n\">%uA</td><td class=\"n\">%ui</td>"
             "<td class=\"n\">%ui</td><td class=\"n\">%ui</td>"
             "<td class=\"n\">%ui</td></tr>\n",
-            slot->requests, slot->failures, slot->user_failures,
-            slot->rescued, slot->ejections);
+            slot->requests, (ngx_uint_t) slot->failures,
+            (ngx_uint_t) slot->user_failures, (ngx_uint_t) slot->rescued,
+            (ngx_uint_t) slot->ejections);
     }
 
     if (shown == 0) {
@@ -367,7 +368,8 @@ ngx_http_exchange_health_html_failure(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_write(w, "</code>");
 
     if (f->status) {
-        ngx_http_exchange_health_write(w, ", status %ui", f->status);
+        ngx_http_exchange_health_write(w, ", status %ui",
+                                       (ngx_uint_t) f->status);
     }
 
     if (f->error[0]) {
@@ -409,7 +411,7 @@ ngx_http_exchange_health_html_text(ngx_http_exchange_health_writer_t *w,
     u_char *s, size_t max)
 {
     ngx_http_exchange_health_write_escaped(w, s,
-                                   ngx_http_exchange_health_cstrlen(s, max),
+                                   ngx_strnlen(s, max),
                                    NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
 }
 

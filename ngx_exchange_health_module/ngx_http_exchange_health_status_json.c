@@ -79,7 +79,7 @@ ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
         ngx_http_exchange_health_json_time(w, farm->since);
         ngx_http_exchange_health_write(w, ",\"request_failures\":%ui,"
                                        "\"last_failure\":",
-                                       farm->request_failures);
+                                       (ngx_uint_t) farm->request_failures);
         ngx_http_exchange_health_json_failure(w, &farm->last);
         ngx_http_exchange_health_write(w, "}");
     }
@@ -144,8 +144,9 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
         ngx_http_exchange_health_write(w,
             ",\"requests\":%uA,\"failures\":%ui,\"user_failures\":%ui,"
             "\"rescued\":%ui,\"ejections\":%ui,\"last_failure\":",
-            slot->requests, slot->failures, slot->user_failures,
-            slot->rescued, slot->ejections);
+            slot->requests, (ngx_uint_t) slot->failures,
+            (ngx_uint_t) slot->user_failures, (ngx_uint_t) slot->rescued,
+            (ngx_uint_t) slot->ejections);
         ngx_http_exchange_health_json_failure(w, &slot->last);
 
         hint = ngx_http_exchange_health_hint(up, s, p);
@@ -176,19 +177,20 @@ ngx_http_exchange_health_json_failure(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_json_time(w, f->time);
     ngx_http_exchange_health_write(w, ",\"rule\":");
     ngx_http_exchange_health_json_string(w, f->rule,
-                            ngx_http_exchange_health_cstrlen(f->rule,
+                            ngx_strnlen(f->rule,
                                                              sizeof(f->rule)));
     ngx_http_exchange_health_write(w, ",\"method\":");
     ngx_http_exchange_health_json_string(w, f->method,
-                          ngx_http_exchange_health_cstrlen(f->method,
+                          ngx_strnlen(f->method,
                                                            sizeof(f->method)));
     ngx_http_exchange_health_write(w, ",\"uri\":");
     ngx_http_exchange_health_json_string(w, f->uri,
-                             ngx_http_exchange_health_cstrlen(f->uri,
+                             ngx_strnlen(f->uri,
                                                               sizeof(f->uri)));
-    ngx_http_exchange_health_write(w, ",\"status\":%ui,\"error\":", f->status);
+    ngx_http_exchange_health_write(w, ",\"status\":%ui,\"error\":",
+                                   (ngx_uint_t) f->status);
     ngx_http_exchange_health_json_string(w, f->error,
-                           ngx_http_exchange_health_cstrlen(f->error,
+                           ngx_strnlen(f->error,
                                                             sizeof(f->error)));
     ngx_http_exchange_health_write(w, "}");
 }

@@ -54,8 +54,9 @@ static ngx_http_exchange_health_metric_t  ngx_http_exchange_health_metrics[] =
       ngx_http_exchange_health_m_up },
 
     { "exchange_health_server_state", "gauge",
-      "0 idle, 1 healthy, 2 failing, 3 awaiting trial, 4 on trial, "
-      "5 ejected, 6 farm-wide fault",
+      "0 idle, 1 healthy, 2 failing, 3 draining, 4 maintenance, "
+      "5 inactive, 6 probe failing, 7 awaiting trial, 8 on trial, "
+      "9 ejected, 10 farm-wide fault",
       ngx_http_exchange_health_m_state },
 
     { "exchange_health_server_state_since_seconds", "gauge",
@@ -160,7 +161,7 @@ ngx_http_exchange_health_render_prometheus(
                                     "exchange_health_request_failures_total");
             ngx_http_exchange_health_labels(w, up, NULL, p);
             ngx_http_exchange_health_write(w, " %ui\n",
-                                        up->record.farm[p].request_failures);
+                          (ngx_uint_t) up->record.farm[p].request_failures);
         }
     }
 }
@@ -210,8 +211,7 @@ static ngx_uint_t
 ngx_http_exchange_health_m_up(ngx_http_exchange_health_snap_server_t *s,
     ngx_uint_t p)
 {
-    return ngx_http_exchange_health_severity(s->state[p]) < 2
-           || s->state[p] == NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT;
+    return ngx_http_exchange_health_in_service(s->state[p]);
 }
 
 

@@ -51,6 +51,8 @@ ngx_http_exchange_health_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_shm_zone_t                   *shm_zone;
     ngx_http_exchange_health_zone_t  *zone;
 
+    /* exchange_health_zone NAME SIZE [state=PATH] */
+
     value = cf->args->elts;
 
     size = ngx_parse_size(&value[2]);
@@ -71,6 +73,26 @@ ngx_http_exchange_health_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_exchange_health_zone_t));
     if (zone == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    zone->pool = cf->pool;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strncmp(value[3].data, "state=", 6) != 0
+            || value[3].len == 6)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", use "
+                               "\"state=\" and a file path", &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        zone->state.data = value[3].data + 6;
+        zone->state.len = value[3].len - 6;
+
+        if (ngx_conf_full_name(cf->cycle, &zone->state, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     shm_zone = ngx_shared_memory_add(cf, &value[1], size,
@@ -110,6 +132,8 @@ ngx_http_exchange_health_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
         if (!shm_zone->shm.exists) {
+            /* a zone that starts empty: what the last nginx knew */
+            ngx_http_exchange_health_load(zone, shm_zone->shm.log);
             return ngx_http_exchange_health_new_sh(shm_zone);
         }
 
@@ -225,6 +249,12 @@ ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
         }
     }
 
+    /* servers may come back ejected or drained from the state file */
+
+    for (n = 0; up && n < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; n++) {
+        ngx_http_exchange_health_recount_locked(hscf, n);
+    }
+
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return NGX_OK;
@@ -270,6 +300,10 @@ ngx_http_exchange_health_upstream(ngx_http_exchange_health_zone_t *zone,
         up->farm[i].since = ngx_time();
     }
 
+    if (zone->restore.nelts) {
+        ngx_http_exchange_health_restore_upstream(zone, up);
+    }
+
     ngx_queue_insert_tail(&zone->sh->upstreams, &up->queue);
 
     return up;
@@ -313,6 +347,10 @@ ngx_http_exchange_health_server(ngx_http_exchange_health_zone_t *zone,
 
     for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
         srv->slot[i].since = ngx_time();
+    }
+
+    if (zone->restore.nelts) {
+        ngx_http_exchange_health_restore_server(zone, up, srv);
     }
 
     ngx_queue_insert_tail(&up->servers, &srv->queue);

@@ -1,0 +1,410 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health_status.h"
+
+
+/*
+ * The admin API, on the status location when "admin=on": an operator
+ * drains a server, puts it in maintenance, makes it ready again, or
+ * clears its failure history, for one protocol or all.
+ *
+ *     POST /exchange-status?action=drain&server=EXCH2&protocol=owa
+ *
+ * Who may do it is the location's business (allow/deny, auth_basic); a
+ * request from a page of another site is refused, so a signed-in
+ * operator's browser cannot be made to send one.  Answers are JSON.
+ */
+
+
+#define NGX_HTTP_EXCHANGE_HEALTH_ACTION_DRAIN        0
+#define NGX_HTTP_EXCHANGE_HEALTH_ACTION_MAINTENANCE  1
+#define NGX_HTTP_EXCHANGE_HEALTH_ACTION_READY        2
+#define NGX_HTTP_EXCHANGE_HEALTH_ACTION_CLEAR        3
+
+
+typedef struct {
+    ngx_uint_t                             action;
+    ngx_str_t                              upstream;
+    ngx_str_t                              server;
+    ngx_int_t                              protocol;     /* -1: all */
+    ngx_http_exchange_health_srv_conf_t   *conf;
+    ngx_uint_t                             peer;
+} ngx_http_exchange_health_order_t;
+
+
+static ngx_int_t ngx_http_exchange_health_admin_parse(ngx_http_request_t *r,
+    ngx_http_exchange_health_order_t *order, const char **error);
+static ngx_int_t ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
+    ngx_http_exchange_health_order_t *order, const char **error);
+static ngx_uint_t ngx_http_exchange_health_same_site(ngx_http_request_t *r);
+static void ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
+    ngx_http_exchange_health_order_t *order);
+static ngx_int_t ngx_http_exchange_health_admin_reply(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_http_exchange_health_order_t *order,
+    const char *error);
+
+
+static const char  *ngx_http_exchange_health_actions[] = {
+    "drain", "maintenance", "ready", "clear", NULL
+};
+
+static ngx_str_t  ngx_http_exchange_health_origin = ngx_string("Origin");
+
+
+ngx_int_t
+ngx_http_exchange_health_admin_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                          rc;
+    const char                        *error;
+    ngx_http_exchange_health_order_t   order;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_memzero(&order, sizeof(ngx_http_exchange_health_order_t));
+
+    if (!ngx_http_exchange_health_same_site(r)) {
+        return ngx_http_exchange_health_admin_reply(r, NGX_HTTP_FORBIDDEN,
+                                   NULL, "a request from another site");
+    }
+
+    error = NULL;
+
+    if (ngx_http_exchange_health_admin_parse(r, &order, &error) != NGX_OK) {
+        return ngx_http_exchange_health_admin_reply(r, NGX_HTTP_BAD_REQUEST,
+                                                    NULL, error);
+    }
+
+    if (ngx_http_exchange_health_admin_find(r, &order, &error) != NGX_OK) {
+        return ngx_http_exchange_health_admin_reply(r, NGX_HTTP_NOT_FOUND,
+                                                    &order, error);
+    }
+
+    ngx_http_exchange_health_admin_apply(r, &order);
+
+    return ngx_http_exchange_health_admin_reply(r, NGX_HTTP_OK, &order, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_admin_parse(ngx_http_request_t *r,
+    ngx_http_exchange_health_order_t *order, const char **error)
+{
+    ngx_str_t   value;
+    ngx_uint_t  i;
+
+    /* action=drain|maintenance|ready|clear, server=, protocol=, upstream= */
+
+    if (ngx_http_arg(r, (u_char *) "action", 6, &value) != NGX_OK) {
+        *error = "no action: use action=drain, maintenance, ready or clear";
+        return NGX_ERROR;
+    }
+
+    for (i = 0; ngx_http_exchange_health_actions[i]; i++) {
+        if (value.len == ngx_strlen(ngx_http_exchange_health_actions[i])
+            && ngx_strncmp(value.data, ngx_http_exchange_health_actions[i],
+                           value.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (ngx_http_exchange_health_actions[i] == NULL) {
+        *error = "unknown action: use drain, maintenance, ready or clear";
+        return NGX_ERROR;
+    }
+
+    order->action = i;
+
+    if (ngx_http_arg(r, (u_char *) "server", 6, &order->server) != NGX_OK
+        || order->server.len == 0)
+    {
+        *error = "no server: use server= with its Exchange name or address";
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "upstream", 8, &order->upstream)
+        != NGX_OK)
+    {
+        ngx_str_null(&order->upstream);
+    }
+
+    order->protocol = -1;
+
+    if (ngx_http_arg(r, (u_char *) "protocol", 8, &value) == NGX_OK
+        && !(value.len == 3 && ngx_strncmp(value.data, "all", 3) == 0))
+    {
+        order->protocol = ngx_http_exchange_health_protocol_by_name(
+                                                      value.data, value.len);
+        if (order->protocol == -1) {
+            *error = "unknown protocol: use owa, ecp, ews, activesync, mapi, "
+                     "rpc, oab, autodiscover, powershell, other or all";
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
+    ngx_http_exchange_health_order_t *order, const char **error)
+{
+    size_t                                 len;
+    ngx_uint_t                             i, j, n, found;
+    ngx_str_t                             *s;
+    ngx_http_upstream_srv_conf_t         **uscfp;
+    ngx_http_upstream_main_conf_t         *umcf;
+    ngx_http_exchange_health_server_t     *srv;
+    ngx_http_exchange_health_srv_conf_t   *hscf;
+
+    /* the server by its address, its configured name, or its Exchange name */
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+    s = &order->server;
+    found = 0;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                              ngx_http_exchange_health_module);
+
+        if (hscf->sh == NULL
+            || (order->upstream.len
+                && (order->upstream.len != hscf->name.len
+                    || ngx_strncmp(order->upstream.data, hscf->name.data,
+                                   hscf->name.len) != 0)))
+        {
+            continue;
+        }
+
+        n = hscf->nprimary + hscf->nbackup;
+
+        ngx_shmtx_lock(&hscf->shpool->mutex);
+
+        for (j = 0; j < n; j++) {
+            srv = hscf->servers[j];
+
+            if (srv == NULL) {
+                continue;
+            }
+
+            len = s->len;
+
+            if ((len == hscf->addrs[j].len
+                 && ngx_strncmp(s->data, hscf->addrs[j].data, len) == 0)
+                || (len == srv->server.len
+                    && ngx_strncasecmp(s->data, srv->server.data, len) == 0)
+                || (len == srv->name.len
+                    && ngx_strncasecmp(s->data, srv->name.data, len) == 0))
+            {
+                order->conf = hscf;
+                order->peer = j;
+                found++;
+            }
+        }
+
+        ngx_shmtx_unlock(&hscf->shpool->mutex);
+    }
+
+    if (found == 0) {
+        *error = "no such server";
+        return NGX_ERROR;
+    }
+
+    if (found > 1) {
+        order->conf = NULL;
+        *error = "several servers go by that name: give its address, "
+                 "or upstream=";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_same_site(ngx_http_request_t *r)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *origin;
+
+    /*
+     * Browsers name the page a request comes from in Origin; scripts and
+     * curl send none.  A form on another site must not drain a server
+     * with the operator's saved credentials.
+     */
+
+    origin = ngx_http_exchange_health_header(&r->headers_in.headers,
+                                             &ngx_http_exchange_health_origin);
+    if (origin == NULL) {
+        return 1;
+    }
+
+    if (r->headers_in.host == NULL) {
+        return 0;
+    }
+
+    p = ngx_strlcasestrn(origin->value.data,
+                     origin->value.data + origin->value.len,
+                     (u_char *) "://", 3 - 1);
+    if (p == NULL) {
+        return 0;
+    }
+
+    p += 3;
+    last = origin->value.data + origin->value.len;
+
+    return (size_t) (last - p) == r->headers_in.host->value.len
+           && ngx_strncasecmp(p, r->headers_in.host->value.data, last - p)
+              == 0;
+}
+
+
+static void
+ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
+    ngx_http_exchange_health_order_t *order)
+{
+    ngx_str_t                             who, proto;
+    ngx_uint_t                            p;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_server_t    *srv;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    conf = order->conf;
+    srv = conf->servers[order->peer];
+
+    ngx_shmtx_lock(&conf->shpool->mutex);
+
+    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+
+        if (order->protocol >= 0 && (ngx_uint_t) order->protocol != p) {
+            continue;
+        }
+
+        slot = &srv->slot[p];
+
+        switch (order->action) {
+
+        case NGX_HTTP_EXCHANGE_HEALTH_ACTION_DRAIN:
+            slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN;
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_ACTION_MAINTENANCE:
+            slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE;
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_ACTION_READY:
+            slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE;
+            break;
+
+        default: /* NGX_HTTP_EXCHANGE_HEALTH_ACTION_CLEAR */
+            slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
+            slot->until = 0;
+            slot->trial = 0;
+            slot->level = 0;
+            slot->up_since = ngx_current_msec;
+            slot->failures = 0;
+            slot->user_failures = 0;
+            slot->rescued = 0;
+            slot->ejections = 0;
+            ngx_memzero(&slot->window,
+                        sizeof(ngx_http_exchange_health_window_t));
+            ngx_memzero(&slot->last,
+                        sizeof(ngx_http_exchange_health_failure_t));
+        }
+
+        slot->since = ngx_time();
+
+        ngx_http_exchange_health_recount_locked(conf, p);
+    }
+
+    ngx_shmtx_unlock(&conf->shpool->mutex);
+
+    /* who did it, for the log: the authenticated user, else the address */
+
+    if (ngx_http_auth_basic_user(r) == NGX_OK && r->headers_in.user.len) {
+        who = r->headers_in.user;
+
+    } else {
+        who = r->connection->addr_text;
+    }
+
+    if (order->protocol >= 0) {
+        proto.data = (u_char *) ngx_http_exchange_health_protocols[
+                                                      order->protocol].name;
+        proto.len = ngx_strlen(proto.data);
+
+    } else {
+        ngx_str_set(&proto, "all protocols");
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "exchange_health: upstream \"%V\" server %V (%V): %s for "
+                  "%V, by the admin API (%V)", &conf->name,
+                  &conf->addrs[order->peer], &order->server,
+                  ngx_http_exchange_health_actions[order->action], &proto,
+                  &who);
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_admin_reply(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_http_exchange_health_order_t *order, const char *error)
+{
+    ngx_http_exchange_health_writer_t  w;
+
+    ngx_memzero(&w, sizeof(ngx_http_exchange_health_writer_t));
+    w.pool = r->pool;
+    w.last = &w.out;
+
+    ngx_http_exchange_health_write(&w, "{\"ok\":%s",
+                                   error ? "false" : "true");
+
+    if (error) {
+        ngx_http_exchange_health_write(&w, ",\"error\":\"%s\"", error);
+    }
+
+    if (order && order->server.len) {
+        ngx_http_exchange_health_write(&w, ",\"action\":\"%s\",\"server\":\"",
+                            ngx_http_exchange_health_actions[order->action]);
+        ngx_http_exchange_health_write_escaped(&w, order->server.data,
+                                   order->server.len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON);
+        ngx_http_exchange_health_write(&w, "\",\"protocol\":\"%s\"",
+                            order->protocol >= 0
+                            ? ngx_http_exchange_health_protocols[
+                                                  order->protocol].name
+                            : "all");
+
+        if (order->conf) {
+            ngx_http_exchange_health_write(&w, ",\"upstream\":\"");
+            ngx_http_exchange_health_write_escaped(&w, order->conf->name.data,
+                                   order->conf->name.len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON);
+            ngx_http_exchange_health_write(&w, "\",\"address\":\"");
+            ngx_http_exchange_health_write_escaped(&w,
+                                   order->conf->addrs[order->peer].data,
+                                   order->conf->addrs[order->peer].len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON);
+            ngx_http_exchange_health_write(&w, "\"");
+        }
+    }
+
+    ngx_http_exchange_health_write(&w, "}\n");
+
+    return ngx_http_exchange_health_send(r, status, "application/json", &w);
+}

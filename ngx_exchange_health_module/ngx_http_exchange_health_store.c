@@ -1,0 +1,746 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health.h"
+#include "ngx_http_exchange_health_statefile.h"
+
+
+/*
+ * Health kept across a restart or an upgrade, as HAProxy's
+ * server-state-file keeps it: the zone's state is written to a file every
+ * few seconds when it changed, and when a worker exits; a zone that starts
+ * empty reads it back.  A missing or bad file is logged and ignored.
+ */
+
+
+#define NGX_HTTP_EXCHANGE_HEALTH_SAVE_INTERVAL  5000
+
+
+static int ngx_http_exchange_health_store_record(void *data,
+    ngx_http_exchange_health_sf_record_t *rec);
+static ngx_http_exchange_health_sf_record_t *
+    ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
+    ngx_uint_t kind, ngx_str_t *upstream, ngx_str_t *addr, ngx_uint_t p);
+static void ngx_http_exchange_health_store_text(
+    ngx_http_exchange_health_sf_field_t *f, u_char *to, size_t size,
+    size_t *len);
+static void ngx_http_exchange_health_save_timer(ngx_event_t *ev);
+static ngx_int_t ngx_http_exchange_health_save(
+    ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
+static u_char *ngx_http_exchange_health_save_upstream(u_char *p,
+    ngx_http_exchange_health_upstream_t *up);
+static u_char *ngx_http_exchange_health_word(u_char *p, u_char *data,
+    size_t len);
+static u_char *ngx_http_exchange_health_cword(u_char *p, u_char *data,
+    size_t max);
+
+
+void
+ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
+    ngx_log_t *log)
+{
+    size_t            line;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_file_info_t   fi;
+    const char       *error;
+
+    if (zone->state.len == 0) {
+        return;
+    }
+
+    fd = ngx_open_file(zone->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_NOTICE, log, ngx_errno,
+                      "exchange_health zone \"%V\": no state file \"%V\" to "
+                      "read, starting afresh", zone->name, &zone->state);
+        return;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 16 * 1024 * 1024)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "exchange_health zone \"%V\": state file \"%V\" "
+                      "cannot be read or is too big, ignored",
+                      zone->name, &zone->state);
+        goto done;
+    }
+
+    zone->restore_buf.data = ngx_palloc(zone->pool, ngx_file_size(&fi) + 1);
+    if (zone->restore_buf.data == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, zone->restore_buf.data, ngx_file_size(&fi));
+
+    if (n != ngx_file_size(&fi)) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "exchange_health zone \"%V\": state file \"%V\" "
+                      "cannot be read, ignored", zone->name, &zone->state);
+        goto done;
+    }
+
+    zone->restore_buf.len = n;
+
+    if (ngx_array_init(&zone->restore, zone->pool, 16,
+                       sizeof(ngx_http_exchange_health_sf_record_t))
+        != NGX_OK)
+    {
+        goto done;
+    }
+
+    if (ngx_http_exchange_health_sf_parse(zone->restore_buf.data, n,
+                                          ngx_http_exchange_health_store_record,
+                                          zone, &error, &line)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "exchange_health zone \"%V\": state file \"%V\" "
+                      "line %uz: %s; the file is ignored",
+                      zone->name, &zone->state, line, error);
+        zone->restore.nelts = 0;
+        goto done;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "exchange_health zone \"%V\": state read from \"%V\"",
+                  zone->name, &zone->state);
+
+done:
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", &zone->state);
+    }
+}
+
+
+static int
+ngx_http_exchange_health_store_record(void *data,
+    ngx_http_exchange_health_sf_record_t *rec)
+{
+    ngx_http_exchange_health_zone_t *zone = data;
+
+    ngx_http_exchange_health_sf_record_t  *copy;
+
+    copy = ngx_array_push(&zone->restore);
+    if (copy == NULL) {
+        return -1;
+    }
+
+    *copy = *rec;
+
+    return 0;
+}
+
+
+void
+ngx_http_exchange_health_restore_upstream(
+    ngx_http_exchange_health_zone_t *zone,
+    ngx_http_exchange_health_upstream_t *up)
+{
+    ngx_str_t                              name;
+    ngx_uint_t                             p;
+    ngx_http_exchange_health_farm_t       *farm;
+    ngx_http_exchange_health_sf_field_t   *f;
+    ngx_http_exchange_health_sf_record_t  *rec;
+
+    name.data = up->name.data;
+    name.len = up->name.len;
+
+    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+        rec = ngx_http_exchange_health_store_find(zone,
+                                           NGX_HTTP_EXCHANGE_HEALTH_SF_FARM,
+                                           &name, NULL, p);
+        if (rec == NULL) {
+            continue;
+        }
+
+        farm = &up->farm[p];
+
+        if ((f = ngx_http_exchange_health_sf_field(rec, "fault"))) {
+            farm->fault = f->number;
+        }
+
+        if ((f = ngx_http_exchange_health_sf_field(rec, "since"))) {
+            farm->since = (time_t) f->number;
+        }
+
+        if ((f = ngx_http_exchange_health_sf_field(rec, "request_failures"))) {
+            farm->request_failures = (uint32_t) f->number;
+        }
+    }
+}
+
+
+void
+ngx_http_exchange_health_restore_server(ngx_http_exchange_health_zone_t *zone,
+    ngx_http_exchange_health_upstream_t *up,
+    ngx_http_exchange_health_server_t *srv)
+{
+    time_t                                 now;
+    ngx_str_t                              name, addr;
+    ngx_uint_t                             p;
+    ngx_http_exchange_health_slot_t       *slot;
+    ngx_http_exchange_health_failure_t    *last;
+    ngx_http_exchange_health_sf_field_t   *f;
+    ngx_http_exchange_health_sf_record_t  *rec;
+
+    name.data = up->name.data;
+    name.len = up->name.len;
+    addr.data = srv->addr;
+    addr.len = srv->addr_len;
+    now = ngx_time();
+
+    rec = ngx_http_exchange_health_store_find(zone,
+                                          NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER,
+                                          &name, &addr, 0);
+    if (rec) {
+        ngx_http_exchange_health_store_text(
+                             ngx_http_exchange_health_sf_field(rec, "name"),
+                             srv->name.data, sizeof(srv->name.data),
+                             &srv->name.len);
+        ngx_http_exchange_health_store_text(
+                             ngx_http_exchange_health_sf_field(rec, "fqdn"),
+                             srv->fqdn, sizeof(srv->fqdn), &srv->fqdn_len);
+    }
+
+    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+        slot = &srv->slot[p];
+
+        rec = ngx_http_exchange_health_store_find(zone,
+                                            NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
+                                            &name, &addr, p);
+        if (rec) {
+            if ((f = ngx_http_exchange_health_sf_field(rec, "state"))
+                && f->len == 7)
+            {
+                /*
+                 * Still ejected: for what is left of its time, or, if
+                 * that ran out while nginx was down, until a trial.
+                 */
+
+                slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
+                slot->until = ngx_current_msec;
+
+                f = ngx_http_exchange_health_sf_field(rec, "until");
+
+                if (f && (time_t) f->number > now) {
+                    slot->until += ((time_t) f->number - now) * 1000;
+                }
+            }
+
+            if ((f = ngx_http_exchange_health_sf_field(rec, "level"))) {
+                slot->level = (uint8_t) f->number;
+            }
+
+            if ((f = ngx_http_exchange_health_sf_field(rec, "admin"))) {
+                slot->admin = f->len == 5 ? NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN
+                              : f->len == 11
+                                ? NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE
+                                : NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE;
+            }
+
+            if ((f = ngx_http_exchange_health_sf_field(rec, "since"))) {
+                slot->since = (time_t) f->number;
+            }
+
+            if ((f = ngx_http_exchange_health_sf_field(rec, "failures"))) {
+                slot->failures = (uint32_t) f->number;
+            }
+
+            if ((f = ngx_http_exchange_health_sf_field(rec, "user_failures")))
+            {
+                slot->user_failures = (uint32_t) f->number;
+            }
+
+            if ((f = ngx_http_exchange_health_sf_field(rec, "rescued"))) {
+                slot->rescued = (uint32_t) f->number;
+            }
+
+            if ((f = ngx_http_exchange_health_sf_field(rec, "ejections"))) {
+                slot->ejections = (uint32_t) f->number;
+            }
+        }
+
+        rec = ngx_http_exchange_health_store_find(zone,
+                                            NGX_HTTP_EXCHANGE_HEALTH_SF_LAST,
+                                            &name, &addr, p);
+        if (rec == NULL) {
+            continue;
+        }
+
+        last = &slot->last;
+
+        if ((f = ngx_http_exchange_health_sf_field(rec, "time"))) {
+            last->time = (time_t) f->number;
+        }
+
+        if ((f = ngx_http_exchange_health_sf_field(rec, "status"))) {
+            last->status = (uint16_t) f->number;
+        }
+
+        ngx_http_exchange_health_store_text(
+                             ngx_http_exchange_health_sf_field(rec, "rule"),
+                             last->rule, sizeof(last->rule) - 1, NULL);
+        ngx_http_exchange_health_store_text(
+                             ngx_http_exchange_health_sf_field(rec, "method"),
+                             last->method, sizeof(last->method) - 1, NULL);
+        ngx_http_exchange_health_store_text(
+                             ngx_http_exchange_health_sf_field(rec, "uri"),
+                             last->uri, sizeof(last->uri) - 1, NULL);
+        ngx_http_exchange_health_store_text(
+                             ngx_http_exchange_health_sf_field(rec, "error"),
+                             last->error, sizeof(last->error) - 1, NULL);
+    }
+}
+
+
+static ngx_http_exchange_health_sf_record_t *
+ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
+    ngx_uint_t kind, ngx_str_t *upstream, ngx_str_t *addr, ngx_uint_t p)
+{
+    size_t                                 len;
+    ngx_uint_t                             i, a;
+    const char                            *proto;
+    ngx_http_exchange_health_sf_record_t  *rec;
+
+    rec = zone->restore.elts;
+    proto = ngx_http_exchange_health_protocols[p].name;
+    len = ngx_strlen(proto);
+
+    for (i = 0; i < zone->restore.nelts; i++) {
+
+        if (rec[i].kind != kind
+            || rec[i].arg_len[0] != upstream->len
+            || ngx_strncmp(rec[i].arg[0], upstream->data, upstream->len) != 0)
+        {
+            continue;
+        }
+
+        a = 1;
+
+        if (addr) {
+            if (rec[i].arg_len[1] != addr->len
+                || ngx_strncmp(rec[i].arg[1], addr->data, addr->len) != 0)
+            {
+                continue;
+            }
+
+            a = 2;
+        }
+
+        if (kind != NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER
+            && (rec[i].arg_len[a] != len
+                || ngx_strncmp(rec[i].arg[a], proto, len) != 0))
+        {
+            continue;
+        }
+
+        return &rec[i];
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_exchange_health_store_text(ngx_http_exchange_health_sf_field_t *f,
+    u_char *to, size_t size, size_t *len)
+{
+    size_t  n;
+
+    if (f == NULL) {
+        return;
+    }
+
+    n = ngx_min(f->len, size);
+    ngx_memcpy(to, f->value, n);
+
+    if (len) {
+        *len = n;
+
+    } else {
+        to[n] = '\0';
+    }
+}
+
+
+ngx_int_t
+ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                        i;
+    ngx_list_part_t                  *part;
+    ngx_shm_zone_t                   *shm_zone;
+    ngx_http_exchange_health_zone_t  *zone;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag != &ngx_http_exchange_health_module) {
+            continue;
+        }
+
+        zone = shm_zone[i].data;
+
+        if (zone->state.len == 0) {
+            continue;
+        }
+
+        zone->save.handler = ngx_http_exchange_health_save_timer;
+        zone->save.data = zone;
+        zone->save.log = cycle->log;
+        zone->save.cancelable = 1;
+
+        ngx_add_timer(&zone->save, NGX_HTTP_EXCHANGE_HEALTH_SAVE_INTERVAL);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_exchange_health_store_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                        i;
+    ngx_list_part_t                  *part;
+    ngx_shm_zone_t                   *shm_zone;
+    ngx_http_exchange_health_zone_t  *zone;
+
+    /* the last word of each worker, so a restart loses nothing */
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag != &ngx_http_exchange_health_module) {
+            continue;
+        }
+
+        zone = shm_zone[i].data;
+
+        if (zone->state.len && zone->sh) {
+            (void) ngx_http_exchange_health_save(zone, cycle->log);
+        }
+    }
+}
+
+
+static void
+ngx_http_exchange_health_save_timer(ngx_event_t *ev)
+{
+    ngx_msec_t                        now;
+    ngx_uint_t                        mine;
+    ngx_http_exchange_health_zone_t  *zone;
+
+    zone = ev->data;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    /* one worker writes at a time: the first to find the time come */
+
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    mine = (ngx_msec_int_t) (now - zone->sh->save_next) >= 0;
+
+    if (mine) {
+        zone->sh->save_next = now + NGX_HTTP_EXCHANGE_HEALTH_SAVE_INTERVAL;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (mine) {
+        (void) ngx_http_exchange_health_save(zone, ev->log);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_EXCHANGE_HEALTH_SAVE_INTERVAL);
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
+    ngx_log_t *log)
+{
+    size_t                                 size, n;
+    u_char                                *buf, *p, tmp[NGX_MAX_PATH];
+    uint32_t                               crc;
+    ngx_fd_t                               fd;
+    ngx_queue_t                           *q, *s;
+    ngx_http_exchange_health_upstream_t   *up;
+
+    /* the text is made under the lock, written to disk without it */
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    n = 0;
+
+    for (q = ngx_queue_head(&zone->sh->upstreams);
+         q != ngx_queue_sentinel(&zone->sh->upstreams);
+         q = ngx_queue_next(q))
+    {
+        up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
+
+        if (up->generation != zone->sh->generation) {
+            continue;
+        }
+
+        n++;
+
+        for (s = ngx_queue_head(&up->servers);
+             s != ngx_queue_sentinel(&up->servers);
+             s = ngx_queue_next(s))
+        {
+            n++;
+        }
+    }
+
+    /* the longest a record's lines can be, encoded, per server */
+
+    size = 128 + n * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
+
+    buf = ngx_alloc(size, log);
+    if (buf == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(buf, "# ngx_exchange_health_module state, written by "
+                   "nginx; it may be deleted\nexchange-health-state 1\n",
+                   sizeof("# ngx_exchange_health_module state, written by "
+                          "nginx; it may be deleted\n"
+                          "exchange-health-state 1\n") - 1);
+
+    for (q = ngx_queue_head(&zone->sh->upstreams);
+         q != ngx_queue_sentinel(&zone->sh->upstreams);
+         q = ngx_queue_next(q))
+    {
+        up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
+
+        if (up->generation == zone->sh->generation) {
+            p = ngx_http_exchange_health_save_upstream(p, up);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    p = ngx_cpymem(p, "end\n", 4);
+
+    /* the same as last written by this worker: nothing to do */
+
+    crc = ngx_crc32_long(buf, p - buf);
+
+    if (crc == zone->saved_crc) {
+        ngx_free(buf);
+        return NGX_OK;
+    }
+
+    /* written next to it and renamed: a crash leaves the old file whole */
+
+    if (zone->state.len + sizeof(".tmp.") + NGX_INT_T_LEN > NGX_MAX_PATH) {
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(tmp, "%V.tmp.%P%Z", &zone->state, ngx_pid);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "exchange_health: cannot write state file \"%s\"", tmp);
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    n = ngx_write_fd(fd, buf, p - buf);
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR || n != (size_t) (p - buf)
+        || ngx_rename_file(tmp, zone->state.data) == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "exchange_health: cannot write state file \"%V\"",
+                      &zone->state);
+        (void) ngx_delete_file(tmp);
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    zone->saved_crc = crc;
+    ngx_free(buf);
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_exchange_health_save_upstream(u_char *p,
+    ngx_http_exchange_health_upstream_t *up)
+{
+    time_t                                now;
+    ngx_uint_t                            k;
+    ngx_msec_int_t                        left;
+    ngx_queue_t                          *q;
+    const char                           *proto, *admin;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_farm_t      *farm;
+    ngx_http_exchange_health_server_t    *srv;
+    ngx_http_exchange_health_failure_t   *f;
+
+    now = ngx_time();
+
+    for (k = 0; k < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; k++) {
+        farm = &up->farm[k];
+
+        if (!farm->fault && farm->request_failures == 0) {
+            continue;
+        }
+
+        p = ngx_cpymem(p, "farm ", 5);
+        p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
+        p = ngx_sprintf(p, " %s fault=%ui since=%T request_failures=%uD\n",
+                        ngx_http_exchange_health_protocols[k].name,
+                        farm->fault ? 1 : 0, farm->since,
+                        farm->request_failures);
+    }
+
+    for (q = ngx_queue_head(&up->servers);
+         q != ngx_queue_sentinel(&up->servers);
+         q = ngx_queue_next(q))
+    {
+        srv = ngx_queue_data(q, ngx_http_exchange_health_server_t, queue);
+
+        p = ngx_cpymem(p, "server ", 7);
+        p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
+        *p++ = ' ';
+        p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
+
+        if (srv->name.len) {
+            p = ngx_cpymem(p, " name=", 6);
+            p = ngx_http_exchange_health_word(p, srv->name.data,
+                                              srv->name.len);
+        }
+
+        if (srv->fqdn_len) {
+            p = ngx_cpymem(p, " fqdn=", 6);
+            p = ngx_http_exchange_health_word(p, srv->fqdn, srv->fqdn_len);
+        }
+
+        *p++ = '\n';
+
+        for (k = 0; k < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; k++) {
+            slot = &srv->slot[k];
+            proto = ngx_http_exchange_health_protocols[k].name;
+
+            if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_UP
+                && slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE
+                && slot->failures == 0 && slot->user_failures == 0
+                && slot->ejections == 0)
+            {
+                continue;
+            }
+
+            admin = slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN
+                    ? "drain"
+                    : slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE
+                      ? "maintenance" : "none";
+
+            p = ngx_cpymem(p, "slot ", 5);
+            p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
+            *p++ = ' ';
+            p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
+
+            if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+                left = (ngx_msec_int_t) (slot->until - ngx_current_msec);
+                p = ngx_sprintf(p, " %s state=ejected until=%T", proto,
+                                now + (left > 0 ? (left + 999) / 1000 : 0));
+
+            } else {
+                p = ngx_sprintf(p, " %s state=up", proto);
+            }
+
+            p = ngx_sprintf(p, " level=%ui admin=%s since=%T failures=%uD "
+                            "user_failures=%uD rescued=%uD ejections=%uD\n",
+                            (ngx_uint_t) slot->level, admin, slot->since,
+                            slot->failures, slot->user_failures,
+                            slot->rescued, slot->ejections);
+
+            f = &slot->last;
+
+            if (f->time == 0) {
+                continue;
+            }
+
+            p = ngx_cpymem(p, "last ", 5);
+            p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
+            *p++ = ' ';
+            p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
+            p = ngx_sprintf(p, " %s time=%T status=%ui rule=", proto,
+                            f->time, (ngx_uint_t) f->status);
+            p = ngx_http_exchange_health_cword(p, f->rule, sizeof(f->rule));
+            p = ngx_cpymem(p, " method=", 8);
+            p = ngx_http_exchange_health_cword(p, f->method,
+                                               sizeof(f->method));
+            p = ngx_cpymem(p, " uri=", 5);
+            p = ngx_http_exchange_health_cword(p, f->uri, sizeof(f->uri));
+            p = ngx_cpymem(p, " error=", 7);
+            p = ngx_http_exchange_health_cword(p, f->error, sizeof(f->error));
+            *p++ = '\n';
+        }
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_exchange_health_word(u_char *p, u_char *data, size_t len)
+{
+    /* the format has no empty words: an empty value is written "-" */
+
+    if (len == 0) {
+        *p++ = '-';
+        return p;
+    }
+
+    return ngx_http_exchange_health_sf_encode(p, data, len);
+}
+
+
+static u_char *
+ngx_http_exchange_health_cword(u_char *p, u_char *data, size_t max)
+{
+    return ngx_http_exchange_health_word(p, data, ngx_strnlen(data, max));
+}

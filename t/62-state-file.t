@@ -1,0 +1,87 @@
+#!/usr/bin/perl
+
+# Health outlives a restart through the state file: a server known to be
+# broken stays out after a full stop and start; a missing or corrupt file
+# is logged and ignored, and never stops nginx.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use EH::Test;
+use EH::Front;
+
+my $farm = farm(tls => 1);
+$farm->server('EXCH2')->preset('seed');
+
+my $state = run_dir() . '/exchange.state';
+my %o = (zone => "1m state=$state",
+         upstream => 'exchange_health_eject time=10m;',
+         location => 'exchange_health_retry off;',
+         worker_processes => 2,
+         server => 'location = /status { exchange_health_status; }');
+
+my $ng = EH::Front::nginx($farm, %o);
+$ng->start;
+like $ng->error_log, qr/no state file ".*exchange\.state" to read, starting afresh/,
+    'a missing state file is noted';
+
+$ng->request(GET => '/owa/healthcheck.htm') for 1 .. 3;
+$ng->request(GET => '/owa/', signed_in => "user$_") for 1 .. 12;
+is scalar(EH::Front::changes($ng, 'ejected')), 1, 'EXCH2 ejected';
+
+$ng->stop;
+ok -s $state, 'the state was written when nginx stopped';
+my $text = slurp($state);
+like $text, qr/^exchange-health-state 1$/m, 'with its header';
+like $text, qr/^slot exchange \Q${\ $farm->server('EXCH2')->addr }\E owa state=ejected until=\d+ level=1 /m,
+    'EXCH2 ejected for owa';
+like $text, qr/name=EXCH2 fqdn=exch2\.contoso\.local/, 'its names';
+like $text, qr/rule=errorfe-redirect method=GET uri=\/owa\/ error=Microsoft\.Exchange/,
+    'its last failure';
+like $text, qr/^end$/m, 'and its end';
+
+# a full stop and start: the broken server stays out
+$ng = EH::Front::nginx($farm, %o);
+$ng->start;
+like $ng->error_log, qr/state read from ".*exchange\.state"/, 'the file was read';
+
+$farm->clear_logs;
+$ng->request(GET => '/owa/', signed_in => "later$_") for 1 .. 9;
+is $farm->server('EXCH2')->hits(path => '^/owa/'), 0,
+    'after the restart no OWA request reaches EXCH2';
+
+my $j = $ng->request(GET => '/status?format=json')->{body};
+like $j, qr/"name":"EXCH2"[^]]*"owa":\{"state":"ejected"/,
+    'the status page shows it ejected, named';
+like $j, qr/"rule":"errorfe-redirect"/, '... with its last failure';
+$ng->stop;
+
+# a corrupt file: logged, ignored, nginx runs
+for my $bad (["exchange-health-state 1\nslot exchange x owa state=up\n",
+              qr/line 0: no "end": the file was cut short/],
+             ["garbage\n", qr/line 1: not an exchange_health state file of version 1/],
+             ["exchange-health-state 1\nslot exchange x owa level=999\nend\n",
+              qr/line 2: a value out of range/])
+{
+    spew($state, $bad->[0]);
+    $ng = EH::Front::nginx($farm, %o);
+    $ng->start;
+    like $ng->error_log, qr/state file ".*exchange\.state" $bad->[1]; the file is ignored/,
+        'a bad file is logged, naming its line';
+    is $ng->request(GET => '/owa/', signed_in => 'x')->{status}, 200,
+        '... and nginx serves';
+    $ng->stop;
+}
+
+# the state is saved while running, too (every few seconds, when changed)
+unlink $state;
+$farm->heal;
+$ng = EH::Front::nginx($farm, %o);
+$ng->start;
+$farm->server('EXCH2')->preset('seed');
+$ng->request(GET => '/owa/', signed_in => "run$_") for 1 .. 12;
+ok wait_until(sub { -s $state && slurp($state) =~ /state=ejected/ },
+              timeout => 12),
+   'written within seconds of the change, nginx running';
+$ng->stop;
+
+done_testing;
