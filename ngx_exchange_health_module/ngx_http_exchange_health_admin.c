@@ -278,7 +278,8 @@ static void
 ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
     ngx_http_exchange_health_order_t *order)
 {
-    ngx_str_t                             who, proto;
+    u_char                                buf[3 * 64], wbuf[3 * 64];
+    ngx_str_t                             who, proto, server;
     ngx_uint_t                            p;
     ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_server_t    *srv;
@@ -352,10 +353,16 @@ ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
         ngx_str_set(&proto, "all protocols");
     }
 
+    server = ngx_http_exchange_health_log_text(buf, sizeof(buf),
+                                               order->server.data,
+                                               order->server.len);
+    who = ngx_http_exchange_health_log_text(wbuf, sizeof(wbuf), who.data,
+                                            who.len);
+
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "exchange_health: upstream \"%V\" server %V (%V): %s for "
                   "%V, by the admin API (%V)", &conf->name,
-                  &conf->addrs[order->peer], &order->server,
+                  &conf->addrs[order->peer], &server,
                   ngx_http_exchange_health_actions[order->action], &proto,
                   &who);
 }

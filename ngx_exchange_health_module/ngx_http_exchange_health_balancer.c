@@ -349,6 +349,8 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ctx->request = r;
     ctx->conf = hscf;
     ctx->lcf = hlcf;
+    ctx->method = r->method_name;
+    ctx->uri = r->uri;
 
     n = hscf->nprimary + hscf->nbackup;
 
@@ -598,17 +600,20 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
 
         if (c && (c->read->timedout || c->write->timedout)) {
             a->rule = ngx_http_exchange_health_upstream_timeout;
+            a->status = 0;
 
-        } else if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_NONE) {
-            /* a whole header was judged: its status is in the list */
+        } else if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_HEALTHY) {
+            /* a whole answer, judged well: its status is in the list */
             a->rule = ngx_http_exchange_health_upstream_status;
+            a->status = u->headers_in.status_n;
 
         } else {
+            /* no answer, a bad one, or one cut off while held */
             a->rule = ngx_http_exchange_health_upstream_error;
+            a->status = 0;
         }
 
         a->verdict = NGX_HTTP_EXCHANGE_HEALTH_ERROR;
-        a->status = u->headers_in.status_n;
 
         ngx_http_exchange_health_blame_error(ctx, a);
     }
@@ -832,6 +837,8 @@ static ngx_int_t
 ngx_http_exchange_health_retry(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
+    u_char                               buf[3 * 256];
+    ngx_str_t                            uri;
     ngx_uint_t                           mask;
     ngx_http_upstream_t                 *u;
     ngx_http_exchange_health_attempt_t  *a;
@@ -871,11 +878,13 @@ ngx_http_exchange_health_retry(ngx_http_request_t *r,
     ctx->retrying = 1;
     ctx->retried = 1;
 
+    uri = ngx_http_exchange_health_log_text(buf, sizeof(buf), ctx->uri.data,
+                                            ctx->uri.len);
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "exchange_health: rule \"%V\" matched the answer of "
                   "server %V to %V %V, status %ui: trying another server",
-                  &a->rule, u->peer.name, &r->method_name, &r->uri,
-                  a->status);
+                  &a->rule, u->peer.name, &ctx->method, &uri, a->status);
 
     return NGX_HTTP_UPSTREAM_INVALID_HEADER;
 }

@@ -264,6 +264,10 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
 
     *to_len = len;
 
+    if (fqdn) {
+        ngx_http_exchange_health_name_from_fqdn_locked(srv);
+    }
+
     ngx_shmtx_unlock(&shpool->mutex);
 }
 
@@ -810,30 +814,21 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_failure_t *f)
 {
-    size_t               len;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
     f->time = ngx_time();
     f->status = a->status;
 
-    len = ngx_min(a->rule.len, NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN - 1);
-    ngx_memcpy(f->rule, a->rule.data, len);
-    f->rule[len] = '\0';
+    /* cut to size and NUL-terminated; an empty string may have no data */
 
-    len = ngx_min(r->method_name.len, NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN - 1);
-    ngx_memcpy(f->method, r->method_name.data, len);
-    f->method[len] = '\0';
+    ngx_cpystrn(f->rule, a->rule.data,
+                ngx_min(a->rule.len + 1, sizeof(f->rule)));
+    ngx_cpystrn(f->method, ctx->method.data,
+                ngx_min(ctx->method.len + 1, sizeof(f->method)));
+    ngx_cpystrn(f->error, a->error.data,
+                ngx_min(a->error.len + 1, sizeof(f->error)));
 
     /* the path only: query strings may carry secrets */
-    len = ngx_min(r->uri.len, NGX_HTTP_EXCHANGE_HEALTH_URI_LEN - 1);
-    ngx_memcpy(f->uri, r->uri.data, len);
-    f->uri[len] = '\0';
-
-    len = ngx_min(a->error.len, NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN - 1);
-    ngx_memcpy(f->error, a->error.data, len);
-    f->error[len] = '\0';
+    ngx_cpystrn(f->uri, ctx->uri.data,
+                ngx_min(ctx->uri.len + 1, sizeof(f->uri)));
 }
 
 
@@ -910,8 +905,12 @@ static void
 ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_http_exchange_health_event_t *ev)
 {
-    u_char               dbuf[NGX_INT_T_LEN + 8], wbuf[NGX_INT_T_LEN + 8];
-    ngx_str_t           *addr, proto, name, error, duration, window;
+    u_char               dbuf[NGX_INT_T_LEN + 8], wbuf[NGX_INT_T_LEN + 8],
+                         ubuf[3 * NGX_HTTP_EXCHANGE_HEALTH_URI_LEN],
+                         nbuf[3 * NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN],
+                         ebuf[3 * NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN];
+    ngx_str_t           *addr, proto, name, error, duration, window, uri,
+                        *method;
     ngx_log_t           *log;
     ngx_http_request_t  *r;
 
@@ -922,16 +921,21 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
     r = ctx->request;
     log = r->connection->log;
     addr = &ctx->conf->addrs[a->peer];
+    method = &ctx->method;
     ngx_http_exchange_health_protocol_name(ctx, &proto);
 
-    name.data = ev->name.data;
-    name.len = ev->name.len;
+    /* what came from servers and clients cannot forge or colour a line */
+
+    name = ngx_http_exchange_health_log_text(nbuf, sizeof(nbuf),
+                                             ev->name.data, ev->name.len);
+    error = ngx_http_exchange_health_log_text(ebuf, sizeof(ebuf),
+                                              a->error.data, a->error.len);
+    uri = ngx_http_exchange_health_log_text(ubuf, sizeof(ubuf),
+                                            ctx->uri.data, ctx->uri.len);
 
     if (name.len == 0) {
         ngx_str_set(&name, "-");
     }
-
-    error = a->error;
 
     if (error.len == 0) {
         ngx_str_set(&error, "-");
@@ -948,8 +952,8 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                       "ejected for %V for %V after %ui failures in %V: "
                       "rule \"%V\" on %V %V, status %ui, error %V",
                       &ctx->conf->name, addr, &name, &proto, &duration,
-                      ev->fails, &window, &a->rule, &r->method_name,
-                      &r->uri, a->status, &error);
+                      ev->fails, &window, &a->rule, method,
+                      &uri, a->status, &error);
         break;
 
     case ngx_http_exchange_health_trial:
@@ -957,7 +961,7 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                       "exchange_health: upstream \"%V\" server %V (%V) "
                       "on trial for %V with %V %V",
                       &ctx->conf->name, addr, &name, &proto,
-                      &r->method_name, &r->uri);
+                      method, &uri);
         break;
 
     case ngx_http_exchange_health_trial_failed:
@@ -966,7 +970,7 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                       "failed its trial for %V, ejected again for %V: "
                       "rule \"%V\" on %V %V, status %ui, error %V",
                       &ctx->conf->name, addr, &name, &proto, &duration,
-                      &a->rule, &r->method_name, &r->uri, a->status, &error);
+                      &a->rule, method, &uri, a->status, &error);
         break;
 
     case ngx_http_exchange_health_readmitted:
@@ -974,7 +978,7 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                       "exchange_health: upstream \"%V\" server %V (%V) "
                       "re-admitted for %V after a good answer to %V %V",
                       &ctx->conf->name, addr, &name, &proto,
-                      &r->method_name, &r->uri);
+                      method, &uri);
         break;
 
     case ngx_http_exchange_health_farm_fault:
@@ -985,7 +989,7 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                       "rule \"%V\" on %V %V from server %V (%V), "
                       "status %ui, error %V",
                       &ctx->conf->name, &proto, ev->fails, &window,
-                      ev->ejected, &a->rule, &r->method_name, &r->uri,
+                      ev->ejected, &a->rule, method, &uri,
                       addr, &name, a->status, &error);
         break;
 
@@ -995,7 +999,7 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                       "for %V cleared by a good answer from server %V (%V) "
                       "to %V %V",
                       &ctx->conf->name, &proto, addr, &name,
-                      &r->method_name, &r->uri);
+                      method, &uri);
         break;
 
     default:
@@ -1025,4 +1029,46 @@ ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms)
     }
 
     return s;
+}
+
+
+ngx_str_t
+ngx_http_exchange_health_log_text(u_char *buf, size_t size, u_char *data,
+    size_t len)
+{
+    ngx_str_t  s;
+
+    /* escaped as in URIs: spaces, control and non-ASCII bytes become %XX */
+
+    len = ngx_min(len, size / 3);
+
+    s.data = buf;
+    s.len = (u_char *) ngx_escape_uri(buf, data, len, NGX_ESCAPE_URI) - buf;
+
+    return s;
+}
+
+
+void
+ngx_http_exchange_health_name_from_fqdn_locked(
+    ngx_http_exchange_health_server_t *srv)
+{
+    size_t  i;
+
+    /*
+     * Until a server names itself in X-FEServer, the first label of its
+     * FQDN names it: Exchange's NetBIOS name, in capitals.
+     */
+
+    if (srv->name.len) {
+        return;
+    }
+
+    for (i = 0; i < srv->fqdn_len && i < NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN
+                && srv->fqdn[i] != '.'; i++)
+    {
+        srv->name.data[i] = ngx_toupper(srv->fqdn[i]);
+    }
+
+    srv->name.len = i;
 }

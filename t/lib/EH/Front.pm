@@ -9,6 +9,8 @@ package EH::Front;
 #   $ng->start;
 #   my @v = EH::Front::verdicts($ng);          # one hash per request
 #   my @e = EH::Front::changes($ng, 'ejected'); # state-change log lines
+#   my ($j) = EH::Front::status_json($ng);     # the status page, decoded
+#   my $u = EH::Front::worker_usage($ng);      # { pid, rss_kb, cpu }
 
 use strict;
 use warnings;
@@ -125,6 +127,36 @@ sub changes {
         push @c, \%c;
     }
     return @c;
+}
+
+# The status page as JSON (the front end needs "location = /status
+# { exchange_health_status; }", EH::Front::nginx(server => ...)):
+# (decoded page or undef, the response, the decode error).
+sub status_json {
+    my ($ng, %o) = @_;
+    require JSON::PP;
+    my $r = $ng->request(GET => ($o{path} // '/status') . '?format=json',
+                         timeout => $o{timeout} // 5);
+    my $j = eval { JSON::PP->new->utf8->decode($r->{body} // '') };
+    return ($j, $r, $j ? undef : ($@ || 'no body'));
+}
+
+# A worker's resident memory (kB) and CPU time (s) from /proc: the first
+# worker unless pid => N.
+sub worker_usage {
+    my ($ng, %o) = @_;
+    my $pid = $o{pid} // ($ng->worker_pids)[0] or return undef;
+    open my $fh, '<', "/proc/$pid/status" or return undef;
+    my ($rss) = map { /^VmRSS:\s+(\d+)\s+kB/ ? $1 : () } <$fh>;
+    close $fh;
+    open $fh, '<', "/proc/$pid/stat" or return undef;
+    my $stat = <$fh>;
+    close $fh;
+    $stat =~ s/^.*\)\s+//s;         # the command may contain spaces
+    my @f = split ' ', $stat;       # f[0] is field 3 (state)
+    require POSIX;
+    my $hz = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+    return { pid => $pid, rss_kb => $rss, cpu => ($f[11] + $f[12]) / $hz };
 }
 
 1;
