@@ -141,6 +141,14 @@ typedef struct {
     size_t                  fqdn_len;
     u_char                  fqdn[NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN];
 
+    /* the TLS certificate the probe saw */
+    time_t                  cert_time;
+    time_t                  cert_not_after;
+    uint8_t                 cert_subject_len;
+    uint8_t                 cert_thumbprint_len;
+    u_char                  cert_thumbprint[40];    /* SHA-1, hex */
+    u_char                  cert_subject[96];
+
     ngx_http_exchange_health_slot_t
                         slot[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
 } ngx_http_exchange_health_server_t;
@@ -217,6 +225,21 @@ typedef struct {
 } ngx_http_exchange_health_rule_t;
 
 
+/* exchange_health_probe */
+typedef struct {
+    ngx_msec_t              interval;
+    ngx_msec_t              timeout;
+    ngx_uint_t              tls;
+    ngx_str_t               sni;
+    u_char                 *sni_cstr;
+    ngx_uint_t              protocols;      /* bit per protocol */
+    time_t                  cert_warn;
+    ngx_ssl_t              *ssl;
+    ngx_event_t             timer;          /* in each worker */
+    ngx_str_t               uri[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+} ngx_http_exchange_health_probe_conf_t;
+
+
 /* upstream configuration: the balancer and its ejection policy */
 typedef struct {
     ngx_shm_zone_t         *shm_zone;
@@ -233,6 +256,7 @@ typedef struct {
     ngx_uint_t              max_ejected;    /* of primary servers */
     ngx_uint_t              max_ejected_percent;
     ngx_uint_t              probe_fails;    /* probes failed to drain */
+    ngx_http_exchange_health_probe_conf_t *probe;
 
     ngx_uint_t              nprimary;
     ngx_uint_t              nbackup;
@@ -244,6 +268,7 @@ typedef struct {
     ngx_http_exchange_health_upstream_t   *sh;
     ngx_http_exchange_health_server_t    **servers;
     ngx_str_t                             *addrs;
+    ngx_http_upstream_rr_peer_t          **peers;
 
     /* per peer: names this worker last wrote to the zone */
     uint32_t                              *known_name;
@@ -297,6 +322,10 @@ typedef struct {
     ngx_uint_t                            protocol;
     ngx_uint_t                            slot;    /* protocol or 0 */
     uint32_t                              user;
+
+    /* as first asked: an error_page redirect changes the request's */
+    ngx_str_t                             method;
+    ngx_str_t                             uri;
 
     ngx_int_t                           (*process_header)(
                                               ngx_http_request_t *r);
@@ -387,6 +416,10 @@ void ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_blame_error(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+ngx_str_t ngx_http_exchange_health_log_text(u_char *buf, size_t size,
+    u_char *data, size_t len);
+void ngx_http_exchange_health_name_from_fqdn_locked(
+    ngx_http_exchange_health_server_t *srv);
 ngx_uint_t ngx_http_exchange_health_drained(
     ngx_http_exchange_health_srv_conf_t *conf,
     ngx_http_exchange_health_slot_t *slot);
@@ -403,6 +436,13 @@ char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw);
+
+/* ngx_http_exchange_health_probe.c */
+char *ngx_http_exchange_health_probe(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_exchange_health_probe_uri(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle);
 
 /* ngx_http_exchange_health_status.c */
 char *ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -45,6 +45,20 @@ static ngx_command_t  ngx_http_exchange_health_commands[] = {
       0,
       NULL },
 
+    { ngx_string("exchange_health_probe"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_exchange_health_probe,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_probe_uri"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE2,
+      ngx_http_exchange_health_probe_uri,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("exchange_health_detect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -404,5 +418,9 @@ ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_exchange_health_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_http_exchange_health_store_init_process(cycle);
+    if (ngx_http_exchange_health_store_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_exchange_health_probe_init_process(cycle);
 }

@@ -46,13 +46,17 @@ static int ngx_http_exchange_health_sf_value(
 static int ngx_http_exchange_health_sf_hex(u_char c);
 
 
-static const ngx_http_exchange_health_sf_key_t  ngx_http_exchange_health_sf_server[] = {
+static const ngx_http_exchange_health_sf_key_t
+    ngx_http_exchange_health_sf_server[] =
+{
     { "name", NGX_HTTP_EXCHANGE_HEALTH_SF_TEXT, 0, NULL },
     { "fqdn", NGX_HTTP_EXCHANGE_HEALTH_SF_TEXT, 0, NULL },
     { NULL, 0, 0, NULL }
 };
 
-static const ngx_http_exchange_health_sf_key_t  ngx_http_exchange_health_sf_slot[] = {
+static const ngx_http_exchange_health_sf_key_t
+    ngx_http_exchange_health_sf_slot[] =
+{
     { "state", NGX_HTTP_EXCHANGE_HEALTH_SF_ENUM, 0, "up|ejected" },
     { "until", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, INT64_MAX, NULL },
     { "level", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, 255, NULL },
@@ -66,7 +70,9 @@ static const ngx_http_exchange_health_sf_key_t  ngx_http_exchange_health_sf_slot
     { NULL, 0, 0, NULL }
 };
 
-static const ngx_http_exchange_health_sf_key_t  ngx_http_exchange_health_sf_last[] = {
+static const ngx_http_exchange_health_sf_key_t
+    ngx_http_exchange_health_sf_last[] =
+{
     { "time", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, INT64_MAX, NULL },
     { "status", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, 999, NULL },
     { "rule", NGX_HTTP_EXCHANGE_HEALTH_SF_TEXT, 0, NULL },
@@ -76,15 +82,20 @@ static const ngx_http_exchange_health_sf_key_t  ngx_http_exchange_health_sf_last
     { NULL, 0, 0, NULL }
 };
 
-static const ngx_http_exchange_health_sf_key_t  ngx_http_exchange_health_sf_farm[] = {
+static const ngx_http_exchange_health_sf_key_t
+    ngx_http_exchange_health_sf_farm[] =
+{
     { "fault", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, 1, NULL },
     { "since", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, INT64_MAX, NULL },
-    { "request_failures", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, UINT32_MAX, NULL },
+    { "request_failures", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, UINT32_MAX,
+      NULL },
     { NULL, 0, 0, NULL }
 };
 
 /* in the order of NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER ... _FARM */
-static const ngx_http_exchange_health_sf_kind_t  ngx_http_exchange_health_sf_kinds[] = {
+static const ngx_http_exchange_health_sf_kind_t
+    ngx_http_exchange_health_sf_kinds[] =
+{
     { "server", 2, 0, ngx_http_exchange_health_sf_server },
     { "slot", 3, 3, ngx_http_exchange_health_sf_slot },
     { "last", 3, 3, ngx_http_exchange_health_sf_last },

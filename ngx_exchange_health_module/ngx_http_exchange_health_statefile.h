@@ -51,11 +51,11 @@ typedef struct {
 typedef struct {
     unsigned                              kind;
     unsigned                              nargs;
-    u_char                               *arg[NGX_HTTP_EXCHANGE_HEALTH_SF_ARGS];
-    size_t                                arg_len[NGX_HTTP_EXCHANGE_HEALTH_SF_ARGS];
     unsigned                              nfields;
-    ngx_http_exchange_health_sf_field_t   field[
-                                          NGX_HTTP_EXCHANGE_HEALTH_SF_FIELDS];
+    u_char                     *arg[NGX_HTTP_EXCHANGE_HEALTH_SF_ARGS];
+    size_t                      arg_len[NGX_HTTP_EXCHANGE_HEALTH_SF_ARGS];
+    ngx_http_exchange_health_sf_field_t
+                                field[NGX_HTTP_EXCHANGE_HEALTH_SF_FIELDS];
 } ngx_http_exchange_health_sf_record_t;
 
 

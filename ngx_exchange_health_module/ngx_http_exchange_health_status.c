@@ -37,6 +37,11 @@ static ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
 static void ngx_http_exchange_health_snap_states(
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_msec_t now);
+static void ngx_http_exchange_health_snap_certificates(
+    ngx_http_exchange_health_snap_upstream_t *up, time_t now);
+static ngx_uint_t ngx_http_exchange_health_same_cert(
+    ngx_http_exchange_health_snap_server_t *a,
+    ngx_http_exchange_health_snap_server_t *b);
 static int ngx_libc_cdecl ngx_http_exchange_health_cmp_servers(
     const void *one, const void *two);
 static ngx_buf_t *ngx_http_exchange_health_writer_buf(
@@ -349,6 +354,8 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
             }
         }
 
+        ngx_http_exchange_health_snap_certificates(up, snap->now);
+
         ngx_qsort(up->servers, up->nservers,
                   sizeof(ngx_http_exchange_health_snap_server_t),
                   ngx_http_exchange_health_cmp_servers);
@@ -438,6 +445,79 @@ ngx_http_exchange_health_snap_states(
 }
 
 
+static void
+ngx_http_exchange_health_snap_certificates(
+    ngx_http_exchange_health_snap_upstream_t *up, time_t now)
+{
+    ngx_uint_t                               i, j, best, tie;
+    ngx_http_exchange_health_snap_server_t  *s;
+    ngx_http_exchange_health_probe_conf_t   *pc;
+
+    /*
+     * Extended Protection needs every server to present the same
+     * certificate: the one most servers present is the farm's, and the
+     * others are marked; all are, when no certificate has most.
+     */
+
+    pc = up->conf->probe;
+    best = 0;
+    tie = 0;
+
+    for (i = 0; i < up->nservers; i++) {
+        s = &up->servers[i];
+
+        if (s->record.cert_thumbprint_len == 0) {
+            continue;
+        }
+
+        if (pc && s->record.cert_not_after
+            && s->record.cert_not_after - now < pc->cert_warn)
+        {
+            s->cert_expiring = 1;
+        }
+
+        for (j = 0; j < up->nservers; j++) {
+            if (ngx_http_exchange_health_same_cert(s, &up->servers[j])) {
+                s->cert_same++;
+            }
+        }
+
+        if (best == 0 || s->cert_same > up->servers[best - 1].cert_same) {
+            best = i + 1;
+            tie = 0;
+
+        } else if (s->cert_same == up->servers[best - 1].cert_same
+                   && !ngx_http_exchange_health_same_cert(s,
+                                                   &up->servers[best - 1]))
+        {
+            tie = 1;
+        }
+    }
+
+    for (i = 0; i < up->nservers; i++) {
+        s = &up->servers[i];
+
+        if (s->record.cert_thumbprint_len
+            && (tie || !ngx_http_exchange_health_same_cert(s,
+                                                   &up->servers[best - 1])))
+        {
+            s->cert_differs = 1;
+        }
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_same_cert(ngx_http_exchange_health_snap_server_t *a,
+    ngx_http_exchange_health_snap_server_t *b)
+{
+    return a->record.cert_thumbprint_len
+           && a->record.cert_thumbprint_len == b->record.cert_thumbprint_len
+           && ngx_memcmp(a->record.cert_thumbprint, b->record.cert_thumbprint,
+                         a->record.cert_thumbprint_len) == 0;
+}
+
+
 static int ngx_libc_cdecl
 ngx_http_exchange_health_cmp_servers(const void *one, const void *two)
 {
@@ -476,6 +556,15 @@ const char *
 ngx_http_exchange_health_state_name(ngx_uint_t state)
 {
     return ngx_http_exchange_health_state_names[state];
+}
+
+
+const char *
+ngx_http_exchange_health_probe_name(ngx_uint_t probe)
+{
+    static const char  *names[] = { "none", "ok", "inactive", "failed" };
+
+    return names[probe < 4 ? probe : 0];
 }
 
 

@@ -43,6 +43,9 @@ typedef struct {
     ngx_str_t                             addr;
     ngx_uint_t                            backup;
     ngx_uint_t                            severity;
+    ngx_uint_t                            cert_expiring;
+    ngx_uint_t                            cert_differs;
+    ngx_uint_t                            cert_same;    /* servers alike */
     ngx_uint_t                            state[
                                           NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
     time_t                                until[
@@ -101,6 +104,7 @@ ngx_uint_t ngx_http_exchange_health_shown(
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 const char *ngx_http_exchange_health_state_name(ngx_uint_t state);
+const char *ngx_http_exchange_health_probe_name(ngx_uint_t probe);
 const char *ngx_http_exchange_health_slot_name(
     ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p);
 const char *ngx_http_exchange_health_hint(

@@ -41,6 +41,10 @@ static void ngx_http_exchange_health_html_hint(
 static void ngx_http_exchange_health_html_when(
     ngx_http_exchange_health_writer_t *w, time_t now, time_t t,
     const char *word);
+static void ngx_http_exchange_health_html_certificate(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_server_t *s);
 
 
 static u_char  ngx_http_exchange_health_style[] =
@@ -73,6 +77,8 @@ static u_char  ngx_http_exchange_health_style[] =
 ".why{margin:8px 0 2px;padding:6px 8px;background:#fff4f2;"
 "border-radius:4px}\n"
 ".hint{margin:4px 0;padding:6px 8px;background:#eef4ff;border-radius:4px}\n"
+".cert{margin:0 0 6px;font-size:14px;color:#44546f}\n"
+".cert b{color:#8a5a00}\n"
 ".fault{background:#b3261e;color:#fff;border-radius:8px;padding:10px 14px;"
 "margin:10px 0}\n"
 "code{font:13px ui-monospace,Consolas,monospace;word-break:break-all}\n"
@@ -254,6 +260,8 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_write(w, "%s</span></h3>\n",
                                    s->backup ? " &middot; backup" : "");
 
+    ngx_http_exchange_health_html_certificate(w, snap, s);
+
     shown = 0;
 
     for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
@@ -265,7 +273,7 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
         if (shown++ == 0) {
             ngx_http_exchange_health_write(w,
                 "<div class=\"scroll\"><table>\n<tr><th>protocol</th>"
-                "<th>state</th><th>since</th><th>requests</th>"
+                "<th>state</th><th>since</th><th>probe</th><th>requests</th>"
                 "<th>failures</th><th>user failures</th><th>rescued</th>"
                 "<th>ejections</th></tr>\n");
         }
@@ -290,6 +298,25 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
         ngx_http_exchange_health_write(w, "</td><td>");
         ngx_http_exchange_health_html_when(w, snap->now, slot->since,
                                            "since");
+        ngx_http_exchange_health_write(w, "</td><td>");
+
+        if (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_NONE) {
+            ngx_http_exchange_health_write(w, "&ndash;");
+
+        } else {
+            ngx_http_exchange_health_write(w, "%s",
+                          ngx_http_exchange_health_probe_name(slot->probe));
+
+            if (slot->probe_fails > 1) {
+                ngx_http_exchange_health_write(w, " &times;%ui",
+                                           (ngx_uint_t) slot->probe_fails);
+            }
+
+            ngx_http_exchange_health_write(w, " ");
+            ngx_http_exchange_health_html_when(w, snap->now,
+                                               slot->probe_time, NULL);
+        }
+
         ngx_http_exchange_health_write(w,
             "</td><td class=\"n\">%uA</td><td class=\"n\">%ui</td>"
             "<td class=\"n\">%ui</td><td class=\"n\">%ui</td>"
@@ -344,6 +371,54 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
     }
 
     ngx_http_exchange_health_write(w, "</article>\n");
+}
+
+
+static void
+ngx_http_exchange_health_html_certificate(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_server_t *s)
+{
+    ngx_tm_t                            tm;
+    ngx_http_exchange_health_server_t  *rec;
+
+    rec = &s->record;
+
+    if (rec->cert_thumbprint_len == 0) {
+        return;
+    }
+
+    ngx_http_exchange_health_write(w, "<p class=\"cert\">Certificate <code>");
+    ngx_http_exchange_health_write_escaped(w, rec->cert_subject,
+                                   rec->cert_subject_len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+    ngx_http_exchange_health_write(w, "</code>, thumbprint <code>");
+    ngx_http_exchange_health_write_escaped(w, rec->cert_thumbprint,
+                                   rec->cert_thumbprint_len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+    ngx_http_exchange_health_write(w, "</code>");
+
+    if (rec->cert_not_after) {
+        ngx_gmtime(rec->cert_not_after, &tm);
+        ngx_http_exchange_health_write(w,
+            ", expires %4d-%02d-%02d (%s%T d)",
+            tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+            rec->cert_not_after > snap->now ? "in " : "",
+            (rec->cert_not_after - snap->now) / 86400);
+    }
+
+    if (s->cert_expiring) {
+        ngx_http_exchange_health_write(w,
+            " &middot; <b>expires soon: renew it on every server</b>");
+    }
+
+    if (s->cert_differs) {
+        ngx_http_exchange_health_write(w,
+            " &middot; <b>not the certificate the other servers present: "
+            "Extended Protection needs the same one on all</b>");
+    }
+
+    ngx_http_exchange_health_write(w, "</p>\n");
 }
 
 

@@ -116,6 +116,28 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_json_string(w, rec->name.data, rec->name.len);
     ngx_http_exchange_health_write(w, ",\"fqdn\":");
     ngx_http_exchange_health_json_string(w, rec->fqdn, rec->fqdn_len);
+    ngx_http_exchange_health_write(w, ",\"certificate\":");
+
+    if (rec->cert_thumbprint_len) {
+        ngx_http_exchange_health_write(w, "{\"subject\":");
+        ngx_http_exchange_health_json_string(w, rec->cert_subject,
+                                             rec->cert_subject_len);
+        ngx_http_exchange_health_write(w, ",\"thumbprint\":");
+        ngx_http_exchange_health_json_string(w, rec->cert_thumbprint,
+                                             rec->cert_thumbprint_len);
+        ngx_http_exchange_health_write(w, ",\"expires\":");
+        ngx_http_exchange_health_json_time(w, rec->cert_not_after);
+        ngx_http_exchange_health_write(w, ",\"seen\":");
+        ngx_http_exchange_health_json_time(w, rec->cert_time);
+        ngx_http_exchange_health_write(w,
+            ",\"expiring\":%s,\"differs\":%s}",
+            s->cert_expiring ? "true" : "false",
+            s->cert_differs ? "true" : "false");
+
+    } else {
+        ngx_http_exchange_health_write(w, "null");
+    }
+
     ngx_http_exchange_health_write(w,
         ",\"backup\":%s,\"state\":\"%s\",\"protocols\":{",
         s->backup ? "true" : "false",
@@ -148,6 +170,19 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
             (ngx_uint_t) slot->user_failures, (ngx_uint_t) slot->rescued,
             (ngx_uint_t) slot->ejections);
         ngx_http_exchange_health_json_failure(w, &slot->last);
+
+        ngx_http_exchange_health_write(w, ",\"probe\":");
+
+        if (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_NONE) {
+            ngx_http_exchange_health_write(w, "null");
+
+        } else {
+            ngx_http_exchange_health_write(w, "{\"result\":\"%s\",\"time\":",
+                          ngx_http_exchange_health_probe_name(slot->probe));
+            ngx_http_exchange_health_json_time(w, slot->probe_time);
+            ngx_http_exchange_health_write(w, ",\"failed_in_a_row\":%ui}",
+                                           (ngx_uint_t) slot->probe_fails);
+        }
 
         hint = ngx_http_exchange_health_hint(up, s, p);
 

@@ -125,6 +125,66 @@ ngx_http_exchange_health_render_prometheus(
     }
 
     ngx_http_exchange_health_write(w,
+        "# HELP exchange_health_probe_ok 1 when the last active probe of the "
+        "protocol's healthcheck.htm was answered well\n"
+        "# TYPE exchange_health_probe_ok gauge\n");
+
+    for (i = 0; i < snap->nupstreams; i++) {
+        up = &snap->upstreams[i];
+
+        for (j = 0; j < up->nservers; j++) {
+            s = &up->servers[j];
+
+            for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+                if (s->record.slot[p].probe
+                    == NGX_HTTP_EXCHANGE_HEALTH_PROBE_NONE)
+                {
+                    continue;
+                }
+
+                ngx_http_exchange_health_write(w, "exchange_health_probe_ok");
+                ngx_http_exchange_health_labels(w, up, s, p);
+                ngx_http_exchange_health_write(w, " %d\n",
+                                      s->record.slot[p].probe
+                                      == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK);
+            }
+        }
+    }
+
+    ngx_http_exchange_health_write(w,
+        "# HELP exchange_health_certificate_expiry_timestamp_seconds When "
+        "the TLS certificate the server presents expires\n"
+        "# TYPE exchange_health_certificate_expiry_timestamp_seconds gauge\n"
+        "# HELP exchange_health_certificate_differs 1 when the server "
+        "presents another certificate than the other servers\n"
+        "# TYPE exchange_health_certificate_differs gauge\n");
+
+    for (i = 0; i < snap->nupstreams; i++) {
+        up = &snap->upstreams[i];
+
+        for (j = 0; j < up->nservers; j++) {
+            s = &up->servers[j];
+
+            if (s->record.cert_thumbprint_len == 0) {
+                continue;
+            }
+
+            ngx_http_exchange_health_write(w,
+                     "exchange_health_certificate_expiry_timestamp_seconds");
+            ngx_http_exchange_health_labels(w, up, s,
+                                         NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS);
+            ngx_http_exchange_health_write(w, " %T\n",
+                                           s->record.cert_not_after);
+
+            ngx_http_exchange_health_write(w,
+                                      "exchange_health_certificate_differs");
+            ngx_http_exchange_health_labels(w, up, s,
+                                         NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS);
+            ngx_http_exchange_health_write(w, " %ui\n", s->cert_differs);
+        }
+    }
+
+    ngx_http_exchange_health_write(w,
         "# HELP exchange_health_farm_fault 1 while every server fails "
         "the same requests of the protocol\n"
         "# TYPE exchange_health_farm_fault gauge\n");
@@ -187,11 +247,16 @@ ngx_http_exchange_health_labels(ngx_http_exchange_health_writer_t *w,
                                        s->record.name.len);
     }
 
-    proto = ngx_http_exchange_health_slot_name(up, p);
+    /* a server's own metrics have no protocol */
 
-    ngx_http_exchange_health_write(w, ",");
-    ngx_http_exchange_health_label(w, "protocol", (u_char *) proto,
-                                   ngx_strlen(proto));
+    if (p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS) {
+        proto = ngx_http_exchange_health_slot_name(up, p);
+
+        ngx_http_exchange_health_write(w, ",");
+        ngx_http_exchange_health_label(w, "protocol", (u_char *) proto,
+                                       ngx_strlen(proto));
+    }
+
     ngx_http_exchange_health_write(w, "}");
 }
 

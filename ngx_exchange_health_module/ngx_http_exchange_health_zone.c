@@ -219,9 +219,12 @@ ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
     hscf->addrs = ngx_pcalloc(cycle->pool, n * sizeof(ngx_str_t));
     hscf->known_name = ngx_pcalloc(cycle->pool, n * sizeof(uint32_t));
     hscf->known_fqdn = ngx_pcalloc(cycle->pool, n * sizeof(uint32_t));
+    hscf->peers = ngx_pcalloc(cycle->pool,
+                              n * sizeof(ngx_http_upstream_rr_peer_t *));
 
     if (hscf->servers == NULL || hscf->addrs == NULL
-        || hscf->known_name == NULL || hscf->known_fqdn == NULL)
+        || hscf->known_name == NULL || hscf->known_fqdn == NULL
+        || hscf->peers == NULL)
     {
         return NGX_ERROR;
     }
@@ -235,6 +238,7 @@ ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
 
         for (peer = peers->peer, i = 0; peer; peer = peer->next, i++, n++) {
             hscf->addrs[n] = peer->name;
+            hscf->peers[n] = peer;
 
             srv = ngx_http_exchange_health_server(zone, up, &peer->name,
                                                   cycle->log);
@@ -420,5 +424,8 @@ ngx_http_exchange_health_copy(ngx_http_exchange_health_name_t *to,
     ngx_str_t *from)
 {
     to->len = ngx_min(from->len, NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
-    ngx_memcpy(to->data, from->data, to->len);
+
+    if (to->len) {
+        ngx_memcpy(to->data, from->data, to->len);
+    }
 }

@@ -253,15 +253,23 @@ my %sample = (
     exchange_health      => 'exchange_health zone=exchange;',
     exchange_health_rule => 'exchange_health_rule docs-sample status=500 header=X-FEServer;',
     exchange_health_status => 'exchange_health_status;',
+    exchange_health_probe => 'exchange_health_probe interval=10s;',
+    exchange_health_probe_uri => 'exchange_health_probe_uri owa /owa/healthcheck.htm;',
+);
+
+# what a directive needs before it, in the upstream block
+my %requires = (
+    exchange_health_probe_uri => 'exchange_health_probe;',
 );
 
 my %level = (http => 'http', server => 'server', location => 'location',
              upstream => 'upstream');
 
 sub conf_with {
-    my ($where, $line) = @_;
+    my ($where, $line, $pre) = @_;
     my %at = map { $_ => '' } keys %level;
     $at{$where} = $line;
+    $at{upstream} = join "\n    ", grep { length } $pre // '', $at{upstream};
     # the upstream's own balancer line is the directive when testing it there
     my $balancer = ($where eq 'upstream' && $line =~ /^exchange_health /)
         ? '' : 'exchange_health zone=exchange;';
@@ -293,7 +301,7 @@ for my $name (@order) {
     ok !grep({ !$level{$_} } keys %ctx), "$name: contexts are known ones (@{ $r->{context} })";
 
     for my $where (sort keys %level) {
-        my $ng = nginx(http => conf_with($where, $use));
+        my $ng = nginx(http => conf_with($where, $use, $requires{$name}));
         my ($rc, $out) = $ng->test_config;
         if ($ctx{$where}) {
             is $rc, 0, "$name: accepted in $where ($use)" or diag $out;

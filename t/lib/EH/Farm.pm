@@ -10,7 +10,8 @@ use EH::Backend ();
 use EH::Util ();
 
 # EH::Farm->new(n => 3, names => [...], tls => 0|1, preset => 'healthy',
-#               backend => { extra EH::Backend->new options })
+#               backend => { extra EH::Backend->new options },
+#               each => { EXCH2 => { options for that server only } })
 sub new {
     my ($class, %o) = @_;
     my @names = $o{names} ? @{ $o{names} } : map { "EXCH$_" } 1 .. ($o{n} // 3);
@@ -23,6 +24,7 @@ sub new {
             name => $n, tls => $self->{tls},
             (defined $o{preset} ? (preset => $o{preset}) : ()),
             %{ $o{backend} || {} },
+            %{ ($o{each} || {})->{$n} || {} },
         );
     }
     return $self;

@@ -1,0 +1,154 @@
+#!/usr/bin/perl
+
+# Active probes: healthcheck.htm over TLS with SNI, one worker per server
+# and protocol per interval; a closed connection with no answer (Exchange
+# maintenance mode) drains the server for that protocol until it answers
+# again; failing probes drain it after "fails"; a probe never re-admits a
+# server live traffic ejected.  The certificates the servers present are
+# recorded, and a certificate expiring soon or unlike the others' is
+# flagged.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use EH::Test;
+use EH::Front;
+use Time::HiRes qw(sleep);
+
+my $farm_cert = cert(cn => 'mail.contoso.com', key => 'farm',
+                     san => ['DNS:mail.contoso.com', 'IP:127.0.0.1']);
+my $odd_cert = cert(cn => 'mail.contoso.com', key => 'odd', days => 10,
+                    san => ['DNS:mail.contoso.com', 'IP:127.0.0.1']);
+
+my $farm = farm(tls => 1, each => { EXCH1 => { cert => $farm_cert },
+                                    EXCH2 => { cert => $farm_cert },
+                                    EXCH3 => { cert => $odd_cert } });
+
+my $ng = EH::Front::nginx($farm, worker_processes => 4,
+    upstream => "exchange_health_eject time=10m;\n"
+              . "exchange_health_probe interval=1s timeout=1s "
+              . "sni=mail.contoso.com protocols=owa,ecp fails=2 "
+              . "cert_warn=30d;",
+    location => 'exchange_health_retry off;',
+    server => 'location = /status { exchange_health_status; }');
+$ng->start;
+
+sub server_of {
+    my ($name) = @_;
+    my ($j) = EH::Front::status_json($ng);
+    return (grep { $_->{address} eq $farm->server($name)->addr }
+            @{ $j->{upstreams}[0]{servers} })[0];
+}
+
+sub thumb {
+    my ($c) = @_;
+    (my $t = `openssl x509 -noout -fingerprint -sha1 -in $c->{cert}`) =~ s/.*=//s;
+    $t =~ s/[:\s]//g;
+    return uc $t;
+}
+
+subtest 'probes and certificates' => sub {
+    ok wait_until(sub { 3 == grep { my $s = server_of($_);
+                                    $s && $s->{certificate} && $s->{fqdn} }
+                               qw(EXCH1 EXCH2 EXCH3) }, timeout => 5),
+       'the probes saw every certificate';
+
+    my %s = map { $_ => server_of($_) } qw(EXCH1 EXCH2 EXCH3);
+
+    is $s{EXCH1}{certificate}{thumbprint}, thumb($farm_cert),
+        'EXCH1: the SHA-1 thumbprint, as Get-ExchangeCertificate shows it';
+    is $s{EXCH3}{certificate}{thumbprint}, thumb($odd_cert),
+        'EXCH3: its own';
+    like $s{EXCH1}{certificate}{subject}, qr/CN=mail\.contoso\.com/,
+        'the subject';
+    is $s{EXCH1}{fqdn}, 'exch1.contoso.local',
+        'the FQDN from the healthcheck.htm answer';
+    is $s{EXCH1}{name}, 'EXCH1',
+        'named after it before any X-FEServer was seen';
+
+    is $s{EXCH3}{certificate}{expiring}, JSON::PP::true(),
+        'EXCH3: expires within 30 days';
+    is $s{EXCH1}{certificate}{expiring}, JSON::PP::false(), 'EXCH1 does not';
+    is $s{EXCH3}{certificate}{differs}, JSON::PP::true(),
+        'EXCH3: not the certificate the others present';
+    is $s{EXCH1}{certificate}{differs}, JSON::PP::false(), 'EXCH1 is';
+
+    my $p = $s{EXCH2}{protocols}{owa}{probe};
+    is $p && $p->{result}, 'ok', 'EXCH2 probe of owa: ok';
+
+    my $h = $ng->request(GET => '/status')->{body};
+    like $h, qr/expires soon: renew it on every server/,
+        'the page warns of the expiry';
+    like $h, qr/Extended Protection needs the same one on all/,
+        'and of the odd certificate';
+
+    my $hits = $farm->server('EXCH1')->requests(
+                   path => '^/owa/healthcheck\.htm');
+    ok $farm->server('EXCH1')->last_request->{headers}{host}
+       =~ /^mail\.contoso\.com$/,
+       'the probe asks for the site by its name';
+};
+
+subtest 'one worker per server and protocol per interval' => sub {
+    $farm->clear_logs;
+    sleep 4.2;
+    my $n = $farm->server('EXCH1')->hits(path => '^/owa/healthcheck\.htm');
+    cmp_ok $n, '>=', 3, "$n probes of EXCH1's OWA in 4 s: probed";
+    cmp_ok $n, '<=', 6, '... and not once per worker (4 workers)';
+};
+
+subtest 'maintenance mode: no answer drains the server for that protocol' => sub {
+    my $m = $ng->mark;
+    $farm->server('EXCH2')->preset('maintenance');
+
+    ok $ng->wait_for_error_log(qr/server \S+ \(EXCH2\) drained for owa by its probe of \/owa\/healthcheck\.htm: the connection was closed with no answer/,
+                               since => $m, timeout => 5),
+       'EXCH2 drained for owa, logged with the reason';
+
+    $farm->clear_logs;
+    $ng->request(GET => '/owa/', signed_in => "m$_") for 1 .. 6;
+    is $farm->server('EXCH2')->hits(path => '^/owa/$'), 0,
+        'no OWA request reaches EXCH2';
+
+    is server_of('EXCH2')->{protocols}{owa}{state}, 'inactive',
+        'the status page says inactive';
+
+    $m = $ng->mark;
+    $farm->server('EXCH2')->heal;
+    ok $ng->wait_for_error_log(qr/server \S+ \(EXCH2\) back for owa: its probe of \/owa\/healthcheck\.htm answers again/,
+                               since => $m, timeout => 5),
+       'back when healthcheck.htm answers again';
+
+    $farm->clear_logs;
+    $ng->request(GET => '/owa/', signed_in => "b$_") for 1 .. 6;
+    is $farm->server('EXCH2')->hits(path => '^/owa/$'), 2,
+        'and takes its share';
+};
+
+subtest 'failing probes drain after fails=2' => sub {
+    my $m = $ng->mark;
+    $farm->server('EXCH1')->prepend({ path => '^/ecp/healthcheck\.htm',
+                                      status => 503 });
+    ok $ng->wait_for_error_log(qr/server \S+ \(EXCH1\) drained for ecp by its probe of \/ecp\/healthcheck\.htm: no 200 OK/,
+                               since => $m, timeout => 6),
+       'two failed probes drain EXCH1 for ecp';
+    is server_of('EXCH1')->{protocols}{ecp}{probe}{failed_in_a_row} >= 2, 1,
+        'after two in a row';
+    $farm->server('EXCH1')->heal;
+};
+
+subtest 'a probe does not re-admit a server live traffic ejected' => sub {
+    $farm->server('EXCH3')->preset('seed');
+    $ng->request(GET => '/owa/', signed_in => "e$_") for 1 .. 12;
+    my @ej = grep { $_->{server} eq 'EXCH3' } EH::Front::changes($ng, 'ejected');
+    is scalar(@ej), 1, 'EXCH3 ejected by live traffic';
+
+    sleep 2.5;    # healthcheck.htm still answers: probes are fine
+
+    my $s = server_of('EXCH3');
+    is $s->{protocols}{owa}{probe}{result}, 'ok', 'its probes pass';
+    is $s->{protocols}{owa}{state}, 'ejected', 'and it stays ejected';
+    is scalar(EH::Front::changes($ng, 'readmitted')), 0, 'never re-admitted';
+};
+
+$ng->stop;
+done_testing;
