@@ -59,13 +59,7 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][4] = {
       ngx_http_exchange_health_arg("body=id=\"diagnosticDiv\""),
       ngx_null_string },
 
-    /* OWA service calls and most front-end failures */
-    { ngx_http_exchange_health_arg("fe500"),
-      ngx_http_exchange_health_arg("status=500"),
-      ngx_http_exchange_health_arg("header=X-FEServer"),
-      ngx_null_string },
-
-    /* ECP web services */
+    /* ECP web services, named before the 500 they also are */
     { ngx_http_exchange_health_arg("ecp-json"),
       ngx_http_exchange_health_arg("status=500"),
       ngx_http_exchange_health_arg("header=jsonerror~*^true$"),
@@ -74,6 +68,12 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][4] = {
     { ngx_http_exchange_health_arg("ecp-error"),
       ngx_http_exchange_health_arg("status=500"),
       ngx_http_exchange_health_arg("header=X-ECP-ERROR"),
+      ngx_null_string },
+
+    /* OWA service calls and most front-end failures */
+    { ngx_http_exchange_health_arg("fe500"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("header=X-FEServer"),
       ngx_null_string },
 
     /* an ASP.NET application that fails to start, e.g. after an update */

@@ -14,6 +14,8 @@ static ngx_int_t ngx_http_exchange_health_verdict_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_exchange_health_server_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_exchange_health_rule_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_exchange_health_protocol_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_http_exchange_health_set(ngx_http_variable_value_t *v,
@@ -28,6 +30,10 @@ static ngx_http_variable_t  ngx_http_exchange_health_vars[] = {
 
     { ngx_string("exchange_health_server"), NULL,
       ngx_http_exchange_health_server_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("exchange_health_rule"), NULL,
+      ngx_http_exchange_health_rule_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("exchange_health_protocol"), NULL,
@@ -90,6 +96,30 @@ ngx_http_exchange_health_server_variable(ngx_http_request_t *r,
     }
 
     ngx_http_exchange_health_set(v, &ctx->fe_name);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_rule_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_uint_t                       i;
+    ngx_http_exchange_health_ctx_t  *ctx;
+
+    /* the first failure of the request: of the server a retry avoided */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
+
+    for (i = 0; ctx && i < ctx->nattempts; i++) {
+        if (ctx->attempt[i].rule.len) {
+            ngx_http_exchange_health_set(v, &ctx->attempt[i].rule);
+            return NGX_OK;
+        }
+    }
+
+    v->not_found = 1;
 
     return NGX_OK;
 }

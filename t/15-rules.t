@@ -280,13 +280,13 @@ my $MAINT_ROUTE = { status => 503, headers => { 'X-Custom' => 'Scheduled MAINTEN
     $ng->stop;
 
     # switching off one rule keeps the built-ins in that location (the
-    # seed's ECP 500 names its server: fe500 is the first rule to match)
+    # seed's ECP 500 is named by its jsonerror header: ecp-json)
     $farm->heal;
     $farm->server('EXCH2')->preset('seed');
     $ng = EH::Front::nginx($farm, %conf);
     $ng->start;
     drive($ng, '/ecp/', 9, 'ecp-seed');
-    one_ejection($ng, 'location with maint off', 'ecp', 'fe500');
+    one_ejection($ng, 'location with maint off', 'ecp', 'ecp-json');
     $ng->stop;
 }
 

@@ -391,8 +391,9 @@ sub c_strings {
 {
     my @vars = $doc =~ /^`\$(exchange_health_\w+)`/mg;
     is_deeply [ sort @vars ],
-        [ qw(exchange_health_protocol exchange_health_server exchange_health_verdict) ],
-        'directives.md: three variables documented';
+        [ qw(exchange_health_protocol exchange_health_rule
+             exchange_health_server exchange_health_verdict) ],
+        'directives.md: four variables documented';
     my ($fmt) = $doc =~ /```nginx\n(log_format exchange .*?;)\n```/s;
     ok defined $fmt, 'directives.md: the log_format example';
     my $ng = nginx(http => conf_with('http', ($fmt // '')

@@ -82,7 +82,7 @@ my %want = (
     'errorfe-page-fr'           => [ failure => 'errorfe-page' ],
     'owa-service-500'           => [ failure => 'fe500' ],
     'owa-service-500-chunked'   => [ failure => 'fe500' ],
-    'ecp-json-500'              => [ failure => 'fe500' ],     # fe500 comes first
+    'ecp-json-500'              => [ failure => 'ecp-json' ],  # before fe500
     'ecp-aspnet-error'          => [ failure => 'fe500' ],
     'errorfe-redirect-quota'    => [ 'user-failure' => 'errorfe-redirect' ],
     'errorfe-page-quota'        => [ 'user-failure' => 'errorfe-page' ],
@@ -189,7 +189,7 @@ my %har_want = (   # entry => [ verdict, rule, server, retried, request ]
     4 => [ failure        => 'fe500',            'EXCH3', 'no',  'POST /owa/service.svc' ],
     5 => [ healthy        => '-',                'EXCH3', 'no',  'GET /owa/' ],
     6 => [ healthy        => '-',                '-',     'no',  'GET /owa/prem/15.1.2507.6/scripts/boot.worker.js' ],
-    8 => [ failure        => 'fe500',            'EXCH1', 'no',  'POST /ecp/DDI/DDIService.svc/GetList' ],
+    8 => [ failure        => 'ecp-json',         'EXCH1', 'no',  'POST /ecp/DDI/DDIService.svc/GetList' ],
 );
 my $tiny = "$repo/t/replay/tiny.har";
 
@@ -201,6 +201,7 @@ errorfe-redirect*.http          failure rule=errorfe-redirect retried=yes
 errorfe-page-*.http             failure rule=errorfe-page retried=yes
 owa-service-500*.http           failure rule=fe500
 ecp-*-*.http                    failure rule=fe500
+ecp-json-500.http               failure rule=ecp-json
 *quota.http                     user-failure retried=no     # one user's mailbox
 owa-service-500-nomailbox.http  user-failure rule=fe500
 ecp-page.http                   healthy
