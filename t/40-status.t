@@ -28,7 +28,7 @@ $ng->request(GET => '/EWS/Exchange.asmx', signed_in => "ews$_") for 1 .. 3;
 
 subtest 'JSON' => sub {
     my $r = $ng->request(GET => '/status?format=json');
-    is $r->{status}, 200, '200';
+    is $r->{status}, 200, 'answered 200';
     like $r->header('Content-Type'), qr{^application/json}, 'content type';
     is $r->header('Cache-Control'), 'no-store', 'never cached';
 
@@ -72,7 +72,7 @@ subtest 'JSON' => sub {
 
 subtest 'HTML' => sub {
     my $r = $ng->request(GET => '/status');
-    is $r->{status}, 200, '200';
+    is $r->{status}, 200, 'answered 200';
     like $r->header('Content-Type'), qr{^text/html}, 'HTML by default';
 
     my $h = $r->{body};
@@ -91,7 +91,7 @@ subtest 'HTML' => sub {
 
 subtest 'Prometheus' => sub {
     my $r = $ng->request(GET => '/status?format=prometheus');
-    is $r->{status}, 200, '200';
+    is $r->{status}, 200, 'answered 200';
     like $r->header('Content-Type'), qr{^text/plain; version=0\.0\.4},
         'exposition format content type';
 
