@@ -8,9 +8,13 @@
 #                 main tests against it: checks other nginx releases
 #   make sanitize NGINX_SOURCE=<nginx source tree>
 #                 the same with AddressSanitizer and UBSan, then all of t/
-#   make fuzz     libFuzzer targets of the body scanner and the request
-#                 parsers, FUZZ_SECONDS (60) each; needs clang, not make test
-#   make fuzz-smoke  the same for 10 s each, for CI
+#   make fuzz     libFuzzer targets of the body scanner, the request
+#                 parsers and the state file reader, FUZZ_SECONDS (60)
+#                 each; needs clang, not make test
+#   make fuzz-responses  mutated upstream answers through nginx with the
+#                 module (the sanitizer build when there is one)
+#   make fuzz-captures  mutated captures through the replay tool's readers
+#   make fuzz-smoke  all of them for 10 s each, for CI
 #   make clean    remove build output
 
 SHELL      := /bin/bash
@@ -53,8 +57,8 @@ SANITIZE_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:disable_coredump=1 \
                UBSAN_OPTIONS=print_stacktrace=1:suppressions=$(CURDIR)/tools/ubsan.supp
 
-.PHONY: all deps test unit prove demo static sanitize fuzz fuzz-smoke \
-        clean
+.PHONY: all deps test unit prove demo static sanitize fuzz fuzz-responses \
+        fuzz-captures fuzz-smoke clean
 
 all: $(MODULE)
 
@@ -161,8 +165,24 @@ fuzz: $(FUZZ_BINS) $(FUZZ_SEEDS)/.made
 	done; \
 	test -z "$$failed" || { echo "fuzz: failed:$$failed"; exit 1; }
 
+# upstream answers mutated at random through nginx with the module; with
+# the sanitizer build of "make sanitize" when there is one
+FUZZ_NGINX = $(if $(wildcard $(BUILD)/sanitize/objs/nginx),\
+                --nginx $(BUILD)/sanitize/objs/nginx --module static,\
+                --module $(CURDIR)/$(MODULE))
+
+fuzz-responses: $(MODULE)
+	@tools/install-deps test
+	$(if $(wildcard $(BUILD)/sanitize/objs/nginx),$(SANITIZE_ENV)) \
+	    perl fuzz/responses --seconds $(FUZZ_SECONDS) $(FUZZ_NGINX)
+
+# what operators give the replay tool: raw, curl -i and HAR files, mutated
+fuzz-captures:
+	@tools/install-deps test
+	perl fuzz/captures --seconds $(FUZZ_SECONDS)
+
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=10
+	$(MAKE) fuzz fuzz-responses fuzz-captures FUZZ_SECONDS=10
 
 clean:
 	rm -rf $(BUILD)

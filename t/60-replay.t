@@ -374,7 +374,10 @@ spew("$dir/cut-header.http", "HTTP/1.1 302 Found\r\nLocation: /owa/auth/errorFE.
 spew("$dir/cut-chunks.http", substr(cap('owa-service-500-chunked'), 0,
                                     length(head_of(cap('owa-service-500-chunked'))) + 100));
 spew("$dir/empty.http", '');
+spew("$dir/huge-chunk.http", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              . "ffffffffffffffffff\r\nx\r\n0\r\n\r\n");
 my %bad = (
+    "$dir/huge-chunk.http" => qr/bad chunked body: a chunk size of 18 hex digits/,
     "$dir/missing.http"    => qr/no such file/,
     "$dir/notes.txt"       => qr/not an HTTP response, curl -i output or HAR file: it begins with "Hello helpdesk,"/,
     "$dir/cut.har"         => qr/not valid JSON \(a HAR file is JSON\): it ends after 5000 bytes, in the middle of the data: cut short\?/,
