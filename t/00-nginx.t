@@ -32,7 +32,12 @@ $upstream
     }
 CONF
 
-like $ng->config_text, qr/^load_module \Q${\ EH::Nginx::module_path()}\E;$/m, 'config loads the module';
+SKIP: {
+    skip 'EH_MODULE=static: the module is built in', 1
+        unless EH::Nginx::module_path();
+    like $ng->config_text, qr/^load_module \Q${\ EH::Nginx::module_path()}\E;$/m,
+        'config loads the module';
+}
 like $ng->config_text, qr{proxy_temp_path \Q${\ $ng->prefix}\E/tmp/proxy;}, 'temp paths in the prefix';
 unlike $ng->config_text, qr/\{\{PORT/, 'port placeholders replaced';
 isnt $ng->port, $ng->port('ADMIN'), 'named port differs from the main port';

@@ -56,7 +56,8 @@ sub adapt {
                 '10.0.0.13' => $exch[2]->addr);
     my @out;
     for my $l (split /\n/, $text, -1) {
-        $l =~ s{^load_module \S+;}{load_module $module;};
+        # a static build (EH_MODULE=static) has the module built in
+        $l =~ s{^load_module \S+;}{$module ? "load_module $module;" : ''}e;
         $l =~ s{\b(10\.0\.0\.1[123]):443\b}{$addr{$1} // die "no server for $1"}e;
         $l =~ s{^(\s*)listen 80;}{${1}listen 127.0.0.1:$ports->{http};};
         $l =~ s{^(\s*)listen 443 ssl http2;}{${1}listen 127.0.0.1:$ports->{https} ssl http2;};
