@@ -6,8 +6,9 @@
 #   make static NGINX_SOURCE=<nginx source tree>
 #                 nginx with the module built in (--add-module), then the
 #                 main tests against it: checks other nginx releases
-#   make sanitize NGINX_SOURCE=<nginx source tree>
-#                 the same with AddressSanitizer and UBSan, then all of t/
+#   make sanitize [NGINX_SOURCE=<nginx source tree>]
+#                 the same with AddressSanitizer and UBSan, then all of t/;
+#                 without NGINX_SOURCE, Debian's nginx source is fetched
 #   make fuzz     libFuzzer targets of the body scanner, the request
 #                 parsers and the state file reader, FUZZ_SECONDS (60)
 #                 each; needs clang, not make test
@@ -117,9 +118,10 @@ static:
 # nginx does not free all it allocates before it exits: leaks are not
 # looked for here (the load script watches memory instead)
 sanitize:
-	@test -x "$(NGINX_SOURCE)/configure" \
-	    || { echo "usage: make sanitize NGINX_SOURCE=<nginx source tree>"; exit 2; }
 	@tools/install-deps build test
+	$(eval NGINX_SOURCE := $(or $(NGINX_SOURCE),$(shell tools/nginx-source)))
+	@test -x "$(NGINX_SOURCE)/configure" \
+	    || { echo "sanitize: no nginx source tree"; exit 2; }
 	rm -rf $(BUILD)/sanitize
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SOURCE) $(BUILD)/sanitize
