@@ -25,6 +25,9 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_PROBE_TICK     1000
 #define NGX_HTTP_EXCHANGE_HEALTH_PROBE_BUFFER   2048
 
+/* the most probes one tick starts; the rest wait for the next tick */
+#define NGX_HTTP_EXCHANGE_HEALTH_BATCH          64
+
 #define NGX_HTTP_EXCHANGE_HEALTH_STAGE_CONNECT  0
 #define NGX_HTTP_EXCHANGE_HEALTH_STAGE_SEND     1
 #define NGX_HTTP_EXCHANGE_HEALTH_STAGE_READ     2
@@ -44,6 +47,13 @@ typedef struct {
     ngx_str_t                              thumbprint;
     time_t                                 not_after;
 } ngx_http_exchange_health_probe_t;
+
+
+/* a probe claimed by a tick, started once the zone is unlocked */
+typedef struct {
+    ngx_uint_t                             peer;
+    ngx_uint_t                             protocol;
+} ngx_http_exchange_health_due_t;
 
 
 static void ngx_http_exchange_health_probe_tick(ngx_event_t *ev);
@@ -335,6 +345,14 @@ ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle)
     ngx_http_upstream_main_conf_t          *umcf;
     ngx_http_exchange_health_srv_conf_t    *hscf;
 
+    /* workers probe; a cache manager or loader has no business to */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
     umcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_upstream_module);
     if (umcf == NULL) {
@@ -376,10 +394,10 @@ ngx_http_exchange_health_probe_tick(ngx_event_t *ev)
 {
     ngx_uint_t                              i, p, n, ndue;
     ngx_msec_t                              now;
+    ngx_http_exchange_health_due_t          due[NGX_HTTP_EXCHANGE_HEALTH_BATCH];
     ngx_http_exchange_health_slot_t        *slot;
     ngx_http_exchange_health_srv_conf_t    *conf;
     ngx_http_exchange_health_probe_conf_t  *pc;
-    ngx_uint_t                              due[64][2];
 
     conf = ev->data;
     pc = conf->probe;
@@ -391,13 +409,17 @@ ngx_http_exchange_health_probe_tick(ngx_event_t *ev)
 
     ngx_shmtx_lock(&conf->shpool->mutex);
 
-    for (i = 0; i < n && ndue < 64; i++) {
+    for (i = 0; i < n && ndue < NGX_HTTP_EXCHANGE_HEALTH_BATCH; i++) {
 
         if (conf->servers[i] == NULL) {
             continue;
         }
 
-        for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_OTHER && ndue < 64; p++) {
+        for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_OTHER; p++) {
+
+            if (ndue == NGX_HTTP_EXCHANGE_HEALTH_BATCH) {
+                break;
+            }
 
             if (!(pc->protocols & (1 << p))) {
                 continue;
@@ -411,8 +433,8 @@ ngx_http_exchange_health_probe_tick(ngx_event_t *ev)
 
             slot->probe_next = now + pc->interval;
 
-            due[ndue][0] = i;
-            due[ndue][1] = p;
+            due[ndue].peer = i;
+            due[ndue].protocol = p;
             ndue++;
 
             /* scope=server keeps one state: its first protocol answers */
@@ -426,7 +448,8 @@ ngx_http_exchange_health_probe_tick(ngx_event_t *ev)
     ngx_shmtx_unlock(&conf->shpool->mutex);
 
     for (i = 0; i < ndue; i++) {
-        ngx_http_exchange_health_probe_start(conf, due[i][0], due[i][1]);
+        ngx_http_exchange_health_probe_start(conf, due[i].peer,
+                                             due[i].protocol);
     }
 
     if (!ngx_exiting) {
@@ -678,15 +701,13 @@ ngx_http_exchange_health_probe_send(ngx_http_exchange_health_probe_t *pr)
     while (b->pos < b->last) {
         n = c->send(c, b->pos, b->last - b->pos);
 
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                break;
-            }
-
+        if (n == NGX_AGAIN
+            && ngx_handle_write_event(c->write, 0) == NGX_OK)
+        {
             return;
         }
 
-        if (n == NGX_ERROR || n == 0) {
+        if (n == NGX_AGAIN || n == NGX_ERROR || n == 0) {
             ngx_http_exchange_health_probe_done(pr,
                                       NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
                                       "cannot send", NULL);
@@ -732,6 +753,18 @@ ngx_http_exchange_health_probe_read(ngx_http_exchange_health_probe_t *pr)
                 break;
             }
 
+            return;
+        }
+
+        /*
+         * A close with no answer is how Exchange says a component is
+         * inactive; a reset is a failure like any other.
+         */
+
+        if (n == NGX_ERROR && b->last == b->pos) {
+            ngx_http_exchange_health_probe_done(pr,
+                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
+                                      "the connection was reset", NULL);
             return;
         }
 
@@ -826,6 +859,7 @@ ngx_http_exchange_health_probe_done(ngx_http_exchange_health_probe_t *pr,
 #if (NGX_HTTP_SSL)
         if (c->ssl) {
             c->ssl->no_wait_shutdown = 1;
+            c->ssl->no_send_shutdown = 1;
             (void) ngx_ssl_shutdown(c);
         }
 #endif
