@@ -280,7 +280,7 @@ ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
 {
     u_char                                buf[3 * 64], wbuf[3 * 64];
     ngx_str_t                             who, proto, server;
-    ngx_uint_t                            p;
+    ngx_uint_t                            p, last;
     ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_server_t    *srv;
     ngx_http_exchange_health_srv_conf_t  *conf;
@@ -288,13 +288,25 @@ ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
     conf = order->conf;
     srv = conf->servers[order->peer];
 
+    /* with scope=server one state, the first, stands for every protocol */
+
+    if (conf->per_server) {
+        order->protocol = -1;
+        p = 0;
+        last = 0;
+
+    } else if (order->protocol >= 0) {
+        p = order->protocol;
+        last = p;
+
+    } else {
+        p = 0;
+        last = NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS - 1;
+    }
+
     ngx_shmtx_lock(&conf->shpool->mutex);
 
-    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
-
-        if (order->protocol >= 0 && (ngx_uint_t) order->protocol != p) {
-            continue;
-        }
+    for ( /* void */ ; p <= last; p++) {
 
         slot = &srv->slot[p];
 
@@ -335,13 +347,13 @@ ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&conf->shpool->mutex);
 
-    /* who did it, for the log: the authenticated user, else the address */
+    /* who did it, for the log: the address, and the user if one signed in */
 
-    if (ngx_http_auth_basic_user(r) == NGX_OK && r->headers_in.user.len) {
+    if (ngx_http_auth_basic_user(r) == NGX_OK) {
         who = r->headers_in.user;
 
     } else {
-        who = r->connection->addr_text;
+        ngx_str_null(&who);
     }
 
     if (order->protocol >= 0) {
@@ -361,10 +373,11 @@ ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "exchange_health: upstream \"%V\" server %V (%V): %s for "
-                  "%V, by the admin API (%V)", &conf->name,
+                  "%V, by the admin API (from %V%s%V%s)", &conf->name,
                   &conf->addrs[order->peer], &server,
                   ngx_http_exchange_health_actions[order->action], &proto,
-                  &who);
+                  &r->connection->addr_text, who.len ? ", user \"" : "",
+                  &who, who.len ? "\"" : "");
 }
 
 

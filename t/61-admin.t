@@ -92,7 +92,7 @@ subtest 'drain for one protocol' => sub {
     is_deeply [ @$j{qw(ok action server protocol upstream address)} ],
         [ JSON::PP::true(), 'drain', 'EXCH2', 'owa', 'exchange',
           $farm->server('EXCH2')->addr ], 'the answer says what was done';
-    like $ng->error_log, qr/\[warn\].*server \S+ \(EXCH2\): drain for owa, by the admin API \(ops\)/,
+    like $ng->error_log, qr/\[warn\].*server \S+ \(EXCH2\): drain for owa, by the admin API \(from 127\.0\.0\.1, user "ops"\)/,
         'and it is logged, with who did it';
 
     $farm->clear_logs;
@@ -154,4 +154,29 @@ subtest 'GET does not act' => sub {
 };
 
 $ng->stop;
+
+# scope=server: one state per server, so an order for one protocol is an
+# order for the server
+{
+    my $ng = EH::Front::nginx($farm,
+        balancer => 'exchange_health zone=exchange scope=server;',
+        server => 'location = /admin { exchange_health_status admin=on; }');
+    $ng->start;
+    $ng->request(GET => '/owa/healthcheck.htm') for 1 .. 3;
+
+    my $r = $ng->request(POST => '/admin?action=drain&server=EXCH2'
+                                 . '&protocol=ews', body => '');
+    is $r->{status}, 200, 'scope=server: drain for ews accepted';
+    like $r->{body}, qr/"protocol":"all"/, '... and done for all protocols';
+    like $ng->error_log,
+        qr/\(EXCH2\): drain for all protocols, by the admin API \(from 127\.0\.0\.1\)/,
+        '... logged as for all protocols, from the address';
+
+    $farm->clear_logs;
+    $ng->request(GET => '/owa/', signed_in => "p$_") for 1 .. 6;
+    $ng->request(GET => '/EWS/Exchange.asmx', signed_in => "p$_") for 1 .. 6;
+    is $farm->server('EXCH2')->hits, 0, '... and EXCH2 takes nothing at all';
+    $ng->stop;
+}
+
 done_testing;
