@@ -746,6 +746,14 @@ ngx_http_exchange_health_probe_read(ngx_http_exchange_health_probe_t *pr)
             return;
         }
 
+        /*
+         * Over TLS nginx reads a reset as an end, as it reads a close,
+         * and only errno tells them apart: cleared first, so a stale
+         * value cannot pass for a reset.
+         */
+
+        ngx_set_socket_errno(0);
+
         n = c->recv(c, b->last, b->end - b->last);
 
         if (n == NGX_AGAIN) {
@@ -758,13 +766,18 @@ ngx_http_exchange_health_probe_read(ngx_http_exchange_health_probe_t *pr)
 
         /*
          * A close with no answer is how Exchange says a component is
-         * inactive; a reset is a failure like any other.
+         * inactive; a reset or an error is a failure like any other.
          */
 
-        if (n == NGX_ERROR && b->last == b->pos) {
+        if (b->last == b->pos
+            && (n == NGX_ERROR
+                || (n == 0 && ngx_socket_errno == NGX_ECONNRESET)))
+        {
             ngx_http_exchange_health_probe_done(pr,
                                       NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "the connection was reset", NULL);
+                                      ngx_socket_errno == NGX_ECONNRESET
+                                      ? "the connection was reset"
+                                      : "the connection failed", NULL);
             return;
         }
 

@@ -136,6 +136,18 @@ subtest 'failing probes drain after fails=2' => sub {
     $farm->server('EXCH1')->heal;
 };
 
+subtest 'a reset is a failure, not an inactive component' => sub {
+    my $m = $ng->mark;
+    $farm->server('EXCH2')->prepend({ path => '^/ecp/healthcheck\.htm',
+                                      reset => 1 });
+    ok $ng->wait_for_error_log(qr/server \S+ \(EXCH2\) drained for ecp by its probe of \/ecp\/healthcheck\.htm: the connection was reset/,
+                               since => $m, timeout => 6),
+       'EXCH2 drained for ecp: the connection was reset';
+    is server_of('EXCH2')->{protocols}{ecp}{probe}{result}, 'failed',
+        'the probe failed, not "inactive"';
+    $farm->server('EXCH2')->heal;
+};
+
 subtest 'a probe does not re-admit a server live traffic ejected' => sub {
     $farm->server('EXCH3')->preset('seed');
     $ng->request(GET => '/owa/', signed_in => "e$_") for 1 .. 12;

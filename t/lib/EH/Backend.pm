@@ -14,7 +14,7 @@ use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
-use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_LINGER);
 use Time::HiRes qw(time sleep);
 
 use EH::Util qw(run_dir listen_socket slurp spew_atomic json_encode
@@ -84,7 +84,7 @@ my %MATCH_KEYS = map { $_ => 1 } qw(method path signed_in user match_headers
 # Actions:
 my %ACTION_KEYS = map { $_ => 1 } qw(name capture status reason body headers
     add_headers remove_headers chunked gzip deflate delay trickle split
-    split_pause close truncate raw vars keepalive beserver);
+    split_pause close reset truncate raw vars keepalive beserver);
 
 # ---------------------------------------------------------------- object
 
@@ -663,6 +663,9 @@ sub _respond {
     if ($r->{close}) {
         $action = 'close';
     }
+    elsif ($r->{reset}) {
+        $action = 'reset';
+    }
     elsif (defined $r->{raw}) {
         $bytes = $r->{raw};
         $action = 'raw';
@@ -740,6 +743,13 @@ sub _respond {
     return 0 if $action eq 'close';
 
     my $sock = $io->{sock};
+    if ($action eq 'reset') {
+        # a TCP reset, with no TLS close_notify before it
+        setsockopt($sock, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+        $sock->isa('IO::Socket::SSL') ? $sock->close(SSL_no_shutdown => 1)
+                                      : close $sock;
+        return 0;
+    }
     if ($r->{split}) {
         my $pause = $r->{split_pause} // 0.05;
         my $pos = 0;
