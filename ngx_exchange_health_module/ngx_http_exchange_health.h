@@ -82,6 +82,7 @@ typedef struct {
 typedef struct {
     time_t                  time;
     uint16_t                status;
+    uint8_t                 user;           /* one user's, not the server's */
     u_char                  rule[NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN];
     u_char                  method[NGX_HTTP_EXCHANGE_HEALTH_METHOD_LEN];
     u_char                  uri[NGX_HTTP_EXCHANGE_HEALTH_URI_LEN];
@@ -129,8 +130,6 @@ typedef struct {
 /* shared memory: one upstream server, keyed by its address */
 typedef struct {
     ngx_queue_t             queue;
-    ngx_uint_t              generation;
-    ngx_uint_t              backup;
 
     size_t                  addr_len;
     u_char                  addr[NGX_HTTP_EXCHANGE_HEALTH_ADDR_LEN];
@@ -158,6 +157,9 @@ typedef struct {
 typedef struct {
     ngx_uint_t              fault;
     time_t                  since;
+    uint64_t                failing;        /* servers seen failing, a bit
+                                               each: only their good
+                                               answers clear a fault */
     uint32_t                request_failures;
 
     ngx_http_exchange_health_window_t   window;
@@ -169,7 +171,6 @@ typedef struct {
 typedef struct {
     ngx_queue_t             queue;
     ngx_queue_t             servers;
-    ngx_uint_t              generation;
 
     ngx_http_exchange_health_name_t     name;
 
@@ -184,7 +185,6 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t              layout;
-    ngx_uint_t              generation;
     ngx_msec_t              save_next;      /* of the state file */
     ngx_queue_t             upstreams;
 } ngx_http_exchange_health_shctx_t;
@@ -307,7 +307,6 @@ typedef struct {
     ngx_str_t               rule;
     ngx_str_t               error;          /* X-OWA-Error, owaError= */
     unsigned                trial:1;
-    unsigned                retried:1;      /* by this module */
 } ngx_http_exchange_health_attempt_t;
 
 
@@ -321,6 +320,7 @@ typedef struct {
 
     ngx_uint_t                            protocol;
     ngx_uint_t                            slot;    /* protocol or 0 */
+    ngx_str_t                             user_key;
     uint32_t                              user;
 
     /* as first asked: an error_page redirect changes the request's */
@@ -331,11 +331,15 @@ typedef struct {
                                               ngx_http_request_t *r);
     ngx_int_t                           (*reinit_request)(
                                               ngx_http_request_t *r);
-    ngx_http_upstream_conf_t             *retry_conf;
+    ngx_http_upstream_conf_t             *conf_original;
 
-    /* servers this module marked as tried because they are ejected */
+    /*
+     * Servers this module marked as tried because they are ejected, and
+     * those seen failing lately, which a retry also steers clear of.
+     */
     uintptr_t                            *avoided;
-    uintptr_t                             avoided_data;
+    uintptr_t                            *suspect;
+    uintptr_t                             avoided_data[2];
 
     ngx_uint_t                            nattempts;
     ngx_http_exchange_health_attempt_t    attempt[
@@ -403,19 +407,19 @@ void ngx_http_exchange_health_restore_server(
     ngx_http_exchange_health_upstream_t *up,
     ngx_http_exchange_health_server_t *srv);
 ngx_int_t ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle);
-void ngx_http_exchange_health_store_exit_process(ngx_cycle_t *cycle);
+void ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle);
 
 /* ngx_http_exchange_health_state.c */
 ngx_uint_t ngx_http_exchange_health_avoid(
-    ngx_http_exchange_health_ctx_t *ctx, uintptr_t *avoid);
+    ngx_http_exchange_health_ctx_t *ctx, uintptr_t *avoid,
+    uintptr_t *suspect);
 void ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
 void ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_str_t *name, ngx_uint_t fqdn);
 void ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx);
-void ngx_http_exchange_health_blame_error(
-    ngx_http_exchange_health_ctx_t *ctx,
-    ngx_http_exchange_health_attempt_t *a);
+void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed);
 ngx_str_t ngx_http_exchange_health_log_text(u_char *buf, size_t size,
     u_char *data, size_t len);
 void ngx_http_exchange_health_name_from_fqdn_locked(

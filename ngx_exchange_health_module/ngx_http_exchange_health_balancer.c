@@ -47,7 +47,8 @@ static ngx_int_t ngx_http_exchange_health_retry(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 static void ngx_http_exchange_health_learn(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
-static ngx_uint_t ngx_http_exchange_health_signed_in(ngx_http_request_t *r);
+static void ngx_http_exchange_health_who(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
 static void ngx_http_exchange_health_cleanup(void *data);
 
 
@@ -352,19 +353,20 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ctx->method = r->method_name;
     ctx->uri = r->uri;
 
-    n = hscf->nprimary + hscf->nbackup;
+    n = (hscf->nprimary + hscf->nbackup + 8 * sizeof(uintptr_t) - 1)
+        / (8 * sizeof(uintptr_t));
 
-    if (n <= 8 * sizeof(uintptr_t)) {
-        ctx->avoided = &ctx->avoided_data;
+    if (n == 1) {
+        ctx->avoided = &ctx->avoided_data[0];
+        ctx->suspect = &ctx->avoided_data[1];
 
     } else {
-        ctx->avoided = ngx_pcalloc(r->pool,
-                                   (n + 8 * sizeof(uintptr_t) - 1)
-                                   / (8 * sizeof(uintptr_t))
-                                   * sizeof(uintptr_t));
+        ctx->avoided = ngx_pcalloc(r->pool, 2 * n * sizeof(uintptr_t));
         if (ctx->avoided == NULL) {
             return NGX_ERROR;
         }
+
+        ctx->suspect = ctx->avoided + n;
     }
 
     ctx->protocol = hlcf->protocol >= 0
@@ -372,7 +374,7 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
                     : ngx_http_exchange_health_protocol_of_uri(r->uri.data,
                                                                r->uri.len);
     ctx->slot = hscf->per_server ? 0 : ctx->protocol;
-    ctx->signed_in = ngx_http_exchange_health_signed_in(r);
+    ngx_http_exchange_health_who(r, ctx);
 
     /* Exchange's virtual directories are judged; other paths only routed */
 
@@ -412,6 +414,16 @@ ngx_http_exchange_health_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_upstream_rr_peer_t         *peer;
     ngx_http_upstream_rr_peers_t        *peers;
     ngx_http_exchange_health_attempt_t  *a;
+
+    /*
+     * The configuration widened for this module's retry served nginx's
+     * decision to go on; every later decision is nginx's own again.
+     */
+
+    if (ctx->conf_original) {
+        ctx->request->upstream->conf = ctx->conf_original;
+        ctx->conf_original = NULL;
+    }
 
     ngx_http_exchange_health_mark_avoided(ctx);
 
@@ -482,22 +494,31 @@ ngx_http_exchange_health_mark_avoided(ngx_http_exchange_health_ctx_t *ctx)
     for (i = 0; i < words; i++) {
         rrp->tried[i] &= ~ctx->avoided[i];
         ctx->avoided[i] = 0;
+        ctx->suspect[i] = 0;
     }
 
-    if (ngx_http_exchange_health_avoid(ctx, ctx->avoided) == 0) {
+    if (ngx_http_exchange_health_avoid(ctx, ctx->avoided, ctx->suspect) == 0)
+    {
         return;
     }
 
     for (i = 0; i < words; i++) {
         ctx->avoided[i] &= ~rrp->tried[i];
+        ctx->suspect[i] = (ctx->suspect[i] | ctx->avoided[i]) & ~rrp->tried[i];
     }
 
     /*
-     * Never worse than no module: when every server still usable is
-     * ejected, round robin chooses among them as it would without us.
+     * A retry spares the servers seen failing lately when another is
+     * left.  Never worse than no module: when every server still usable
+     * is ejected, round robin chooses among them as it would without us.
      */
 
-    if (!ngx_http_exchange_health_usable(rrp, ctx->avoided)) {
+    if (ngx_http_exchange_health_usable(rrp, ctx->suspect)) {
+        for (i = 0; i < words; i++) {
+            ctx->avoided[i] = ctx->suspect[i];
+        }
+
+    } else if (!ngx_http_exchange_health_usable(rrp, ctx->avoided)) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                        "exchange_health: only ejected servers are left");
 
@@ -573,32 +594,38 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
+    ngx_uint_t                           timedout;
     ngx_connection_t                    *c;
     ngx_http_upstream_t                 *u;
     ngx_http_exchange_health_attempt_t  *a;
 
     a = ctx->nattempts ? &ctx->attempt[ctx->nattempts - 1] : NULL;
     u = ctx->request->upstream;
+    c = pc->connection;
+    timedout = c && (c->read->timedout || c->write->timedout);
 
     if (ctx->retrying) {
         /* this module's verdict, not a connection failure for max_fails */
         ctx->retrying = 0;
-        a->retried = 1;
         state &= ~NGX_PEER_FAILED;
 
-    } else if ((state & NGX_PEER_FAILED) && a
-               && a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED)
+    } else if ((state & NGX_PEER_FAILED) && a && ctx->detect
+               && a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED
+               && !(pc->cached && !timedout
+                    && a->verdict == NGX_HTTP_EXCHANGE_HEALTH_NONE))
     {
         /*
          * An error, a timeout, an invalid header or a status listed in
          * proxy_next_upstream: counted as nginx's max_fails counts it.
          * A classified failure nginx retries waits for the next server's
-         * answer instead, like one this module retries.
+         * answer instead, like one this module retries.  A kept-alive
+         * connection the server had closed is not its failure: nginx
+         * gives that try back.  A server that sends a header and then
+         * stalls the body held for it times out here too: it is failing,
+         * and since the client has had nothing yet nginx may try another.
          */
 
-        c = pc->connection;
-
-        if (c && (c->read->timedout || c->write->timedout)) {
+        if (timedout) {
             a->rule = ngx_http_exchange_health_upstream_timeout;
             a->status = 0;
 
@@ -615,7 +642,8 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
 
         a->verdict = NGX_HTTP_EXCHANGE_HEALTH_ERROR;
 
-        ngx_http_exchange_health_blame_error(ctx, a);
+        /* no second opinion needed: it gave no usable answer */
+        ngx_http_exchange_health_blame(ctx, a, 1);
     }
 
     ngx_http_upstream_free_round_robin_peer(pc, &ctx->rrp, state);
@@ -644,7 +672,9 @@ ngx_http_exchange_health_process_header(ngx_http_request_t *r)
             u->process_header = ngx_http_exchange_health_process_header;
         }
 
-        if (rc != NGX_OK) {
+        /* a header read back from the cache is no server's answer now */
+
+        if (rc != NGX_OK || r->cached) {
             return rc;
         }
 
@@ -751,8 +781,8 @@ ngx_http_exchange_health_may_hold(ngx_http_request_t *r,
 
     /*
      * Waiting for more of the body only pays when a failure found in it
-     * can still be retried; it stops at the hold size, the hold time, a
-     * full buffer, or the end of the body.
+     * can still be retried; it stops at the hold size, a full buffer, or
+     * the end of the body, and, checked when data comes, the hold time.
      */
 
     u = r->upstream;
@@ -768,16 +798,7 @@ ngx_http_exchange_health_may_hold(ngx_http_request_t *r,
         return 0;
     }
 
-    if (hlcf->retry == NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF
-        || ctx->retried
-        || u->peer.tries <= 1
-        || ((r->method & (NGX_HTTP_POST|NGX_HTTP_LOCK|NGX_HTTP_PATCH))
-            && hlcf->retry != NGX_HTTP_EXCHANGE_HEALTH_RETRY_NON_IDEMPOTENT))
-    {
-        return 0;
-    }
-
-    return 1;
+    return ngx_http_exchange_health_may_retry(r, ctx);
 }
 
 
@@ -841,6 +862,7 @@ ngx_http_exchange_health_retry(ngx_http_request_t *r,
     ngx_str_t                            uri;
     ngx_uint_t                           mask;
     ngx_http_upstream_t                 *u;
+    ngx_http_upstream_conf_t            *conf;
     ngx_http_exchange_health_attempt_t  *a;
 
     u = r->upstream;
@@ -863,16 +885,19 @@ ngx_http_exchange_health_retry(ngx_http_request_t *r,
     }
 
     if ((u->conf->next_upstream & mask) != mask) {
-        ctx->retry_conf = ngx_palloc(r->pool,
-                                     sizeof(ngx_http_upstream_conf_t));
-        if (ctx->retry_conf == NULL) {
+        conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+        if (conf == NULL) {
             return NGX_ERROR;
         }
 
-        *ctx->retry_conf = *u->conf;
-        ctx->retry_conf->next_upstream |= mask;
-        ctx->retry_conf->next_upstream &= ~NGX_HTTP_UPSTREAM_FT_OFF;
-        u->conf = ctx->retry_conf;
+        /* for this decision only: the next try restores the original */
+
+        *conf = *u->conf;
+        conf->next_upstream |= mask;
+        conf->next_upstream &= ~NGX_HTTP_UPSTREAM_FT_OFF;
+
+        ctx->conf_original = u->conf;
+        u->conf = conf;
     }
 
     ctx->retrying = 1;
@@ -961,19 +986,20 @@ ngx_http_exchange_health_learn(ngx_http_request_t *r,
 }
 
 
-static ngx_uint_t
-ngx_http_exchange_health_signed_in(ngx_http_request_t *r)
+static void
+ngx_http_exchange_health_who(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
 {
     size_t            len;
     ngx_uint_t        i;
+    const u_char     *v;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    /* OWA and ECP sign in with the cadata cookie, the others with a header */
-
-    if (r->headers_in.authorization) {
-        return 1;
-    }
+    /*
+     * OWA and ECP sign in with the cadata cookie, the other protocols with
+     * a header; what signs a user in also tells users apart.
+     */
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -982,7 +1008,7 @@ ngx_http_exchange_health_signed_in(ngx_http_request_t *r)
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
-                return 0;
+                break;
             }
 
             part = part->next;
@@ -991,14 +1017,27 @@ ngx_http_exchange_health_signed_in(ngx_http_request_t *r)
         }
 
         if (h[i].key.len == 6
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0
-            && ngx_http_exchange_health_cookie(h[i].value.data,
-                                               h[i].value.len, "cadata",
-                                               &len))
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
         {
-            return 1;
+            v = ngx_http_exchange_health_cookie(h[i].value.data,
+                                                h[i].value.len, "cadata",
+                                                &len);
+            if (v) {
+                ctx->signed_in = 1;
+                ctx->user_key.data = (u_char *) v;
+                ctx->user_key.len = len;
+                return;
+            }
         }
     }
+
+    if (r->headers_in.authorization) {
+        ctx->signed_in = 1;
+        ctx->user_key = r->headers_in.authorization->value;
+        return;
+    }
+
+    ctx->user_key = r->connection->addr_text;
 }
 
 

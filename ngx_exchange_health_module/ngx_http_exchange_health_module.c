@@ -144,8 +144,8 @@ ngx_module_t  ngx_http_exchange_health_module = {
     ngx_http_exchange_health_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_exchange_health_store_exit_process, /* exit process */
-    NULL,                                  /* exit master */
+    NULL,                                  /* exit process */
+    ngx_http_exchange_health_store_exit_master, /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -204,7 +204,6 @@ ngx_http_exchange_health_create_loc_conf(ngx_conf_t *cf)
      *     hlcf->rules = NULL;
      *     hlcf->markers = NULL;
      *     hlcf->marker_rule = NULL;
-     *     hlcf->body_rules = 0;
      */
 
     hlcf->detect = NGX_CONF_UNSET;

@@ -48,13 +48,15 @@ static ngx_http_exchange_health_slot_t *ngx_http_exchange_health_slot(
 static void ngx_http_exchange_health_success(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
-static void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed);
 static void ngx_http_exchange_health_eject_locked(
     ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_slot_t *slot,
     ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_farm_fault_locked(
-    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_event_t *ev);
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+static uint64_t ngx_http_exchange_health_in_service_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
 static void ngx_http_exchange_health_rescued(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
@@ -74,13 +76,17 @@ static void ngx_http_exchange_health_record(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_failure_t *f);
-static uint32_t ngx_http_exchange_health_user(ngx_http_request_t *r);
+static uint32_t ngx_http_exchange_health_user(
+    ngx_http_exchange_health_ctx_t *ctx);
 static ngx_uint_t ngx_http_exchange_health_max_ejected(
     ngx_http_exchange_health_srv_conf_t *conf);
 static void ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_event_t *ev);
 static ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
+static ngx_msec_t ngx_http_exchange_health_backoff(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t level);
+static uint64_t ngx_http_exchange_health_bit(ngx_uint_t peer);
 
 
 /* the first, for a request not judged, leaves the variable empty */
@@ -105,12 +111,14 @@ static ngx_str_t  ngx_http_exchange_health_verdicts[] = {
 
 ngx_uint_t
 ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
-    uintptr_t *avoid)
+    uintptr_t *avoid, uintptr_t *suspect)
 {
+    uint64_t                              failing;
     uintptr_t                             m;
-    ngx_uint_t                            i, n;
+    ngx_uint_t                            i, n, retry;
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
+    ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_upstream_t  *up;
     ngx_http_exchange_health_srv_conf_t  *conf;
@@ -118,17 +126,35 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
     conf = ctx->conf;
     up = conf->sh;
 
+    /*
+     * A try after a failure also steers clear of the servers seen failing
+     * lately, in this module's count or in requests that failed on every
+     * server tried: with two broken servers, a user is not sent from one
+     * to the other while a good one is left.
+     */
+
+    retry = ctx->nattempts
+            && (ctx->attempt[ctx->nattempts - 1].verdict
+                    == NGX_HTTP_EXCHANGE_HEALTH_FAILED
+                || ctx->attempt[ctx->nattempts - 1].verdict
+                    == NGX_HTTP_EXCHANGE_HEALTH_ERROR);
+
     /* read unlocked: a stale answer costs one request at most */
 
-    if (up == NULL || up->avoided[ctx->slot] == 0) {
+    if (up == NULL || (up->avoided[ctx->slot] == 0 && !retry)) {
         return 0;
     }
 
     shpool = ctx->conf->shpool;
+    farm = &up->farm[ctx->slot];
     now = ngx_current_msec;
     n = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
+
+    failing = (retry && farm->window.fails
+               && now - farm->window.start <= conf->window)
+              ? farm->failing : 0;
 
     for (i = 0; i < conf->nprimary; i++) {
 
@@ -141,8 +167,8 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
         /*
          * Drained by an operator or by the probe: out for everyone.  An
          * ejected server, once its time is up, gets one trial request,
-         * unless the farm is at fault; only a signed-in request exercises
-         * what broke.
+         * unless the farm is at fault; only a signed-in request in a
+         * detecting location exercises what broke and can judge it.
          */
 
         if (ngx_http_exchange_health_drained(conf, slot)
@@ -150,12 +176,22 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
                 && !up->farm[ctx->slot].fault
                 && ((ngx_msec_int_t) (now - slot->until) < 0
                     || !ctx->signed_in
+                    || !ctx->detect
                     || (slot->trial
                         && now - slot->trial
                            < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))))
         {
             m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
             avoid[i / (8 * sizeof(uintptr_t))] |= m;
+            n++;
+
+        } else if (retry
+                   && ((slot->window.fails
+                        && now - slot->window.start <= conf->window)
+                       || (i < 64 && (failing & ((uint64_t) 1 << i)))))
+        {
+            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+            suspect[i / (8 * sizeof(uintptr_t))] |= m;
             n++;
         }
     }
@@ -179,14 +215,15 @@ ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
 
     if (slot == NULL
         || slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
-        || !ctx->signed_in)
+        || !ctx->signed_in
+        || !ctx->detect)
     {
         return;
     }
 
     shpool = ctx->conf->shpool;
     now = ngx_current_msec;
-    ev.change = ngx_http_exchange_health_nothing;
+    ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -308,7 +345,15 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
             a = &ctx->attempt[i];
 
             if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
-                ngx_http_exchange_health_blame(ctx, a, 1);
+
+                /* nginx may have retried one user's failure by itself */
+
+                if (a->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
+                    ngx_http_exchange_health_user_failure(ctx, a);
+
+                } else {
+                    ngx_http_exchange_health_blame(ctx, a, 1);
+                }
 
             } else if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_ERROR) {
                 /* blamed when it failed; the user was rescued all the same */
@@ -341,6 +386,24 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
         break;
 
     case NGX_HTTP_EXCHANGE_HEALTH_ERROR:
+
+        /* the next server gave no second opinion on the earlier failures */
+
+        for (i = 0; i < n - 1; i++) {
+            a = &ctx->attempt[i];
+
+            if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+                continue;
+            }
+
+            if (a->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
+                ngx_http_exchange_health_user_failure(ctx, a);
+
+            } else {
+                ngx_http_exchange_health_blame(ctx, a, 0);
+            }
+        }
+
         verdict = NGX_HTTP_EXCHANGE_HEALTH_V_UPSTREAM_ERROR;
         break;
 
@@ -353,15 +416,6 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     }
 
     ctx->verdict_text = ngx_http_exchange_health_verdicts[verdict];
-}
-
-
-void
-ngx_http_exchange_health_blame_error(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_http_exchange_health_attempt_t *a)
-{
-    /* connection errors and timeouts need no second opinion */
-    ngx_http_exchange_health_blame(ctx, a, 1);
 }
 
 
@@ -456,13 +510,17 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
 
     /* only a signed-in answer shows the signed-in path works */
 
-    if (!ctx->signed_in || (!a->trial && !farm->fault)) {
+    if (!ctx->signed_in
+        || (!a->trial
+            && !(farm->fault
+                 && (farm->failing & ngx_http_exchange_health_bit(a->peer)))))
+    {
         return;
     }
 
     shpool = ctx->conf->shpool;
     now = ngx_current_msec;
-    ev.change = ngx_http_exchange_health_nothing;
+    ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -478,8 +536,11 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
         ev.change = ngx_http_exchange_health_readmitted;
         ev.name = ctx->conf->servers[a->peer]->name;
 
-    } else if (farm->fault) {
+    } else if (farm->fault
+               && (farm->failing & ngx_http_exchange_health_bit(a->peer)))
+    {
         farm->fault = 0;
+        farm->failing = 0;
         farm->since = ngx_time();
         ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
 
@@ -493,7 +554,7 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
-static void
+void
 ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed)
 {
@@ -511,10 +572,10 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     conf = ctx->conf;
     shpool = ctx->conf->shpool;
     now = ngx_current_msec;
-    ev.change = ngx_http_exchange_health_nothing;
+    ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     if (!confirmed) {
-        ctx->user = ngx_http_exchange_health_user(ctx->request);
+        ctx->user = ngx_http_exchange_health_user(ctx);
     }
 
     (void) ngx_atomic_fetch_add(&slot->requests, 1);
@@ -533,8 +594,7 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
 
         if (a->trial) {
             /* the trial failed: out again, for longer */
-            duration = ngx_min(conf->time << ngx_min(slot->level, 20),
-                               conf->max_time);
+            duration = ngx_http_exchange_health_backoff(conf, slot->level);
             slot->level += (slot->level < 255);
             slot->until = now + duration;
             slot->trial = 0;
@@ -562,7 +622,7 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
         if (conf->sh->avoided[ctx->slot] + 1
             > ngx_http_exchange_health_max_ejected(conf))
         {
-            ngx_http_exchange_health_farm_fault_locked(ctx, &ev);
+            ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
 
         } else {
             ngx_http_exchange_health_eject_locked(ctx, slot, &ev);
@@ -593,7 +653,7 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
         slot->level = 0;
     }
 
-    duration = ngx_min(conf->time << ngx_min(slot->level, 20), conf->max_time);
+    duration = ngx_http_exchange_health_backoff(conf, slot->level);
 
     slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
     slot->until = now + duration;
@@ -612,9 +672,10 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
 
 static void
 ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_http_exchange_health_event_t *ev)
+    ngx_http_exchange_health_attempt_t *a, ngx_http_exchange_health_event_t *ev)
 {
     ngx_uint_t                            i;
+    ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_upstream_t  *up;
     ngx_http_exchange_health_srv_conf_t  *conf;
@@ -622,14 +683,17 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
     /*
      * Too many servers fail at once: the fault is the farm's (say, an
      * Auth certificate expired everywhere).  Ejecting more would only
-     * concentrate load, so every server takes traffic again.
+     * concentrate load, so every server takes traffic again.  A good
+     * answer from one of the servers that failed ends it.
      */
 
     conf = ctx->conf;
     up = conf->sh;
+    farm = &up->farm[ctx->slot];
 
-    up->farm[ctx->slot].fault = 1;
-    up->farm[ctx->slot].since = ngx_time();
+    farm->fault = 1;
+    farm->since = ngx_time();
+    farm->failing |= ngx_http_exchange_health_bit(a->peer);
 
     ev->ejected = up->ejected[ctx->slot];
 
@@ -642,6 +706,8 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
         ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
 
         if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+            farm->failing |= ngx_http_exchange_health_bit(i);
+
             slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
             slot->trial = 0;
             slot->up_since = ngx_current_msec;
@@ -652,6 +718,37 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_recount_locked(conf, ctx->slot);
 
     ev->change = ngx_http_exchange_health_farm_fault;
+    ev->name = conf->servers[a->peer]->name;
+}
+
+
+static uint64_t
+ngx_http_exchange_health_in_service_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)
+{
+    uint64_t                          bits;
+    ngx_uint_t                        i;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /* the primaries that take requests of the protocol now */
+
+    bits = 0;
+
+    for (i = 0; i < conf->nprimary; i++) {
+        if (conf->servers[i] == NULL || conf->peers[i]->down) {
+            continue;
+        }
+
+        slot = &conf->servers[i]->slot[p];
+
+        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+            && !ngx_http_exchange_health_drained(conf, slot))
+        {
+            bits |= ngx_http_exchange_health_bit(i);
+        }
+    }
+
+    return bits;
 }
 
 
@@ -676,38 +773,68 @@ static void
 ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
+    uint64_t                              bits, serving;
+    ngx_uint_t                            i;
+    ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_event_t      ev;
     ngx_http_exchange_health_upstream_t  *up;
+    ngx_http_exchange_health_srv_conf_t  *conf;
 
     /* every server tried failed the same request: no server is blamed */
 
-    up = ctx->conf->sh;
-    if (up == NULL) {
+    conf = ctx->conf;
+    up = conf->sh;
+
+    if (up == NULL || a->peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
         return;
     }
 
     farm = &up->farm[ctx->slot];
-    shpool = ctx->conf->shpool;
-    ev.change = ngx_http_exchange_health_nothing;
+    shpool = conf->shpool;
+    now = ngx_current_msec;
+    ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
-    ctx->user = ngx_http_exchange_health_user(ctx->request);
+    bits = 0;
+
+    for (i = 0; i < ctx->nattempts; i++) {
+        if (ctx->attempt[i].verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED
+            && ctx->attempt[i].peer < conf->nprimary)
+        {
+            bits |= ngx_http_exchange_health_bit(ctx->attempt[i].peer);
+        }
+    }
+
+    ctx->user = ngx_http_exchange_health_user(ctx);
 
     ngx_shmtx_lock(&shpool->mutex);
 
     farm->request_failures++;
     ngx_http_exchange_health_record(ctx, a, &farm->last);
 
-    /* many users failing everywhere is a farm-wide fault, one is not */
+    if (farm->window.fails == 0 || now - farm->window.start > conf->window) {
+        farm->failing = 0;
+    }
+
+    farm->failing |= bits;
+
+    /*
+     * A farm-wide fault is many users failing on every server that takes
+     * traffic: with some servers broken, requests that meet two broken
+     * ones fail too, and are not one.
+     */
+
+    serving = ngx_http_exchange_health_in_service_locked(conf, ctx->slot);
 
     if (!farm->fault
-        && ngx_http_exchange_health_count(ctx, &farm->window, 0))
+        && ngx_http_exchange_health_count(ctx, &farm->window, 0)
+        && (farm->failing & serving) == serving)
     {
         ev.fails = farm->window.fails;
-        ev.window = ngx_current_msec - farm->window.start;
+        ev.window = now - farm->window.start;
 
-        ngx_http_exchange_health_farm_fault_locked(ctx, &ev);
+        ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -736,6 +863,7 @@ ngx_http_exchange_health_user_failure(ngx_http_exchange_health_ctx_t *ctx,
 
     slot->user_failures++;
     ngx_http_exchange_health_record(ctx, a, &slot->last);
+    slot->last.user = 1;
 
     ngx_shmtx_unlock(&shpool->mutex);
 }
@@ -816,6 +944,7 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
 {
     f->time = ngx_time();
     f->status = a->status;
+    f->user = 0;
 
     /* cut to size and NUL-terminated; an empty string may have no data */
 
@@ -833,50 +962,11 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
 
 
 static uint32_t
-ngx_http_exchange_health_user(ngx_http_request_t *r)
+ngx_http_exchange_health_user(ngx_http_exchange_health_ctx_t *ctx)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    const u_char     *v;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
     /* who is asking: the OWA session, else the credentials, else the IP */
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == 6
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
-        {
-            v = ngx_http_exchange_health_cookie(h[i].value.data,
-                                                h[i].value.len, "cadata",
-                                                &len);
-            if (v) {
-                return ngx_crc32_short((u_char *) v, len);
-            }
-        }
-    }
-
-    if (r->headers_in.authorization) {
-        return ngx_crc32_short(r->headers_in.authorization->value.data,
-                               r->headers_in.authorization->value.len);
-    }
-
-    return ngx_crc32_short(r->connection->addr_text.data,
-                           r->connection->addr_text.len);
+    return ngx_crc32_short(ctx->user_key.data, ctx->user_key.len);
 }
 
 
@@ -914,7 +1004,11 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
     ngx_log_t           *log;
     ngx_http_request_t  *r;
 
-    if (ev->change == ngx_http_exchange_health_nothing) {
+    /* an event always concerns a server nginx knows; the check is cheap */
+
+    if (ev->change == ngx_http_exchange_health_nothing
+        || a->peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED)
+    {
         return;
     }
 
@@ -1071,4 +1165,36 @@ ngx_http_exchange_health_name_from_fqdn_locked(
     }
 
     srv->name.len = i;
+}
+
+
+static ngx_msec_t
+ngx_http_exchange_health_backoff(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t level)
+{
+    ngx_uint_t  i;
+    ngx_msec_t  d;
+
+    /* twice as long for each ejection in a row, up to max_time */
+
+    d = conf->time;
+
+    for (i = 0; i < level && d < conf->max_time; i++) {
+        if (d > conf->max_time / 2) {
+            return conf->max_time;
+        }
+
+        d *= 2;
+    }
+
+    return ngx_min(d, conf->max_time);
+}
+
+
+static uint64_t
+ngx_http_exchange_health_bit(ngx_uint_t peer)
+{
+    /* servers past the 64th share the last bit: a farm that big is rare */
+
+    return (uint64_t) 1 << ngx_min(peer, 63);
 }

@@ -75,6 +75,7 @@ static const ngx_http_exchange_health_sf_key_t
 {
     { "time", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, INT64_MAX, NULL },
     { "status", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, 999, NULL },
+    { "user", NGX_HTTP_EXCHANGE_HEALTH_SF_NUM, 1, NULL },
     { "rule", NGX_HTTP_EXCHANGE_HEALTH_SF_TEXT, 0, NULL },
     { "method", NGX_HTTP_EXCHANGE_HEALTH_SF_TEXT, 0, NULL },
     { "uri", NGX_HTTP_EXCHANGE_HEALTH_SF_TEXT, 0, NULL },

@@ -22,6 +22,7 @@
 
 /* hints mark commands with backquotes; the HTML page shows them as code */
 typedef struct {
+    ngx_uint_t   user;          /* only for a failure that was one user's */
     const char  *rule;          /* NULL: any rule */
     const char  *error;         /* NULL: any error; else any of "a|b" */
     ngx_uint_t   owa_ecp;       /* only for OWA and ECP */
@@ -58,12 +59,11 @@ static ngx_str_t  ngx_http_exchange_health_accept = ngx_string("Accept");
 
 static ngx_http_exchange_health_hint_t  ngx_http_exchange_health_hints[] = {
 
-    { NULL, "QuotaExceeded|UserHasNoMailbox|MailboxInTransit|AccountDisabled",
-      0,
+    { 1, NULL, NULL, 0,
       "The last failure was one user's (a full mailbox, no mailbox, a "
       "mailbox being moved): not a fault of this server." },
 
-    { NULL, "ExAssert|NullReference|Certificate|HMAC|OAuth|Cryptographic",
+    { 0, NULL, "ExAssert|NullReference|Certificate|HMAC|OAuth|Cryptographic",
       1,
       "Signed-in OWA and ECP fail while the logon page and healthcheck.htm "
       "pass: check the Exchange OAuth Auth certificate of this server. In "
@@ -75,31 +75,31 @@ static ngx_http_exchange_health_hint_t  ngx_http_exchange_health_hints[] = {
       "current with `Set-AuthConfig`, publish it, and restart the OWA and "
       "ECP application pools (or IIS)." },
 
-    { "aspnet-error", NULL, 0,
+    { 0, "aspnet-error", NULL, 0,
       "An Exchange web application does not start: look at the "
       "Application event log (ASP.NET 1309/1310) and the application pools "
       "(MSExchangeOWAAppPool, MSExchangeECPAppPool); after an update, "
       "re-run `UpdateCas.ps1` and `UpdateConfigFiles.ps1` and check the "
       "BinSearchFolder setting of the ECP application." },
 
-    { "ecp-json", NULL, 0,
+    { 0, "ecp-json", NULL, 0,
       "ECP web services fail: check MSExchangeECPAppPool and the "
       "Application event log of this server." },
 
-    { "ecp-error", NULL, 0,
+    { 0, "ecp-error", NULL, 0,
       "ECP web services fail: check MSExchangeECPAppPool and the "
       "Application event log of this server." },
 
-    { "upstream-timeout", NULL, 0,
+    { 0, "upstream-timeout", NULL, 0,
       "The server does not answer in time: check its load, IIS (W3SVC) "
       "and the MSExchange front-end application pools." },
 
-    { "upstream-error", NULL, 0,
+    { 0, "upstream-error", NULL, 0,
       "nginx cannot talk to the server: check that it is up, that IIS "
       "listens on 443 with its certificate bound, and the network between "
       "nginx and it." },
 
-    { NULL, NULL, 0,
+    { 0, NULL, NULL, 0,
       "Exchange fails signed-in requests on this server: the error above "
       "is the X-OWA-Error the user's \"More details\" shows; look for it in "
       "the Application event log (MSExchange Front End HTTPS Proxy 1003, "
@@ -595,6 +595,10 @@ ngx_http_exchange_health_hint(ngx_http_exchange_health_snap_upstream_t *up,
                     / sizeof(ngx_http_exchange_health_hint_t); i++)
     {
         h = &ngx_http_exchange_health_hints[i];
+
+        if (h->user != f->user) {
+            continue;
+        }
 
         if (h->rule && ngx_strcmp(f->rule, h->rule) != 0) {
             continue;

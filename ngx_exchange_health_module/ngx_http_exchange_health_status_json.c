@@ -212,21 +212,20 @@ ngx_http_exchange_health_json_failure(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_json_time(w, f->time);
     ngx_http_exchange_health_write(w, ",\"rule\":");
     ngx_http_exchange_health_json_string(w, f->rule,
-                            ngx_strnlen(f->rule,
-                                                             sizeof(f->rule)));
+                                         ngx_strnlen(f->rule,
+                                                     sizeof(f->rule)));
     ngx_http_exchange_health_write(w, ",\"method\":");
     ngx_http_exchange_health_json_string(w, f->method,
-                          ngx_strnlen(f->method,
-                                                           sizeof(f->method)));
+                                         ngx_strnlen(f->method,
+                                                     sizeof(f->method)));
     ngx_http_exchange_health_write(w, ",\"uri\":");
     ngx_http_exchange_health_json_string(w, f->uri,
-                             ngx_strnlen(f->uri,
-                                                              sizeof(f->uri)));
+                                         ngx_strnlen(f->uri, sizeof(f->uri)));
     ngx_http_exchange_health_write(w, ",\"status\":%ui,\"error\":",
                                    (ngx_uint_t) f->status);
     ngx_http_exchange_health_json_string(w, f->error,
-                           ngx_strnlen(f->error,
-                                                            sizeof(f->error)));
+                                         ngx_strnlen(f->error,
+                                                     sizeof(f->error)));
     ngx_http_exchange_health_write(w, "}");
 }
 

@@ -11,12 +11,16 @@
 /*
  * Health kept across a restart or an upgrade, as HAProxy's
  * server-state-file keeps it: the zone's state is written to a file every
- * few seconds when it changed, and when a worker exits; a zone that starts
- * empty reads it back.  A missing or bad file is logged and ignored.
+ * few seconds when it changed, by one worker, and by the master when nginx
+ * stops; a zone that starts empty reads it back.  A missing or bad file is
+ * logged and ignored.
  */
 
 
 #define NGX_HTTP_EXCHANGE_HEALTH_SAVE_INTERVAL  5000
+
+/* an ejection restored from a file ends within a day, whatever it says */
+#define NGX_HTTP_EXCHANGE_HEALTH_RESTORE_MAX    86400
 
 
 static int ngx_http_exchange_health_store_record(void *data,
@@ -27,11 +31,13 @@ static ngx_http_exchange_health_sf_record_t *
 static void ngx_http_exchange_health_store_text(
     ngx_http_exchange_health_sf_field_t *f, u_char *to, size_t size,
     size_t *len);
+static ngx_uint_t ngx_http_exchange_health_store_is(
+    ngx_http_exchange_health_sf_field_t *f, const char *value);
 static void ngx_http_exchange_health_save_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_exchange_health_save(
     ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
 static u_char *ngx_http_exchange_health_save_upstream(u_char *p,
-    ngx_http_exchange_health_upstream_t *up);
+    ngx_http_exchange_health_upstream_t *up, ngx_uint_t *room);
 static u_char *ngx_http_exchange_health_word(u_char *p, u_char *data,
     size_t len);
 static u_char *ngx_http_exchange_health_cword(u_char *p, u_char *data,
@@ -163,8 +169,13 @@ ngx_http_exchange_health_restore_upstream(
 
         farm = &up->farm[p];
 
-        if ((f = ngx_http_exchange_health_sf_field(rec, "fault"))) {
-            farm->fault = f->number;
+        if ((f = ngx_http_exchange_health_sf_field(rec, "fault"))
+            && f->number)
+        {
+            /* who failed is not kept: a good answer from any server ends it */
+
+            farm->fault = 1;
+            farm->failing = (uint64_t) -1;
         }
 
         if ((f = ngx_http_exchange_health_sf_field(rec, "since"))) {
@@ -217,12 +228,15 @@ ngx_http_exchange_health_restore_server(ngx_http_exchange_health_zone_t *zone,
                                             NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
                                             &name, &addr, p);
         if (rec) {
-            if ((f = ngx_http_exchange_health_sf_field(rec, "state"))
-                && f->len == 7)
-            {
+            f = ngx_http_exchange_health_sf_field(rec, "state");
+
+            if (ngx_http_exchange_health_store_is(f, "ejected")) {
+
                 /*
                  * Still ejected: for what is left of its time, or, if
-                 * that ran out while nginx was down, until a trial.
+                 * that ran out while nginx was down, until a trial.  A
+                 * time far ahead (a clock set back, a file edited) is
+                 * cut to a day, never left to keep a server out for good.
                  */
 
                 slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
@@ -230,8 +244,11 @@ ngx_http_exchange_health_restore_server(ngx_http_exchange_health_zone_t *zone,
 
                 f = ngx_http_exchange_health_sf_field(rec, "until");
 
-                if (f && (time_t) f->number > now) {
-                    slot->until += ((time_t) f->number - now) * 1000;
+                if (f && f->number > (uint64_t) now) {
+                    slot->until += (ngx_msec_t) ngx_min(f->number
+                                   - (uint64_t) now,
+                                   NGX_HTTP_EXCHANGE_HEALTH_RESTORE_MAX)
+                                   * 1000;
                 }
             }
 
@@ -239,11 +256,13 @@ ngx_http_exchange_health_restore_server(ngx_http_exchange_health_zone_t *zone,
                 slot->level = (uint8_t) f->number;
             }
 
-            if ((f = ngx_http_exchange_health_sf_field(rec, "admin"))) {
-                slot->admin = f->len == 5 ? NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN
-                              : f->len == 11
-                                ? NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE
-                                : NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE;
+            f = ngx_http_exchange_health_sf_field(rec, "admin");
+
+            if (ngx_http_exchange_health_store_is(f, "drain")) {
+                slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN;
+
+            } else if (ngx_http_exchange_health_store_is(f, "maintenance")) {
+                slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE;
             }
 
             if ((f = ngx_http_exchange_health_sf_field(rec, "since"))) {
@@ -283,6 +302,10 @@ ngx_http_exchange_health_restore_server(ngx_http_exchange_health_zone_t *zone,
 
         if ((f = ngx_http_exchange_health_sf_field(rec, "status"))) {
             last->status = (uint16_t) f->number;
+        }
+
+        if ((f = ngx_http_exchange_health_sf_field(rec, "user"))) {
+            last->user = f->number ? 1 : 0;
         }
 
         ngx_http_exchange_health_store_text(
@@ -349,6 +372,15 @@ ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
 }
 
 
+static ngx_uint_t
+ngx_http_exchange_health_store_is(ngx_http_exchange_health_sf_field_t *f,
+    const char *value)
+{
+    return f && f->len == ngx_strlen(value)
+           && ngx_strncmp(f->value, value, f->len) == 0;
+}
+
+
 static void
 ngx_http_exchange_health_store_text(ngx_http_exchange_health_sf_field_t *f,
     u_char *to, size_t size, size_t *len)
@@ -359,7 +391,9 @@ ngx_http_exchange_health_store_text(ngx_http_exchange_health_sf_field_t *f,
         return;
     }
 
-    n = ngx_min(f->len, size);
+    /* "-" stands for an empty value, as written */
+
+    n = (f->len == 1 && f->value[0] == '-') ? 0 : ngx_min(f->len, size);
     ngx_memcpy(to, f->value, n);
 
     if (len) {
@@ -378,6 +412,14 @@ ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
     ngx_list_part_t                  *part;
     ngx_shm_zone_t                   *shm_zone;
     ngx_http_exchange_health_zone_t  *zone;
+
+    /* a cache manager or loader never writes the file */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
 
     part = &cycle->shared_memory.part;
     shm_zone = part->elts;
@@ -417,14 +459,19 @@ ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
 
 
 void
-ngx_http_exchange_health_store_exit_process(ngx_cycle_t *cycle)
+ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle)
 {
     ngx_uint_t                        i;
     ngx_list_part_t                  *part;
     ngx_shm_zone_t                   *shm_zone;
     ngx_http_exchange_health_zone_t  *zone;
 
-    /* the last word of each worker, so a restart loses nothing */
+    /*
+     * The last word, once every worker is gone, so a restart loses
+     * nothing.  Only the master of the current configuration writes: a
+     * worker of an older one, still finishing its requests, may hold a
+     * zone since replaced.
+     */
 
     part = &cycle->shared_memory.part;
     shm_zone = part->elts;
@@ -497,14 +544,19 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
     u_char                                *buf, *p, tmp[NGX_MAX_PATH];
     uint32_t                               crc;
     ngx_fd_t                               fd;
+    ngx_uint_t                             room;
     ngx_queue_t                           *q, *s;
     ngx_http_exchange_health_upstream_t   *up;
 
-    /* the text is made under the lock, written to disk without it */
+    /*
+     * The records are counted under the lock, the buffer is allocated
+     * without it, and the text made under it again; records are never
+     * freed, and any added meanwhile wait for the next save.
+     */
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    n = 0;
+    room = 0;
 
     for (q = ngx_queue_head(&zone->sh->upstreams);
          q != ngx_queue_sentinel(&zone->sh->upstreams);
@@ -512,27 +564,24 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
     {
         up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
 
-        if (up->generation != zone->sh->generation) {
-            continue;
-        }
-
-        n++;
+        room++;
 
         for (s = ngx_queue_head(&up->servers);
              s != ngx_queue_sentinel(&up->servers);
              s = ngx_queue_next(s))
         {
-            n++;
+            room++;
         }
     }
 
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
     /* the longest a record's lines can be, encoded, per server */
 
-    size = 128 + n * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
+    size = 128 + room * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
 
     buf = ngx_alloc(size, log);
     if (buf == NULL) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_ERROR;
     }
 
@@ -542,15 +591,16 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
                           "nginx; it may be deleted\n"
                           "exchange-health-state 1\n") - 1);
 
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
     for (q = ngx_queue_head(&zone->sh->upstreams);
-         q != ngx_queue_sentinel(&zone->sh->upstreams);
+         q != ngx_queue_sentinel(&zone->sh->upstreams) && room;
          q = ngx_queue_next(q))
     {
         up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
 
-        if (up->generation == zone->sh->generation) {
-            p = ngx_http_exchange_health_save_upstream(p, up);
-        }
+        room--;
+        p = ngx_http_exchange_health_save_upstream(p, up, &room);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -587,6 +637,12 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
 
     n = ngx_write_fd(fd, buf, p - buf);
 
+    /* on disk before the rename, so a power cut leaves one file or the other */
+
+    if (n != (size_t) (p - buf) || fsync(fd) == -1) {
+        n = 0;
+    }
+
     if (ngx_close_file(fd) == NGX_FILE_ERROR || n != (size_t) (p - buf)
         || ngx_rename_file(tmp, zone->state.data) == NGX_FILE_ERROR)
     {
@@ -607,7 +663,7 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
 
 static u_char *
 ngx_http_exchange_health_save_upstream(u_char *p,
-    ngx_http_exchange_health_upstream_t *up)
+    ngx_http_exchange_health_upstream_t *up, ngx_uint_t *room)
 {
     time_t                                now;
     ngx_uint_t                            k;
@@ -637,10 +693,12 @@ ngx_http_exchange_health_save_upstream(u_char *p,
     }
 
     for (q = ngx_queue_head(&up->servers);
-         q != ngx_queue_sentinel(&up->servers);
+         q != ngx_queue_sentinel(&up->servers) && *room;
          q = ngx_queue_next(q))
     {
         srv = ngx_queue_data(q, ngx_http_exchange_health_server_t, queue);
+
+        (*room)--;
 
         p = ngx_cpymem(p, "server ", 7);
         p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
@@ -707,8 +765,9 @@ ngx_http_exchange_health_save_upstream(u_char *p,
             p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
             *p++ = ' ';
             p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
-            p = ngx_sprintf(p, " %s time=%T status=%ui rule=", proto,
-                            f->time, (ngx_uint_t) f->status);
+            p = ngx_sprintf(p, " %s time=%T status=%ui user=%ui rule=",
+                            proto, f->time, (ngx_uint_t) f->status,
+                            (ngx_uint_t) f->user);
             p = ngx_http_exchange_health_cword(p, f->rule, sizeof(f->rule));
             p = ngx_cpymem(p, " method=", 8);
             p = ngx_http_exchange_health_cword(p, f->method,

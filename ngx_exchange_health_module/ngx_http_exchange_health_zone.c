@@ -11,8 +11,8 @@
  * The shared zone holds one record per upstream and one per server of
  * it, keyed by upstream name and server address, so health outlives a
  * reload and every worker sees the same.  Records are made once per
- * cycle in the master; a record no configuration has used for two
- * reloads may be taken over when the zone is full.
+ * cycle in the master and never freed: workers of an older cycle, still
+ * finishing long requests, may write to them.
  */
 
 
@@ -150,10 +150,6 @@ ngx_http_exchange_health_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return ngx_http_exchange_health_new_sh(shm_zone);
     }
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-    zone->sh->generation++;
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
     return NGX_OK;
 }
 
@@ -175,7 +171,6 @@ ngx_http_exchange_health_new_sh(ngx_shm_zone_t *shm_zone)
     zone->shpool->data = zone->sh;
 
     zone->sh->layout = NGX_HTTP_EXCHANGE_HEALTH_LAYOUT;
-    zone->sh->generation = 1;
     ngx_queue_init(&zone->sh->upstreams);
 
     len = sizeof(" in exchange_health zone \"\"") + shm_zone->shm.name.len;
@@ -246,7 +241,6 @@ ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
                 continue;
             }
 
-            srv->backup = (n >= hscf->nprimary);
             ngx_http_exchange_health_copy(&srv->server, &peer->server);
 
             hscf->servers[n] = srv;
@@ -279,10 +273,12 @@ ngx_http_exchange_health_upstream(ngx_http_exchange_health_zone_t *zone,
     {
         up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
 
-        if (up->name.len == name->len
-            && ngx_strncmp(up->name.data, name->data, name->len) == 0)
+        /* as stored: a long name was cut */
+
+        if (up->name.len == ngx_min(name->len,
+                                    NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN)
+            && ngx_strncmp(up->name.data, name->data, up->name.len) == 0)
         {
-            up->generation = zone->sh->generation;
             return up;
         }
     }
@@ -298,7 +294,6 @@ ngx_http_exchange_health_upstream(ngx_http_exchange_health_zone_t *zone,
 
     ngx_queue_init(&up->servers);
     ngx_http_exchange_health_copy(&up->name, name);
-    up->generation = zone->sh->generation;
 
     for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
         up->farm[i].since = ngx_time();
@@ -328,10 +323,10 @@ ngx_http_exchange_health_server(ngx_http_exchange_health_zone_t *zone,
     {
         srv = ngx_queue_data(q, ngx_http_exchange_health_server_t, queue);
 
-        if (srv->addr_len == addr->len
-            && ngx_strncmp(srv->addr, addr->data, addr->len) == 0)
+        if (srv->addr_len == ngx_min(addr->len,
+                                     NGX_HTTP_EXCHANGE_HEALTH_ADDR_LEN)
+            && ngx_strncmp(srv->addr, addr->data, srv->addr_len) == 0)
         {
-            srv->generation = zone->sh->generation;
             return srv;
         }
     }
@@ -347,7 +342,6 @@ ngx_http_exchange_health_server(ngx_http_exchange_health_zone_t *zone,
 
     srv->addr_len = ngx_min(addr->len, NGX_HTTP_EXCHANGE_HEALTH_ADDR_LEN);
     ngx_memcpy(srv->addr, addr->data, srv->addr_len);
-    srv->generation = zone->sh->generation;
 
     for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
         srv->slot[i].since = ngx_time();
@@ -367,47 +361,11 @@ static void *
 ngx_http_exchange_health_alloc(ngx_http_exchange_health_zone_t *zone,
     size_t size, ngx_log_t *log)
 {
-    void                                 *p;
-    ngx_queue_t                          *q, *s;
-    ngx_http_exchange_health_server_t    *srv;
-    ngx_http_exchange_health_upstream_t  *up;
+    void  *p;
 
     p = ngx_slab_alloc_locked(zone->shpool, size);
-    if (p) {
-        return p;
-    }
 
-    /*
-     * Take over the memory of servers no configuration has named for two
-     * reloads: workers of the cycle before the last are gone by then.
-     */
-
-    for (q = ngx_queue_head(&zone->sh->upstreams);
-         q != ngx_queue_sentinel(&zone->sh->upstreams);
-         q = ngx_queue_next(q))
-    {
-        up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
-
-        for (s = ngx_queue_head(&up->servers);
-             s != ngx_queue_sentinel(&up->servers);
-             /* void */)
-        {
-            srv = ngx_queue_data(s, ngx_http_exchange_health_server_t, queue);
-            s = ngx_queue_next(s);
-
-            if (srv->generation + 2 <= zone->sh->generation) {
-                ngx_queue_remove(&srv->queue);
-                ngx_slab_free_locked(zone->shpool, srv);
-            }
-        }
-    }
-
-    p = ngx_slab_alloc_locked(zone->shpool, size);
-    if (p) {
-        return p;
-    }
-
-    if (!zone->full) {
+    if (p == NULL && !zone->full) {
         zone->full = 1;
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "exchange_health zone \"%V\" is full: some servers "
@@ -415,7 +373,7 @@ ngx_http_exchange_health_alloc(ngx_http_exchange_health_zone_t *zone,
                       "zone bigger", zone->name);
     }
 
-    return NULL;
+    return p;
 }
 
 

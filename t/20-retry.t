@@ -225,4 +225,26 @@ subtest 'a broken server after a broken server: one retry, no loop' => sub {
     $ng->stop;
 };
 
+subtest 'two broken servers of three: the retry goes to the good one' => sub {
+    # weights that make round robin send most retries from one broken
+    # server to the other: only the module's memory of who failed lately
+    # sends them to EXCH3, which also proves the two broken
+    $farm->heal;
+    $farm->clear_logs;
+    $farm->server($_)->preset('seed') for qw(EXCH1 EXCH2);
+    my $ng = EH::Front::nginx($farm,
+        params => { EXCH1 => 'weight=10', EXCH2 => 'weight=10' });
+    $ng->start;
+
+    my @r = map { $ng->request(GET => '/owa/', signed_in => 'w' . ++$user) }
+            1 .. 30;
+    my $failed = grep { $_->{status} != 200 } @r;
+    cmp_ok $failed, '<=', 2, "$failed of 30 users saw the failure";
+    is_deeply [ sort map { $_->{server} } EH::Front::changes($ng, 'ejected') ],
+        [ qw(EXCH1 EXCH2) ], 'both broken servers ejected';
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0,
+        'and no farm-wide fault: EXCH3 never failed';
+    $ng->stop;
+};
+
 done_testing;

@@ -72,6 +72,39 @@ for my $bad (["exchange-health-state 1\nslot exchange x owa state=up\n",
     $ng->stop;
 }
 
+# a file from elsewhere (edited, or a clock set back): an ejection far
+# ahead is cut to a day, "-" reads back as empty, a user's failure stays one
+{
+    my $addr = $farm->server('EXCH2')->addr;
+    my $now = time;
+    my $far = $now + 10 * 365 * 86400;
+    spew($state, <<"STATE");
+exchange-health-state 1
+server exchange $addr name=EXCH2
+slot exchange $addr owa state=ejected until=$far level=1 admin=none since=$now failures=3 user_failures=1 rescued=0 ejections=1
+last exchange $addr owa time=$now status=302 user=1 rule=errorfe-redirect method=GET uri=/owa/ error=-
+end
+STATE
+    $ng = EH::Front::nginx($farm, %o);
+    $ng->start;
+    my ($s) = EH::Front::status_json($ng);
+    my ($x) = grep { $_->{name} eq 'EXCH2' } @{ $s->{upstreams}[0]{servers} };
+    my $owa = $x->{protocols}{owa};
+    is $owa->{state}, 'ejected', 'restored ejected';
+    my ($y, $mo, $d, $h, $mi, $se) =
+        ($owa->{ejected_until} // '') =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)Z$/;
+    require Time::Local;
+    my $until = defined $y
+        ? Time::Local::timegm($se, $mi, $h, $d, $mo - 1, $y) : 0;
+    ok $until > $now && $until <= time + 86400 + 5,
+       'an ejection ten years ahead is cut to a day'
+       or diag "ejected_until: " . ($owa->{ejected_until} // 'none');
+    is $owa->{last_failure}{error}, '', '"-" is read back as empty';
+    like $owa->{hint} // '', qr/one user's/,
+        'a failure that was one user\'s keeps its hint';
+    $ng->stop;
+}
+
 # the state is saved while running, too (every few seconds, when changed)
 unlink $state;
 $farm->heal;

@@ -63,7 +63,7 @@ static const char  *good =
     "slot exchange 10.0.0.12:443 owa state=ejected until=1700000030 level=2"
     " admin=drain since=1700000000 failures=5 user_failures=0 rescued=4"
     " ejections=2\n"
-    "last exchange 10.0.0.12:443 owa time=1700000000 status=302"
+    "last exchange 10.0.0.12:443 owa time=1700000000 status=302 user=0"
     " rule=errorfe-redirect method=GET uri=/owa/%20x error=Ex%25A\n"
     "end\n";
 
