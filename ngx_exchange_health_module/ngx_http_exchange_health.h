@@ -435,6 +435,7 @@ char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf);
 
 /* ngx_http_exchange_health_filter.c */
 ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);

@@ -252,6 +252,59 @@ invalid:
 }
 
 
+/*
+ * exchange_health_eject and exchange_health_probe may come before
+ * "exchange_health zone=" in an upstream block, so whether they have a
+ * zone to act on is known only once the configuration is read.  Without
+ * one they would be accepted and never act: refuse them instead.
+ */
+
+ngx_int_t
+ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf)
+{
+    char                                  *directive;
+    ngx_uint_t                             i;
+    ngx_http_upstream_srv_conf_t         **uscfp;
+    ngx_http_upstream_main_conf_t         *umcf;
+    ngx_http_exchange_health_srv_conf_t   *hscf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;   /* an implicit upstream of proxy_pass */
+        }
+
+        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                              ngx_http_exchange_health_module);
+
+        if (hscf->shm_zone) {
+            continue;
+        }
+
+        if (hscf->probe) {
+            directive = "exchange_health_probe";
+
+        } else if (hscf->fails != NGX_CONF_UNSET_UINT) {
+            directive = "exchange_health_eject";
+
+        } else {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"%s\" needs \"exchange_health zone=\" in upstream "
+                      "\"%V\" in %s:%ui", directive, &uscfp[i]->host,
+                      uscfp[i]->file_name, uscfp[i]->line);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_exchange_health_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us)

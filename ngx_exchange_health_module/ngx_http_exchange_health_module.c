@@ -153,6 +153,10 @@ ngx_module_t  ngx_http_exchange_health_module = {
 static ngx_int_t
 ngx_http_exchange_health_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_exchange_health_check_upstreams(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_exchange_health_filter_init(cf);
 }
 

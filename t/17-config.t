@@ -395,6 +395,77 @@ bad('exchange_health_detect with a bad value',
     marker => 'exchange_health_detect maybe;',
     re => qr/invalid value "maybe" in "exchange_health_detect" directive, it must be "on" or "off"/);
 
+# ------------------------------------------------ probes, status, state file
+good('exchange_health_probe with every parameter',
+    upstream => 'exchange_health_probe interval=5s timeout=2s fails=3 '
+        . 'cert_warn=14d tls=on sni=mail.contoso.com protocols=owa,ecp;'
+        . ' exchange_health_probe_uri owa /owa/healthcheck.htm;');
+for my $p ('interval=0', 'interval=soon', 'timeout=-1s', 'fails=0',
+           'fails=256', 'cert_warn=1q', 'protocols=') {
+    bad("exchange_health_probe $p",
+        upstream => "exchange_health_probe $p;",
+        marker => "exchange_health_probe $p;",
+        re => qr/invalid value in "\Q$p\E"/);
+}
+bad('exchange_health_probe with an unknown protocol',
+    upstream => 'exchange_health_probe protocols=owa,imap;',
+    marker => 'exchange_health_probe protocols=owa,imap;',
+    re => qr/unknown protocol "imap" in "protocols=owa,imap"/);
+bad('exchange_health_probe with an unknown parameter',
+    upstream => 'exchange_health_probe every=5s;',
+    marker => 'exchange_health_probe every=5s;',
+    re => qr/invalid parameter "every=5s", use "interval=", /);
+bad('exchange_health_probe twice',
+    upstream => "exchange_health_probe;\n    exchange_health_probe interval=1s;",
+    marker => 'exchange_health_probe interval=1s;',
+    re => qr/"exchange_health_probe" directive is duplicate/);
+bad('exchange_health_probe_uri before exchange_health_probe',
+    upstream => 'exchange_health_probe_uri owa /owa/healthcheck.htm;',
+    marker => 'exchange_health_probe_uri owa /owa/healthcheck.htm;',
+    re => qr/"exchange_health_probe_uri" directive needs "exchange_health_probe" before it/);
+bad('exchange_health_probe_uri with an unknown protocol',
+    upstream => "exchange_health_probe;\n    exchange_health_probe_uri imap /x;",
+    marker => 'exchange_health_probe_uri imap /x;',
+    re => qr/unknown protocol "imap"/);
+bad('exchange_health_probe_uri with a URI not starting with /',
+    upstream => "exchange_health_probe;\n    "
+        . 'exchange_health_probe_uri owa owa/healthcheck.htm;',
+    marker => 'exchange_health_probe_uri owa owa/healthcheck.htm;',
+    re => qr{a probe URI starts with "/", not "owa/healthcheck.htm"});
+# nginx -t names the upstream, its file and line: the probes and the
+# policy would never act without the balancer's zone
+for my $d ('exchange_health_probe;', 'exchange_health_eject fails=2;') {
+    my ($name) = $d =~ /^(\w+)/;
+    my ($rc, $out, $file, $text) = check(balancer => '# no balancer', upstream => $d);
+    my $line = line_of($text, 'upstream exchange {');
+    isnt $rc, 0, "$name without exchange_health zone=: nginx -t fails";
+    like $out, qr/\[emerg\] "$name" needs "exchange_health zone=" in upstream "exchange" in \Q$file\E:$line\n/,
+        "$name without exchange_health zone=: the message names the upstream, file and line";
+}
+good('exchange_health_probe and _eject before exchange_health zone=',
+    balancer => 'exchange_health_probe; exchange_health_eject fails=2;',
+    upstream => 'exchange_health zone=exchange;');
+good('exchange_health_status with admin=on and admin=off',
+    locations => 'location = /s1 { exchange_health_status admin=on; }'
+        . ' location = /s2 { exchange_health_status admin=off; }'
+        . ' location = /s3 { exchange_health_status; }');
+bad('exchange_health_status with an unknown parameter',
+    locations => 'location = /s { exchange_health_status admin=yes; }',
+    marker => 'exchange_health_status admin=yes;',
+    re => qr/invalid parameter "admin=yes", use "admin=on" or "admin=off"/);
+bad('exchange_health_status with two parameters',
+    locations => 'location = /s { exchange_health_status admin=on json; }',
+    marker => 'exchange_health_status admin=on json;',
+    re => qr/invalid number of arguments in "exchange_health_status" directive/);
+bad('exchange_health_zone with a parameter other than state=',
+    zone => 'exchange_health_zone exchange 1m /var/lib/eh.state;',
+    marker => 'exchange_health_zone exchange 1m /var/lib/eh.state;',
+    re => qr/invalid parameter "\/var\/lib\/eh.state", use "state=" and a file path/);
+bad('exchange_health_zone with an empty state=',
+    zone => 'exchange_health_zone exchange 1m state=;',
+    marker => 'exchange_health_zone exchange 1m state=;',
+    re => qr/invalid parameter "state=", use "state=" and a file path/);
+
 # -------------------------------------------------------------- contexts
 my %wrong = (
     'exchange_health in a location' =>
@@ -419,6 +490,16 @@ my %wrong = (
         [ upstream => 'exchange_health_retry off;', 'exchange_health_retry' ],
     'exchange_health_detect in an upstream' =>
         [ upstream => 'exchange_health_detect off;', 'exchange_health_detect' ],
+    'exchange_health_status at http level' =>
+        [ http => 'exchange_health_status;', 'exchange_health_status' ],
+    'exchange_health_status in an upstream' =>
+        [ upstream => 'exchange_health_status;', 'exchange_health_status' ],
+    'exchange_health_probe in a location' =>
+        [ location => 'exchange_health_probe;', 'exchange_health_probe' ],
+    'exchange_health_probe at http level' =>
+        [ http => 'exchange_health_probe;', 'exchange_health_probe' ],
+    'exchange_health_probe_uri in a server' =>
+        [ server => 'exchange_health_probe_uri owa /x;', 'exchange_health_probe_uri' ],
 );
 for my $name (sort keys %wrong) {
     my ($level, $line, $directive) = @{ $wrong{$name} };
