@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "ngx_http_exchange_health_scan.h"
+#include "../t/unit/chunked.h"
 
 
 #define FUZZ_HEADER    21
@@ -76,8 +77,6 @@ static void fuzz_expect(const char *what, const fuzz_mode_t *mode,
     const u_char *plain, size_t len, int rc);
 static u_char *fuzz_encode(const u_char *p, size_t len, unsigned encoding,
     int level, size_t *olen);
-static u_char *fuzz_chunk(const u_char *p, size_t len, size_t size,
-    size_t *olen);
 static int fuzz_cmp_size(const void *one, const void *two);
 
 
@@ -130,7 +129,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int            whole, split, switched;
-    size_t         i, len, plen, zlen, ncuts, cut[FUZZ_CUTS];
+    size_t         i, len, plen, zlen, piece, ncuts, cut[FUZZ_CUTS];
     u_char        *z, *wire;
     unsigned       encoding, harness;
     fuzz_mode_t    mode;
@@ -162,7 +161,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         &zlen);
 
         if (mode.chunked) {
-            wire = fuzz_chunk(z, zlen, fuzz_chunk_size[data[0] >> 6], &len);
+            piece = fuzz_chunk_size[data[0] >> 6];
+
+            wire = malloc(CHUNKED_MAX(zlen, piece));
+            if (wire == NULL) {
+                abort();
+            }
+
+            len = chunked_encode(z, zlen, piece, wire);
 
         } else {
             len = zlen;
@@ -449,39 +455,6 @@ fuzz_encode(const u_char *p, size_t len, unsigned encoding, int level,
     *olen = size - z.avail_out;
 
     deflateEnd(&z);
-
-    return out;
-}
-
-
-static u_char *
-fuzz_chunk(const u_char *p, size_t len, size_t size, size_t *olen)
-{
-    size_t   n, o;
-    u_char  *out;
-
-    /* "%zx\r\n", the data and "\r\n" per chunk, then "0\r\n\r\n" */
-
-    out = malloc(len + (len / size + 1) * (2 * sizeof(size_t) + 4) + 5);
-    if (out == NULL) {
-        abort();
-    }
-
-    o = 0;
-
-    while (len) {
-        n = len < size ? len : size;
-        o += sprintf((char *) out + o, "%zx\r\n", n);
-        memcpy(out + o, p, n);
-        o += n;
-        out[o++] = '\r';
-        out[o++] = '\n';
-        p += n;
-        len -= n;
-    }
-
-    memcpy(out + o, "0\r\n\r\n", 5);
-    *olen = o + 5;
 
     return out;
 }

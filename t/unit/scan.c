@@ -11,6 +11,7 @@
 
 #include "ngx_http_exchange_health_scan.h"
 #include "unit.h"
+#include "chunked.h"
 
 
 static ngx_http_exchange_health_markers_t  markers;
@@ -80,30 +81,6 @@ scan_pieces(const u_char *p, size_t len, size_t *cuts, size_t ncuts,
     ngx_http_exchange_health_scan_release(&s);
 
     return rc;
-}
-
-
-static size_t
-chunk(const u_char *p, size_t len, size_t size, u_char *out)
-{
-    size_t  n, o;
-
-    o = 0;
-
-    while (len) {
-        n = len < size ? len : size;
-        o += sprintf((char *) out + o, "%zx\r\n", n);
-        memcpy(out + o, p, n);
-        o += n;
-        out[o++] = '\r';
-        out[o++] = '\n';
-        p += n;
-        len -= n;
-    }
-
-    memcpy(out + o, "0\r\n\r\n", 5);
-
-    return o + 5;
 }
 
 
@@ -240,7 +217,7 @@ test_chunked(void)
     bad = 0;
 
     for (size = 1; size <= 64; size++) {
-        clen = chunk(buf, len, size, framed);
+        clen = chunked_encode(buf, len, size, framed);
 
         for (i = 0; i < clen; i += 7) {
             cut[0] = i;
@@ -254,7 +231,7 @@ test_chunked(void)
     UNIT_OK(bad == 0, "marker found through chunked framing, any size/split");
 
     len = page(buf, sizeof(buf), 0, NULL);
-    clen = chunk(buf, len, 100, framed);
+    clen = chunked_encode(buf, len, 100, framed);
 
     UNIT_OK(scan_pieces(framed, clen, NULL, 0, 1, 0, 65536)
             == NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN,
@@ -309,7 +286,7 @@ test_compressed(void)
                           : k == 1 ? "deflate (zlib): marker found, any split"
                           : "deflate (raw): marker found, any split");
 
-        clen = chunk(z, zlen, 333, framed);
+        clen = chunked_encode(z, zlen, 333, framed);
 
         UNIT_OK(scan_pieces(framed, clen, NULL, 0, 1, enc[k], 65536) == 0,
                 "compressed and chunked: marker found");
@@ -427,7 +404,7 @@ test_unchunked(void)
     /* header-time scan sees chunked bytes, the body filter plain ones */
 
     len = page(buf, sizeof(buf), 290, errorfe);
-    clen = chunk(buf, 300, 100, framed);
+    clen = chunked_encode(buf, 300, 100, framed);
 
     ngx_http_exchange_health_scan_init(&s, &markers, 0xffffffff, 65536, 1, 0,
                                        Z_NULL, Z_NULL, Z_NULL);
