@@ -16,6 +16,11 @@
 #                 module (the sanitizer build when there is one)
 #   make fuzz-captures  mutated captures through the replay tool's readers
 #   make fuzz-smoke  all of them for 10 s each, for CI
+#   make bench    benchmarks: the module against plain nginx in one run
+#                 (wrk), the matcher alone, reaction times; not part of
+#                 make test; BENCH_ARGS=--quick for a short run
+#   make load     minutes of load with a flapping server and workers
+#                 killed (bench/load-flapping); LOAD_ARGS=--seconds=30
 #   make clean    remove build output
 
 SHELL      := /bin/bash
@@ -54,12 +59,16 @@ FUZZ_SEEDS    = $(BUILD)/fuzz/seeds
 STATIC_TESTS = t/10-detect.t t/12-policy.t t/13-reload.t t/20-retry.t \
                t/40-status.t
 
+# The matcher's benchmark links the scanner alone, built as the module is
+BENCH_CFLAGS = -g -O2 -Wall -Wextra -Werror -Ingx_exchange_health_module
+BENCH_ENV    = EH_MODULE=$(CURDIR)/$(MODULE) EH_NGINX=$(NGINX)
+
 SANITIZE_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:disable_coredump=1 \
                UBSAN_OPTIONS=print_stacktrace=1:suppressions=$(CURDIR)/tools/ubsan.supp
 
 .PHONY: all deps test unit prove demo static sanitize fuzz fuzz-responses \
-        fuzz-captures fuzz-smoke clean
+        fuzz-captures fuzz-smoke bench load clean
 
 all: $(MODULE)
 
@@ -185,6 +194,21 @@ fuzz-captures:
 
 fuzz-smoke:
 	$(MAKE) fuzz fuzz-responses fuzz-captures FUZZ_SECONDS=10
+
+$(BUILD)/bench/scan-speed: bench/scan-speed.c t/unit/chunked.h \
+        ngx_exchange_health_module/ngx_http_exchange_health_scan.[ch]
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(BENCH_CFLAGS) -o $@ $< \
+	    ngx_exchange_health_module/ngx_http_exchange_health_scan.c -lz
+
+# measurements, not tests: see docs/performance.md and docs/hardening.md
+bench: $(MODULE) $(BUILD)/bench/scan-speed
+	@tools/install-deps bench
+	$(BENCH_ENV) perl bench/run $(BENCH_ARGS)
+
+load: $(MODULE)
+	@tools/install-deps bench
+	$(BENCH_ENV) perl bench/load-flapping $(LOAD_ARGS)
 
 clean:
 	rm -rf $(BUILD)
