@@ -258,6 +258,11 @@ typedef struct {
     ngx_uint_t              probe_fails;    /* probes failed to drain */
     ngx_http_exchange_health_probe_conf_t *probe;
 
+    /* the first directive that needs the balancer's zone, for nginx -t */
+    char                   *needs_zone;
+    ngx_str_t               needs_zone_file;
+    ngx_uint_t              needs_zone_line;
+
     ngx_uint_t              nprimary;
     ngx_uint_t              nbackup;
     ngx_uint_t              nup;            /* primaries not "down" */
@@ -435,6 +440,8 @@ char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+void ngx_http_exchange_health_needs_zone(ngx_conf_t *cf,
+    ngx_http_exchange_health_srv_conf_t *hscf);
 ngx_int_t ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf);
 
 /* ngx_http_exchange_health_filter.c */

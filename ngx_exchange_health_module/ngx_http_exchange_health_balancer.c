@@ -165,6 +165,8 @@ ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
         return "is duplicate";
     }
 
+    ngx_http_exchange_health_needs_zone(cf, hscf);
+
     hscf->fails = 3;
     value = cf->args->elts;
 
@@ -256,13 +258,31 @@ invalid:
  * exchange_health_eject and exchange_health_probe may come before
  * "exchange_health zone=" in an upstream block, so whether they have a
  * zone to act on is known only once the configuration is read.  Without
- * one they would be accepted and never act: refuse them instead.
+ * one they would be accepted and never act: refuse them instead, naming
+ * the first of them where it was written.
  */
+
+void
+ngx_http_exchange_health_needs_zone(ngx_conf_t *cf,
+    ngx_http_exchange_health_srv_conf_t *hscf)
+{
+    ngx_str_t  *value;
+
+    if (hscf->needs_zone) {
+        return;
+    }
+
+    value = cf->args->elts;
+
+    hscf->needs_zone = (char *) value[0].data;
+    hscf->needs_zone_file = cf->conf_file->file.name;
+    hscf->needs_zone_line = cf->conf_file->line;
+}
+
 
 ngx_int_t
 ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf)
 {
-    char                                  *directive;
     ngx_uint_t                             i;
     ngx_http_upstream_srv_conf_t         **uscfp;
     ngx_http_upstream_main_conf_t         *umcf;
@@ -280,24 +300,14 @@ ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf)
         hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                               ngx_http_exchange_health_module);
 
-        if (hscf->shm_zone) {
-            continue;
-        }
-
-        if (hscf->probe) {
-            directive = "exchange_health_probe";
-
-        } else if (hscf->fails != NGX_CONF_UNSET_UINT) {
-            directive = "exchange_health_eject";
-
-        } else {
+        if (hscf->shm_zone || hscf->needs_zone == NULL) {
             continue;
         }
 
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"%s\" needs \"exchange_health zone=\" in upstream "
-                      "\"%V\" in %s:%ui", directive, &uscfp[i]->host,
-                      uscfp[i]->file_name, uscfp[i]->line);
+                      "\"%V\" in %V:%ui", hscf->needs_zone, &uscfp[i]->host,
+                      &hscf->needs_zone_file, hscf->needs_zone_line);
         return NGX_ERROR;
     }
 

@@ -98,6 +98,8 @@ ngx_http_exchange_health_probe(ngx_conf_t *cf, ngx_command_t *cmd,
         return "is duplicate";
     }
 
+    ngx_http_exchange_health_needs_zone(cf, hscf);
+
     pc = ngx_pcalloc(cf->pool, sizeof(ngx_http_exchange_health_probe_conf_t));
     if (pc == NULL) {
         return NGX_CONF_ERROR;

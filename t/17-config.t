@@ -345,6 +345,14 @@ for my $v (['maybe', 'maybe'], ['on always', 'always'],
         marker => "exchange_health_retry $v->[0];",
         re => qr/invalid value "$v->[1]", use "off", "on" or "on non_idempotent"/);
 }
+bad('exchange_health_protocol twice',
+    location => "exchange_health_protocol owa;\n        exchange_health_protocol ecp;",
+    marker => 'exchange_health_protocol ecp;',
+    re => qr/"exchange_health_protocol" directive is duplicate/);
+bad('exchange_health_hold twice',
+    location => "exchange_health_hold 4k;\n        exchange_health_hold 8k 1s;",
+    marker => 'exchange_health_hold 8k 1s;',
+    re => qr/"exchange_health_hold" directive is duplicate/);
 bad('exchange_health_retry twice',
     location => "exchange_health_retry on;\n        exchange_health_retry off;",
     marker => 'exchange_health_retry off;',
@@ -432,15 +440,26 @@ bad('exchange_health_probe_uri with a URI not starting with /',
         . 'exchange_health_probe_uri owa owa/healthcheck.htm;',
     marker => 'exchange_health_probe_uri owa owa/healthcheck.htm;',
     re => qr{a probe URI starts with "/", not "owa/healthcheck.htm"});
-# nginx -t names the upstream, its file and line: the probes and the
-# policy would never act without the balancer's zone
+# The probes and the policy would never act without the balancer's zone:
+# nginx -t names the directive's file and line, wherever the upstream is
+# first referred to, and passes over proxy_pass's implicit upstreams
 for my $d ('exchange_health_probe;', 'exchange_health_eject fails=2;') {
     my ($name) = $d =~ /^(\w+)/;
-    my ($rc, $out, $file, $text) = check(balancer => '# no balancer', upstream => $d);
-    my $line = line_of($text, 'upstream exchange {');
+    my ($rc, $out, $file, $text) = check(balancer => '# no balancer', upstream => $d,
+        locations => 'location /direct/ { proxy_pass http://127.0.0.1:9; }');
+    my $line = line_of($text, $d);
     isnt $rc, 0, "$name without exchange_health zone=: nginx -t fails";
     like $out, qr/\[emerg\] "$name" needs "exchange_health zone=" in upstream "exchange" in \Q$file\E:$line\n/,
-        "$name without exchange_health zone=: the message names the upstream, file and line";
+        "$name without exchange_health zone=: the message names the upstream, the directive's file and line";
+}
+{
+    # the upstream after the proxy_pass that uses it
+    my $up = "upstream late {\n    server 127.0.0.1:8004;\n    exchange_health_eject fails=2;\n}";
+    my ($rc, $out, $file, $text) = check(
+        locations => 'location /late/ { proxy_pass http://late; }', after => $up);
+    my $line = line_of($text, 'exchange_health_eject fails=2;');
+    like $out, qr/\[emerg\] "exchange_health_eject" needs "exchange_health zone=" in upstream "late" in \Q$file\E:$line\n/,
+        'an upstream defined after its proxy_pass: the directive\'s own line';
 }
 good('exchange_health_probe and _eject before exchange_health zone=',
     balancer => 'exchange_health_probe; exchange_health_eject fails=2;',
