@@ -243,6 +243,7 @@ typedef struct {
 /* upstream configuration: the balancer and its ejection policy */
 typedef struct {
     ngx_shm_zone_t         *shm_zone;
+    ngx_http_upstream_srv_conf_t          *upstream;
     ngx_str_t               name;
     ngx_str_t               file;
     ngx_uint_t              line;
@@ -298,6 +299,12 @@ typedef struct {
     ngx_http_exchange_health_markers_t  *markers;
     u_char                 *marker_rule;    /* marker index -> rule */
 } ngx_http_exchange_health_loc_conf_t;
+
+
+/* main configuration: the upstreams that use the balancer */
+typedef struct {
+    ngx_array_t             upstreams;      /* of srv_conf_t * */
+} ngx_http_exchange_health_main_conf_t;
 
 
 #define NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED  ((ngx_uint_t) -1)
@@ -398,8 +405,7 @@ ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r);
 char *ngx_http_exchange_health_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
-    ngx_http_exchange_health_srv_conf_t *hscf,
-    ngx_http_upstream_srv_conf_t *us);
+    ngx_http_exchange_health_srv_conf_t *hscf);
 
 /* ngx_http_exchange_health_store.c */
 void ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,

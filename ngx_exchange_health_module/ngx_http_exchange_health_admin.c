@@ -158,29 +158,22 @@ static ngx_int_t
 ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
     ngx_http_exchange_health_order_t *order, const char **error)
 {
-    size_t                                 len;
-    ngx_uint_t                             i, j, n, found;
-    ngx_str_t                             *s;
-    ngx_http_upstream_srv_conf_t         **uscfp;
-    ngx_http_upstream_main_conf_t         *umcf;
-    ngx_http_exchange_health_server_t     *srv;
-    ngx_http_exchange_health_srv_conf_t   *hscf;
+    size_t                                  len;
+    ngx_uint_t                              i, j, n, found;
+    ngx_str_t                              *s;
+    ngx_http_exchange_health_server_t      *srv;
+    ngx_http_exchange_health_srv_conf_t   **hscfp, *hscf;
+    ngx_http_exchange_health_main_conf_t   *hmcf;
 
     /* the server by its address, its configured name, or its Exchange name */
 
-    umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
-    uscfp = umcf->upstreams.elts;
+    hmcf = ngx_http_get_module_main_conf(r, ngx_http_exchange_health_module);
+    hscfp = hmcf->upstreams.elts;
     s = &order->server;
     found = 0;
 
-    for (i = 0; i < umcf->upstreams.nelts; i++) {
-
-        if (uscfp[i]->srv_conf == NULL) {
-            continue;
-        }
-
-        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
-                                              ngx_http_exchange_health_module);
+    for (i = 0; i < hmcf->upstreams.nelts; i++) {
+        hscf = hscfp[i];
 
         if (hscf->sh == NULL
             || (order->upstream.len

@@ -71,9 +71,11 @@ ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_exchange_health_srv_conf_t *hscf = conf;
 
-    ngx_str_t                     *value, name;
-    ngx_uint_t                     i;
-    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_str_t                              *value, name;
+    ngx_uint_t                              i;
+    ngx_http_upstream_srv_conf_t           *uscf;
+    ngx_http_exchange_health_srv_conf_t   **hscfp;
+    ngx_http_exchange_health_main_conf_t   *hmcf;
 
     if (hscf->shm_zone) {
         return "is duplicate";
@@ -142,9 +144,20 @@ ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
                   |NGX_HTTP_UPSTREAM_DOWN
                   |NGX_HTTP_UPSTREAM_BACKUP;
 
+    hscf->upstream = uscf;
     hscf->name = uscf->host;
     hscf->file = cf->conf_file->file.name;
     hscf->line = cf->conf_file->line;
+
+    hmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_exchange_health_module);
+
+    hscfp = ngx_array_push(&hmcf->upstreams);
+    if (hscfp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *hscfp = hscf;
 
     return NGX_CONF_OK;
 }

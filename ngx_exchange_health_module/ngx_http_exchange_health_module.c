@@ -8,6 +8,7 @@
 
 
 static ngx_int_t ngx_http_exchange_health_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_exchange_health_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_exchange_health_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_exchange_health_merge_loc_conf(ngx_conf_t *cf,
@@ -123,7 +124,7 @@ static ngx_http_module_t  ngx_http_exchange_health_module_ctx = {
     ngx_http_exchange_health_add_variables,   /* preconfiguration */
     ngx_http_exchange_health_postconfiguration, /* postconfiguration */
 
-    NULL,                                     /* create main configuration */
+    ngx_http_exchange_health_create_main_conf, /* create main configuration */
     NULL,                                     /* init main configuration */
 
     ngx_http_exchange_health_create_srv_conf, /* create server configuration */
@@ -162,6 +163,27 @@ ngx_http_exchange_health_postconfiguration(ngx_conf_t *cf)
 
 
 static void *
+ngx_http_exchange_health_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_exchange_health_main_conf_t  *hmcf;
+
+    hmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_exchange_health_main_conf_t));
+    if (hmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&hmcf->upstreams, cf->pool, 4,
+                       sizeof(ngx_http_exchange_health_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return hmcf;
+}
+
+
+static void *
 ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf)
 {
     ngx_http_exchange_health_srv_conf_t  *hscf;
@@ -175,6 +197,7 @@ ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     hscf->shm_zone = NULL;
+     *     hscf->upstream = NULL;
      *     hscf->per_server = 0;
      *     hscf->sh = NULL;
      *     hscf->servers = NULL;
@@ -377,10 +400,9 @@ ngx_http_exchange_health_protocol_name(ngx_http_exchange_health_ctx_t *ctx,
 static ngx_int_t
 ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                             i;
-    ngx_http_upstream_srv_conf_t         **uscfp;
-    ngx_http_upstream_main_conf_t         *umcf;
-    ngx_http_exchange_health_srv_conf_t   *hscf;
+    ngx_uint_t                              i;
+    ngx_http_exchange_health_srv_conf_t   **hscfp;
+    ngx_http_exchange_health_main_conf_t   *hmcf;
 
     /*
      * Runs in the master after the shared zones are mapped: each upstream
@@ -388,28 +410,16 @@ ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
      * workers inherit the pointers.
      */
 
-    umcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_upstream_module);
-    if (umcf == NULL) {
+    hmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_exchange_health_module);
+    if (hmcf == NULL) {
         return NGX_OK;
     }
 
-    uscfp = umcf->upstreams.elts;
+    hscfp = hmcf->upstreams.elts;
 
-    for (i = 0; i < umcf->upstreams.nelts; i++) {
-
-        if (uscfp[i]->srv_conf == NULL) {
-            continue;   /* an implicit upstream of proxy_pass */
-        }
-
-        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
-                                              ngx_http_exchange_health_module);
-
-        if (hscf->shm_zone == NULL) {
-            continue;
-        }
-
-        if (ngx_http_exchange_health_bind(cycle, hscf, uscfp[i]) != NGX_OK) {
+    for (i = 0; i < hmcf->upstreams.nelts; i++) {
+        if (ngx_http_exchange_health_bind(cycle, hscfp[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }

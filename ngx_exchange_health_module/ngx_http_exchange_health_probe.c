@@ -343,9 +343,8 @@ ngx_int_t
 ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                              i;
-    ngx_http_upstream_srv_conf_t          **uscfp;
-    ngx_http_upstream_main_conf_t          *umcf;
-    ngx_http_exchange_health_srv_conf_t    *hscf;
+    ngx_http_exchange_health_srv_conf_t   **hscfp, *hscf;
+    ngx_http_exchange_health_main_conf_t   *hmcf;
 
     /* workers probe; a cache manager or loader has no business to */
 
@@ -355,22 +354,16 @@ ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    umcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_upstream_module);
-    if (umcf == NULL) {
+    hmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_exchange_health_module);
+    if (hmcf == NULL) {
         return NGX_OK;
     }
 
-    uscfp = umcf->upstreams.elts;
+    hscfp = hmcf->upstreams.elts;
 
-    for (i = 0; i < umcf->upstreams.nelts; i++) {
-
-        if (uscfp[i]->srv_conf == NULL) {
-            continue;
-        }
-
-        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
-                                              ngx_http_exchange_health_module);
+    for (i = 0; i < hmcf->upstreams.nelts; i++) {
+        hscf = hscfp[i];
 
         if (hscf->probe == NULL || hscf->sh == NULL) {
             continue;

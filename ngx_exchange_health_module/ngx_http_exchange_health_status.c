@@ -286,9 +286,8 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
 {
     ngx_uint_t                                 i, j, n;
     ngx_msec_t                                 now;
-    ngx_http_upstream_srv_conf_t             **uscfp;
-    ngx_http_upstream_main_conf_t             *umcf;
-    ngx_http_exchange_health_srv_conf_t       *hscf;
+    ngx_http_exchange_health_srv_conf_t      **hscfp, *hscf;
+    ngx_http_exchange_health_main_conf_t      *hmcf;
     ngx_http_exchange_health_snap_server_t    *s;
     ngx_http_exchange_health_snap_upstream_t  *up;
 
@@ -296,25 +295,19 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
     snap->now = ngx_time();
     now = ngx_current_msec;
 
-    umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
-    uscfp = umcf->upstreams.elts;
+    hmcf = ngx_http_get_module_main_conf(r, ngx_http_exchange_health_module);
+    hscfp = hmcf->upstreams.elts;
 
-    snap->upstreams = ngx_pcalloc(r->pool, umcf->upstreams.nelts
+    snap->upstreams = ngx_pcalloc(r->pool, hmcf->upstreams.nelts
                          * sizeof(ngx_http_exchange_health_snap_upstream_t));
     if (snap->upstreams == NULL) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < umcf->upstreams.nelts; i++) {
+    for (i = 0; i < hmcf->upstreams.nelts; i++) {
+        hscf = hscfp[i];
 
-        if (uscfp[i]->srv_conf == NULL) {
-            continue;
-        }
-
-        hscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
-                                              ngx_http_exchange_health_module);
-
-        if (hscf->shm_zone == NULL || hscf->sh == NULL) {
+        if (hscf->sh == NULL) {
             continue;
         }
 

@@ -192,8 +192,7 @@ ngx_http_exchange_health_new_sh(ngx_shm_zone_t *shm_zone)
 
 ngx_int_t
 ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
-    ngx_http_exchange_health_srv_conf_t *hscf,
-    ngx_http_upstream_srv_conf_t *us)
+    ngx_http_exchange_health_srv_conf_t *hscf)
 {
     ngx_uint_t                            i, n;
     ngx_http_upstream_rr_peer_t          *peer;
@@ -203,7 +202,7 @@ ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
     ngx_http_exchange_health_upstream_t  *up;
 
     zone = hscf->shm_zone->data;
-    peers = us->peer.data;
+    peers = hscf->upstream->peer.data;
     n = hscf->nprimary + hscf->nbackup;
 
     hscf->primary = peers;
