@@ -92,7 +92,7 @@ $(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS)
 	cp $(NGX_TREE)/objs/ngx_http_exchange_health_module.so $@.tmp
 	mv -f $@.tmp $@
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/unit.h t/unit/chunked.h $(PURE_SRCS) ngx_exchange_health_module/*.h
+$(BUILD)/unit/%: t/unit/%.c t/unit/unit.h t/unit/encode.h $(PURE_SRCS) ngx_exchange_health_module/*.h
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lz
 
@@ -144,7 +144,7 @@ sanitize:
 	$(SANITIZE_ENV) EH_MODULE=static EH_NGINX=$(CURDIR)/$(BUILD)/sanitize/objs/nginx \
 	    $(PROVE) -It/lib -r t/
 
-$(BUILD)/fuzz/%: fuzz/%.c t/unit/chunked.h $(PURE_SRCS) ngx_exchange_health_module/*.h
+$(BUILD)/fuzz/%: fuzz/%.c t/unit/encode.h $(PURE_SRCS) ngx_exchange_health_module/*.h
 	@tools/install-deps fuzz
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(PURE_SRCS) -lz
@@ -195,7 +195,7 @@ fuzz-captures:
 fuzz-smoke:
 	$(MAKE) fuzz fuzz-responses fuzz-captures FUZZ_SECONDS=10
 
-$(BUILD)/bench/scan-speed: bench/scan-speed.c t/unit/chunked.h \
+$(BUILD)/bench/scan-speed: bench/scan-speed.c t/unit/encode.h \
         ngx_exchange_health_module/ngx_http_exchange_health_scan.[ch]
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(BENCH_CFLAGS) -o $@ $< \

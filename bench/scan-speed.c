@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "ngx_http_exchange_health_scan.h"
-#include "../t/unit/chunked.h"
+#include "../t/unit/encode.h"
 
 
 #define RUNS  7
@@ -103,43 +103,6 @@ read_body(const char *file, size_t *len)
     *len = size - (p - buf);
 
     return p;
-}
-
-
-static u_char *
-gzip_body(const u_char *p, size_t len, size_t *out_len)
-{
-    u_char    *out;
-    z_stream   z;
-
-    memset(&z, 0, sizeof(z));
-
-    /* level 6 and the gzip wrapper, as IIS and nginx's gzip send */
-
-    if (deflateInit2(&z, 6, Z_DEFLATED, MAX_WBITS + 16, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
-    {
-        exit(2);
-    }
-
-    out = malloc(deflateBound(&z, len));
-    if (out == NULL) {
-        exit(2);
-    }
-
-    z.next_in = (u_char *) p;
-    z.avail_in = len;
-    z.next_out = out;
-    z.avail_out = deflateBound(&z, len);
-
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
-        exit(2);
-    }
-
-    *out_len = z.total_out;
-    deflateEnd(&z);
-
-    return out;
 }
 
 
@@ -231,7 +194,15 @@ main(int argc, char **argv)
     }
 
     chunked_len = chunked_encode(body, len, piece, chunked);
-    gz = gzip_body(body, len, &gz_len);
+    /* level 6 and the gzip wrapper, as IIS and nginx's gzip send */
+
+    gz = malloc(DEFLATE_MAX(len));
+    if (gz == NULL) {
+        return 2;
+    }
+
+    gz_len = deflate_encode(body, len, MAX_WBITS + 16, 6, gz,
+                            DEFLATE_MAX(len));
 
     for (i = 0; i < sizeof(marker_text) / sizeof(marker_text[0]); i++) {
         if (ngx_http_exchange_health_marker_add(&markers,

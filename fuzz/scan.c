@@ -39,7 +39,7 @@
 #include <string.h>
 
 #include "ngx_http_exchange_health_scan.h"
-#include "../t/unit/chunked.h"
+#include "../t/unit/encode.h"
 
 
 #define FUZZ_HEADER    21
@@ -407,17 +407,15 @@ static u_char *
 fuzz_encode(const u_char *p, size_t len, unsigned encoding, int level,
     size_t *olen)
 {
-    int        bits;
-    size_t     size;
-    u_char    *out;
-    z_stream   z;
+    int       bits;
+    u_char   *out;
+
+    out = malloc(DEFLATE_MAX(len));
+    if (out == NULL) {
+        abort();
+    }
 
     if (encoding == 0) {
-        out = malloc(len ? len : 1);
-        if (out == NULL) {
-            abort();
-        }
-
         memcpy(out, p, len);
         *olen = len;
 
@@ -428,33 +426,7 @@ fuzz_encode(const u_char *p, size_t len, unsigned encoding, int level,
            : encoding == 2 ? MAX_WBITS
            : -MAX_WBITS;
 
-    memset(&z, 0, sizeof(z));
-
-    if (deflateInit2(&z, level, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY)
-        != Z_OK)
-    {
-        abort();
-    }
-
-    size = deflateBound(&z, len) + 64;
-
-    out = malloc(size);
-    if (out == NULL) {
-        abort();
-    }
-
-    z.next_in = (u_char *) p;
-    z.avail_in = len;
-    z.next_out = out;
-    z.avail_out = size;
-
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
-        abort();
-    }
-
-    *olen = size - z.avail_out;
-
-    deflateEnd(&z);
+    *olen = deflate_encode(p, len, bits, level, out, DEFLATE_MAX(len));
 
     return out;
 }

@@ -11,7 +11,7 @@
 
 #include "ngx_http_exchange_health_scan.h"
 #include "unit.h"
-#include "chunked.h"
+#include "encode.h"
 
 
 static ngx_http_exchange_health_markers_t  markers;
@@ -81,33 +81,6 @@ scan_pieces(const u_char *p, size_t len, size_t *cuts, size_t ncuts,
     ngx_http_exchange_health_scan_release(&s);
 
     return rc;
-}
-
-
-static size_t
-compress_as(const u_char *p, size_t len, int bits, u_char *out, size_t size)
-{
-    z_stream  z;
-
-    memset(&z, 0, sizeof(z));
-
-    if (deflateInit2(&z, 6, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    {
-        abort();
-    }
-
-    z.next_in = (u_char *) p;
-    z.avail_in = len;
-    z.next_out = out;
-    z.avail_out = size;
-
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
-        abort();
-    }
-
-    deflateEnd(&z);
-
-    return size - z.avail_out;
 }
 
 
@@ -271,7 +244,7 @@ test_compressed(void)
     bits[2] = -MAX_WBITS;       enc[2] = NGX_HTTP_EXCHANGE_HEALTH_DEFLATE;
 
     for (k = 0; k < 3; k++) {
-        zlen = compress_as(buf, len, bits[k], z, sizeof(z));
+        zlen = deflate_encode(buf, len, bits[k], 6, z, sizeof(z));
         bad = 0;
 
         for (i = 2; i < zlen; i++) {
@@ -293,7 +266,7 @@ test_compressed(void)
     }
 
     len = page(buf, sizeof(buf), 0, NULL);
-    zlen = compress_as(buf, len, MAX_WBITS + 16, z, sizeof(z));
+    zlen = deflate_encode(buf, len, MAX_WBITS + 16, 6, z, sizeof(z));
 
     UNIT_OK(scan_pieces(z, zlen, NULL, 0, 0, NGX_HTTP_EXCHANGE_HEALTH_GZIP,
                         65536)
@@ -322,7 +295,7 @@ test_bomb(void)
     zeros = calloc(1, 64 << 20);
     z = malloc(1 << 20);
 
-    zlen = compress_as(zeros, 64 << 20, MAX_WBITS + 16, z, 1 << 20);
+    zlen = deflate_encode(zeros, 64 << 20, MAX_WBITS + 16, 6, z, 1 << 20);
 
     ngx_http_exchange_health_scan_init(&s, &markers, 0xffffffff, 32768, 0,
                                        NGX_HTTP_EXCHANGE_HEALTH_GZIP,
@@ -348,8 +321,8 @@ test_found_by_fuzzing(void)
 
     /* raw deflate whose first piece is one byte: told apart all the same */
 
-    zlen = compress_as((const u_char *) errorfe, strlen(errorfe), -MAX_WBITS,
-                       z, sizeof(z));
+    zlen = deflate_encode((const u_char *) errorfe, strlen(errorfe),
+                          -MAX_WBITS, 6, z, sizeof(z));
     cut[0] = 1;
 
     UNIT_OK(scan_pieces(z, zlen, cut, 1, 0, NGX_HTTP_EXCHANGE_HEALTH_DEFLATE,
@@ -358,8 +331,8 @@ test_found_by_fuzzing(void)
 
     /* a gzip stream that fails its check after the marker came out */
 
-    zlen = compress_as((const u_char *) errorfe, strlen(errorfe),
-                       MAX_WBITS + 16, z, sizeof(z));
+    zlen = deflate_encode((const u_char *) errorfe, strlen(errorfe),
+                          MAX_WBITS + 16, 6, z, sizeof(z));
     z[zlen - 8] ^= 0xff;
 
     UNIT_OK(scan_pieces(z, zlen, NULL, 0, 0, NGX_HTTP_EXCHANGE_HEALTH_GZIP,
