@@ -1007,6 +1007,8 @@ ngx_http_exchange_health_learn(ngx_http_request_t *r,
 
     h = ngx_http_exchange_health_feserver(r);
 
+    /* copied: a retry reads the next answer into the same buffer */
+
     if (h) {
         ctx->fe_name.len = ngx_min(h->value.len,
                                    NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
