@@ -19,7 +19,8 @@
  *               for a harness-made body bits 4-5 choose the compression
  *               level and bits 6-7 the chunk size
  *   bytes 1-2   scan window, little endian
- *   byte 3      marker mask, low 5 bits
+ *   byte 3      marker mask, low 5 bits; bit 5: the markers have windows
+ *               of their own (a rule's "scan="), else the scan window
  *   byte 4      number of cuts, modulo 9
  *   bytes 5-20  8 cut offsets, 16 bits little endian each, modulo the
  *               length of the bytes fed
@@ -48,6 +49,7 @@
 
 #define FUZZ_CHUNKED   0x01
 #define FUZZ_HARNESS   0x08
+#define FUZZ_WINDOWED  0x20
 
 #define FUZZ_MORE      NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE
 #define FUZZ_CLEAN     NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN
@@ -55,10 +57,11 @@
 
 
 typedef struct {
-    uint32_t   mask;
-    size_t     window;
-    unsigned   chunked;
-    unsigned   encoding;
+    const ngx_http_exchange_health_markers_t  *set;
+    uint32_t                                   mask;
+    size_t                                     window;
+    unsigned                                   chunked;
+    unsigned                                   encoding;
 } fuzz_mode_t;
 
 
@@ -93,7 +96,13 @@ static const char  *fuzz_marker[FUZZ_MARKERS] = {
     "--------------------X-OWA-Error: ExAssertException--------------"
 };
 
+/* windows of their own, some shorter than most scan windows, one none */
+static const size_t  fuzz_marker_window[FUZZ_MARKERS] = {
+    200, 0, 1000, 7, 100
+};
+
 static ngx_http_exchange_health_markers_t  fuzz_set;
+static ngx_http_exchange_health_markers_t  fuzz_set_windowed;
 
 static const int     fuzz_level[4] = { 1, 6, 9, 0 };
 static const size_t  fuzz_chunk_size[4] = { 1, 5, 100, 4096 };
@@ -109,7 +118,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
     for (i = 0; i < FUZZ_MARKERS; i++) {
         if (ngx_http_exchange_health_marker_add(&fuzz_set,
-                (const u_char *) fuzz_marker[i], strlen(fuzz_marker[i]))
+                (const u_char *) fuzz_marker[i], strlen(fuzz_marker[i]), 0)
+            != i
+            || ngx_http_exchange_health_marker_add(&fuzz_set_windowed,
+                (const u_char *) fuzz_marker[i], strlen(fuzz_marker[i]),
+                fuzz_marker_window[i])
             != i)
         {
             abort();
@@ -148,6 +161,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     : NGX_HTTP_EXCHANGE_HEALTH_DEFLATE;
     mode.window = data[1] | (data[2] << 8);
     mode.mask = data[3] & ((1 << FUZZ_MARKERS) - 1);
+    mode.set = (data[3] & FUZZ_WINDOWED) ? &fuzz_set_windowed : &fuzz_set;
 
     plain = data + FUZZ_HEADER;
     plen = size - FUZZ_HEADER;
@@ -236,7 +250,7 @@ fuzz_scan(const fuzz_mode_t *mode, const u_char *p, size_t len,
     size_t                           i, from, to;
     ngx_http_exchange_health_scan_t  s;
 
-    ngx_http_exchange_health_scan_init(&s, &fuzz_set, mode->mask,
+    ngx_http_exchange_health_scan_init(&s, mode->set, mode->mask,
                                        mode->window, mode->chunked,
                                        mode->encoding, Z_NULL, Z_NULL,
                                        Z_NULL);
@@ -277,7 +291,7 @@ fuzz_scan_switched(const fuzz_mode_t *mode, const u_char *wire, size_t at,
     int                              rc;
     ngx_http_exchange_health_scan_t  s;
 
-    ngx_http_exchange_health_scan_init(&s, &fuzz_set, mode->mask,
+    ngx_http_exchange_health_scan_init(&s, mode->set, mode->mask,
                                        mode->window, 1, mode->encoding,
                                        Z_NULL, Z_NULL, Z_NULL);
 
@@ -374,14 +388,21 @@ fuzz_expect(const char *what, const fuzz_mode_t *mode, const u_char *plain,
     size_t len, int rc)
 {
     int     i, any;
-    size_t  n;
+    size_t  n, end;
 
-    /* a marker counts when it lies wholly within the window */
+    /* a marker counts when it lies wholly within its window */
 
-    n = len < mode->window ? len : mode->window;
     any = 0;
 
     for (i = 0; i < FUZZ_MARKERS; i++) {
+        end = mode->set->marker[i].window;
+
+        if (end == 0 || end > mode->window) {
+            end = mode->window;
+        }
+
+        n = len < end ? len : end;
+
         if ((mode->mask & ((uint32_t) 1 << i))
             && memmem(plain, n, fuzz_marker[i], strlen(fuzz_marker[i])))
         {

@@ -222,6 +222,7 @@ typedef struct {
     ngx_uint_t              any_status;
     ngx_array_t            *headers;        /* of header_cond_t */
     ngx_array_t            *bodies;         /* of ngx_str_t */
+    size_t                  scan;           /* 0: exchange_health_scan */
 } ngx_http_exchange_health_rule_t;
 
 

@@ -53,9 +53,19 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][4] = {
       ngx_http_exchange_health_arg("header=Location~*/auth/errorFE\\.aspx"),
       ngx_null_string },
 
-    /* the errorFE page itself: markers no language changes */
+    /*
+     * The errorFE page itself, in any language: it names itself in a
+     * comment a few hundred bytes in, so a healthy page is cleared after
+     * its first 4 KB.  Its "More details" block comes some 21 KB in and
+     * is looked for only in answers that name an OWA error.
+     */
     { ngx_http_exchange_health_arg("errorfe-page"),
       ngx_http_exchange_health_arg("body=ASP.auth_errorfe_aspx"),
+      ngx_http_exchange_health_arg("scan=4k"),
+      ngx_null_string },
+
+    { ngx_http_exchange_health_arg("errorfe-details"),
+      ngx_http_exchange_health_arg("header=X-OWA-Error"),
       ngx_http_exchange_health_arg("body=id=\"diagnosticDiv\""),
       ngx_null_string },
 
@@ -148,6 +158,7 @@ ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
     ngx_http_exchange_health_rule_t *rule, ngx_str_t *args, ngx_uint_t n)
 {
     char        *rv;
+    ssize_t      size;
     ngx_str_t   *body, s;
     ngx_uint_t   i;
 
@@ -227,6 +238,23 @@ ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
             continue;
         }
 
+        if (ngx_strncmp(args[i].data, "scan=", 5) == 0) {
+            s.data = args[i].data + 5;
+            s.len = args[i].len - 5;
+
+            size = ngx_parse_size(&s);
+
+            if (size <= 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid size in \"%V\" of rule \"%V\"",
+                                   &args[i], &rule->name);
+                return NGX_CONF_ERROR;
+            }
+
+            rule->scan = size;
+            continue;
+        }
+
         if (ngx_strcmp(args[i].data, "scope=server") == 0) {
             rule->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER;
             continue;
@@ -240,7 +268,15 @@ ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" in rule \"%V\", use "
                            "\"status=\", \"header=\", \"body=\", "
-                           "\"scope=\" or \"off\"", &args[i], &rule->name);
+                           "\"scan=\", \"scope=\" or \"off\"",
+                           &args[i], &rule->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rule->scan && rule->bodies == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rule \"%V\" has \"scan=\" but no \"body=\" "
+                           "marker to look for", &rule->name);
         return NGX_CONF_ERROR;
     }
 
@@ -616,7 +652,8 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
 
         for (j = 0; j < rule[k]->bodies->nelts; j++) {
             i = ngx_http_exchange_health_marker_add(conf->markers,
-                                                    body[j].data, body[j].len);
+                                                    body[j].data, body[j].len,
+                                                    rule[k]->scan);
             if (i < 0) {
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                               "too many body markers, at most %d, in %V:%ui",

@@ -23,9 +23,10 @@
 
 
 static size_t ngx_http_exchange_health_rarity(u_char c);
-static int ngx_http_exchange_health_find(
-    const ngx_http_exchange_health_markers_t *set, uint32_t mask,
-    const u_char *p, size_t n);
+static size_t ngx_http_exchange_health_marker_end(
+    const ngx_http_exchange_health_marker_t *m, size_t window);
+static int ngx_http_exchange_health_find(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n, size_t offset);
 static int ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
     const u_char *p, size_t n);
 static int ngx_http_exchange_health_decode(ngx_http_exchange_health_scan_t *s,
@@ -48,7 +49,7 @@ static const char  ngx_http_exchange_health_common[] =
 
 int
 ngx_http_exchange_health_marker_add(ngx_http_exchange_health_markers_t *set,
-    const u_char *data, size_t len)
+    const u_char *data, size_t len, size_t window)
 {
     size_t                              i, rank, best;
     ngx_http_exchange_health_marker_t  *m;
@@ -63,6 +64,7 @@ ngx_http_exchange_health_marker_add(ngx_http_exchange_health_markers_t *set,
     m->data = data;
     m->len = len;
     m->anchor = 0;
+    m->window = window;
 
     best = 0;
 
@@ -105,12 +107,13 @@ ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     size_t window, unsigned chunked, unsigned encoding, alloc_func zalloc,
     free_func zfree, void *opaque)
 {
+    size_t    end;
+    unsigned  i;
+
     /* the carry and scratch buffers need no clearing */
     memset(s, 0, offsetof(ngx_http_exchange_health_scan_t, carry));
 
     s->markers = markers;
-    s->mask = mask;
-    s->window = window;
     s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE;
     s->chunked = chunked ? 1 : 0;
     s->chunk_state = NGX_HTTP_EXCHANGE_HEALTH_CHUNK_SIZE;
@@ -120,7 +123,25 @@ ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     s->zstream.zfree = zfree;
     s->zstream.opaque = opaque;
 
-    if (markers->n == 0 || mask == 0 || window == 0) {
+    /* the scan ends where the widest of the markers looked for ends */
+
+    for (i = 0; i < markers->n; i++) {
+        if (!(mask & ((uint32_t) 1 << i))) {
+            continue;
+        }
+
+        end = ngx_http_exchange_health_marker_end(&markers->marker[i], window);
+
+        if (end) {
+            s->mask |= (uint32_t) 1 << i;
+        }
+
+        if (end > s->window) {
+            s->window = end;
+        }
+    }
+
+    if (s->mask == 0) {
         s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN;
     }
 }
@@ -442,9 +463,10 @@ static int
 ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
     const u_char *p, size_t n)
 {
-    int     found;
-    size_t  keep, take, total, drop;
-    u_char  junction[2 * NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN];
+    int       found;
+    size_t    keep, take, total, drop;
+    unsigned  i;
+    u_char    junction[2 * NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN];
 
     if (n > s->window - s->scanned) {
         n = s->window - s->scanned;
@@ -460,15 +482,15 @@ ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
         memcpy(junction, s->carry, s->ncarry);
         memcpy(junction + s->ncarry, p, take);
 
-        found = ngx_http_exchange_health_find(s->markers, s->mask, junction,
-                                              s->ncarry + take);
+        found = ngx_http_exchange_health_find(s, junction, s->ncarry + take,
+                                              s->scanned - s->ncarry);
         if (found >= 0) {
             s->result = found;
             return found;
         }
     }
 
-    found = ngx_http_exchange_health_find(s->markers, s->mask, p, n);
+    found = ngx_http_exchange_health_find(s, p, n, s->scanned);
 
     if (found >= 0) {
         s->result = found;
@@ -477,7 +499,18 @@ ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
 
     s->scanned += n;
 
-    if (s->scanned >= s->window) {
+    /* a marker whose window has passed is no longer looked for */
+
+    for (i = 0; i < s->markers->n; i++) {
+        if ((s->mask & ((uint32_t) 1 << i))
+            && s->scanned >= ngx_http_exchange_health_marker_end(
+                                          &s->markers->marker[i], s->window))
+        {
+            s->mask &= ~((uint32_t) 1 << i);
+        }
+    }
+
+    if (s->mask == 0) {
         s->result = NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN;
         return s->result;
     }
@@ -501,23 +534,43 @@ ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
 }
 
 
-static int
-ngx_http_exchange_health_find(const ngx_http_exchange_health_markers_t *set,
-    uint32_t mask, const u_char *p, size_t n)
+static size_t
+ngx_http_exchange_health_marker_end(const ngx_http_exchange_health_marker_t *m,
+    size_t window)
 {
+    /* the body offset a marker must end by to be found */
+
+    return (m->window && m->window < window) ? m->window : window;
+}
+
+
+static int
+ngx_http_exchange_health_find(ngx_http_exchange_health_scan_t *s,
+    const u_char *p, size_t n, size_t offset)
+{
+    size_t                                    end, len;
     unsigned                                  i;
     const u_char                             *q, *last;
     const ngx_http_exchange_health_marker_t  *m;
 
-    for (i = 0; i < set->n; i++) {
-        m = &set->marker[i];
+    /* "p" holds the decoded body bytes from "offset" on */
 
-        if (!(mask & ((uint32_t) 1 << i)) || n < m->len) {
+    for (i = 0; i < s->markers->n; i++) {
+        m = &s->markers->marker[i];
+
+        if (!(s->mask & ((uint32_t) 1 << i))) {
+            continue;
+        }
+
+        end = ngx_http_exchange_health_marker_end(m, s->window);
+        len = (end - offset < n) ? end - offset : n;
+
+        if (len < m->len) {
             continue;
         }
 
         q = p + m->anchor;
-        last = p + n - (m->len - m->anchor);
+        last = p + len - (m->len - m->anchor);
 
         while (q <= last) {
             q = memchr(q, m->data[m->anchor], last - q + 1);

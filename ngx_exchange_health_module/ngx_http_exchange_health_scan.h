@@ -40,6 +40,7 @@ typedef struct {
     const u_char  *data;
     size_t         len;
     size_t         anchor;      /* offset of its rarest byte */
+    size_t         window;      /* looked for in so many bytes; 0: all */
 } ngx_http_exchange_health_marker_t;
 
 
@@ -77,9 +78,13 @@ typedef struct {
 } ngx_http_exchange_health_scan_t;
 
 
-/* adds a marker (kept by reference); returns its index or -1 */
+/*
+ * adds a marker (kept by reference), looked for in the first "window"
+ * bytes only, or in the whole scan window when 0; returns its index or -1
+ */
 int ngx_http_exchange_health_marker_add(
-    ngx_http_exchange_health_markers_t *set, const u_char *data, size_t len);
+    ngx_http_exchange_health_markers_t *set, const u_char *data, size_t len,
+    size_t window);
 
 void ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     const ngx_http_exchange_health_markers_t *markers, uint32_t mask,

@@ -127,6 +127,33 @@ my $MAINT_ROUTE = { status => 503, headers => { 'X-Custom' => 'Scheduled MAINTEN
 }
 
 # ---------------------------------------------------------------------
+# 2b. scan= : a rule's markers are looked for in its first bytes only
+
+for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
+    my ($at, $where, $found) = @$c;
+    my $what = "scan=1k, marker $where it";
+    my $page = "<html><body>\r\n" . ('<p>mail</p>' x int($at / 11))
+             . "Our custom error page</body></html>\r\n";
+    $farm->heal;
+    $farm->clear_logs;
+    $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/', body => $page });
+
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+        location => qq{exchange_health_retry off;\n}
+                  . qq{exchange_health_rule custom "body=Our custom error page" scan=1k;});
+    $ng->start;
+    my @r = drive($ng, '/owa/', 9, "scan$at-");
+    is scalar(grep { $_->{body} eq $page } from2(@r)), 3, "$what: EXCH2 sent its page";
+    my @v = EH::Front::wait_verdicts($ng, 9);
+    is join(' ', map { $_->{verdict} } grep { $_->{upstream_addr} eq $EXCH2 } @v),
+       join(' ', ($found ? 'failure' : 'healthy') x 3),
+       "$what: " . ($found ? 'a failure' : 'healthy');
+    if ($found) { one_ejection($ng, $what, 'owa', 'custom') }
+    else        { no_ejection($ng, $what) }
+    $ng->stop;
+}
+
+# ---------------------------------------------------------------------
 # 3. Built-in rules replaced or switched off by name
 
 {

@@ -4,7 +4,10 @@
 # pages, gzip'd and chunked pages reach the client byte for byte.  The
 # scan window and the hold are honoured: a marker past the scan window is
 # not looked at; a marker past the hold but inside the window is found as
-# the body streams (too late to retry, but counted).  HEAD and non-HTML
+# the body streams (too late to retry, but counted).  The built-in rules'
+# own windows: the errorFE class name counts in the first 4 KB only, and a
+# healthy page is let go there; the "More details" block counts anywhere
+# in the window, in answers that name an OWA error.  HEAD and non-HTML
 # answers are judged by their header alone.
 
 use FindBin;
@@ -16,6 +19,9 @@ my $farm = farm(tls => 1);
 
 my $EXCH2 = $farm->server('EXCH2')->addr;
 my $MARKER = '<!-- OwaPage = ASP.auth_errorfe_aspx -->';
+my $DETAILS = '<pre id="diagnosticDiv">X-OWA-Error: '
+            . 'Microsoft.Exchange.Diagnostics.ExAssertException</pre>';
+my $OWA_ERROR = { 'X-OWA-Error' => 'Microsoft.Exchange.Diagnostics.ExAssertException' };
 
 sub subst_vars {
     my ($s, $name) = @_;
@@ -151,14 +157,17 @@ for my $gz (0, 1) {
 
 # ---------------------------------------------------------------------
 # 3. An errorFE page whose marker is past the hold, inside the scan
-#    window: found as it streams, too late to retry, but counted
+#    window: found as it streams, too late to retry, but counted.  The
+#    "More details" block of a page that names an OWA error, 10 KB in
+#    (21 KB in the real page).
 
 {
-    my $body = ('x' x 10240) . $MARKER . "\r\n</html>\r\n";
+    my $body = ('x' x 10240) . $DETAILS . "\r\n</html>\r\n";
 
     $farm->heal;
     $farm->clear_logs;
-    $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/$', body => $body });
+    $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/$', body => $body,
+                                      headers => $OWA_ERROR });
 
     my $ng = EH::Front::nginx($farm,
                               upstream => 'exchange_health_eject time=60s;',
@@ -182,13 +191,78 @@ for my $gz (0, 1) {
     my @ej = EH::Front::changes($ng, 'ejected');
     is scalar(@ej), 1, 'marker past the hold: one ejection';
     is $farm->name_of($ej[0]{addr}), 'EXCH2', 'marker past the hold: EXCH2 ejected';
-    is $ej[0]{rule}, 'errorfe-page', 'marker past the hold: rule errorfe-page';
+    is $ej[0]{rule}, 'errorfe-details', 'marker past the hold: rule errorfe-details';
     like $ej[0]{line}, qr/after 3 failures/, 'marker past the hold: after 3 failures';
 
     $farm->clear_logs;
     $ng->request(GET => '/owa/', signed_in => "later$_") for 1 .. 6;
     is $farm->server('EXCH2')->hits(path => '^/owa/'), 0,
         'marker past the hold: EXCH2 gets no more OWA requests';
+
+    $ng->stop;
+}
+
+# ---------------------------------------------------------------------
+# 3b. The built-in rules' own windows: the class name past errorfe-page's
+#     4 KB, and the details block in an answer that names no OWA error,
+#     are not failures
+
+for my $c (
+    { name => 'class name 5 KB in', body => ('x' x 5000) . $MARKER },
+    { name => 'details block without X-OWA-Error', body => ('x' x 100) . $DETAILS },
+) {
+    my $what = "not looked for: $c->{name}";
+    my $body = $c->{body} . "\r\n</html>\r\n";
+
+    $farm->heal;
+    $farm->clear_logs;
+    $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/$', body => $body });
+
+    my $ng = EH::Front::nginx($farm);
+    $ng->start;
+
+    my @r = map { $ng->request(GET => '/owa/', signed_in => "own$_") } 1 .. 12;
+    my @from2 = grep { ($_->header('X-FEServer') // '') eq 'EXCH2' } @r;
+    is scalar(grep { !$_->{error} && $_->{status} == 200 && $_->{body} eq $body } @from2), 4,
+        "$what: EXCH2's four pages reach the clients whole";
+    my @v = EH::Front::wait_verdicts($ng, 12);
+    is_deeply [ map { $_->{verdict} } @v ], [ ('healthy') x 12 ], "$what: healthy";
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, "$what: no ejection";
+
+    $ng->stop;
+}
+
+# ---------------------------------------------------------------------
+# 3c. A healthy page is let go at errorfe-page's 4 KB: with a hold and a
+#     buffer larger than that, the header does not wait for the rest.
+#     The back end sends the header and some 6 KB of body, then the rest
+#     3 s later.
+
+{
+    my $body = ('<p>mail</p>' x 1000) . "\r\n</html>\r\n";
+
+    $farm->heal;
+    $farm->clear_logs;
+    $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/$', body => $body,
+                                      split => [ 6500 ], split_pause => 3 });
+
+    my $ng = EH::Front::nginx($farm,
+        location => "exchange_health_hold 16k 10s;\nproxy_buffer_size 32k;\n"
+                  . "proxy_buffers 4 32k;\nproxy_buffering off;");
+    $ng->start;
+
+    my ($r2, $t2);
+    for my $i (1 .. 3) {
+        my $t0 = time;
+        my $r = $ng->request(GET => '/owa/', signed_in => "early$i", timeout => 10);
+        ($r2, $t2) = ($r, $t0) if ($r->header('X-FEServer') // '') eq 'EXCH2';
+    }
+    ok $r2 && $r2->{body} eq $body, 'let go at 4 KB: EXCH2\'s page arrives whole';
+    ok $r2 && $r2->{elapsed} >= 2.5, 'let go at 4 KB: after the back end\'s pause';
+    ok $r2 && $r2->{first_byte} - $t2 < 2,
+        'let go at 4 KB: its header came before the pause ended';
+    my @v = EH::Front::wait_verdicts($ng, 3);
+    is_deeply [ map { $_->{verdict} } @v ], [ ('healthy') x 3 ], 'let go at 4 KB: healthy';
 
     $ng->stop;
 }

@@ -283,6 +283,18 @@ bad('exchange_health_rule empty body marker',
     location => 'exchange_health_rule r1 status=500 body=;',
     marker => 'exchange_health_rule r1 status=500 body=;',
     re => qr/body marker "" must be 1 to 64 bytes/);
+for my $v ('scan=', 'scan=0', 'scan=lots', 'scan=-1k') {
+    bad("exchange_health_rule with $v",
+        location => "exchange_health_rule r1 body=x $v;",
+        marker => "exchange_health_rule r1 body=x $v;",
+        re => qr/invalid size in "\Q$v\E" of rule "r1"/);
+}
+bad('exchange_health_rule with scan= but no body=',
+    location => 'exchange_health_rule r1 status=500 scan=4k;',
+    marker => 'exchange_health_rule r1 status=500 scan=4k;',
+    re => qr/rule "r1" has "scan=" but no "body=" marker to look for/);
+good('exchange_health_rule with scan=',
+    location => 'exchange_health_rule r1 body=x scan=1k;');
 bad('exchange_health_rule with an unknown parameter',
     location => 'exchange_health_rule r1 status=500 colour=red;',
     marker => 'exchange_health_rule r1 status=500 colour=red;',

@@ -461,7 +461,7 @@ wanted('decompression bombs') and subtest 'decompression bombs' => sub {
         zeros  => gzip_bomb('<html><body>', "\0", 200),
         html   => gzip_bomb("<!DOCTYPE html>\r\n<html><body><table>\r\n", $row, 200),
         marker => gzip_bomb("<html><body>\r\n" . ($row x 20000)
-                            . "<!-- OwaPage = ASP.auth_errorfe_aspx -->\r\n", "\0", 100),
+                            . "<pre id=\"diagnosticDiv\">\r\n", "\0", 100),
     );
     note sprintf 'bombs made in %.1fs: %s', time - $t0,
         join ', ', map { "$_ " . length($bomb{$_}) . ' bytes' } sort keys %bomb;
@@ -470,7 +470,9 @@ wanted('decompression bombs') and subtest 'decompression bombs' => sub {
     $farm->clear_logs;
     $E2->prepend(map {
         { path => "^/owa/\\?bomb=$_\$", signed_in => 1,
-          raw => response(body => $bomb{$_}, add => [['Content-Encoding', 'gzip']]) }
+          raw => response(body => $bomb{$_}, add => [['Content-Encoding', 'gzip'],
+              # the details block is looked for in answers naming an error
+              ($_ eq 'marker' ? ['X-OWA-Error', 'Microsoft.Exchange.Diagnostics.ExAssertException'] : ())]) }
     } sort keys %bomb);
     my $ng = front();
 

@@ -25,10 +25,10 @@ setup(void)
     memset(&markers, 0, sizeof(markers));
 
     UNIT_OK(ngx_http_exchange_health_marker_add(&markers,
-                (const u_char *) "ASP.auth_errorfe_aspx", 21) == 0,
+                (const u_char *) "ASP.auth_errorfe_aspx", 21, 0) == 0,
             "first marker gets index 0");
     UNIT_OK(ngx_http_exchange_health_marker_add(&markers,
-                (const u_char *) "id=\"diagnosticDiv\"", 18) == 1,
+                (const u_char *) "id=\"diagnosticDiv\"", 18, 0) == 1,
             "second marker gets index 1");
 }
 
@@ -367,6 +367,82 @@ test_mask(void)
 
 
 static void
+test_marker_window(void)
+{
+    int                                 rc;
+    size_t                              at, len, cut;
+    u_char                              buf[12000];
+    ngx_http_exchange_health_scan_t     s;
+    ngx_http_exchange_health_markers_t  set;
+
+    /* errorfe-page's marker in its first 4 KB, the details anywhere */
+
+    memset(&set, 0, sizeof(set));
+
+    UNIT_OK(ngx_http_exchange_health_marker_add(&set,
+                (const u_char *) "ASP.auth_errorfe_aspx", 21, 4096) == 0
+            && ngx_http_exchange_health_marker_add(&set,
+                (const u_char *) "id=\"diagnosticDiv\"", 18, 0) == 1,
+            "markers with and without a window of their own");
+
+    /* "errorfe" puts the marker 15 bytes into it */
+
+    for (at = 4096 - 36 - 2; at <= 4096 - 36 + 2; at++) {
+        len = page(buf, sizeof(buf), at, errorfe);
+        cut = 4096 - 30;
+
+        ngx_http_exchange_health_scan_init(&s, &set, 0x1, 32768, 0, 0,
+                                           Z_NULL, Z_NULL, Z_NULL);
+        rc = ngx_http_exchange_health_scan(&s, buf, cut);
+
+        if (rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE) {
+            rc = ngx_http_exchange_health_scan(&s, buf + cut, len - cut);
+        }
+
+        UNIT_OK(rc == (at + 15 + 21 <= 4096
+                       ? 0 : NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN),
+                "a marker counts only when it ends within its window, "
+                "across a junction too");
+    }
+
+    /* a healthy page is cleared at the window, before its end */
+
+    len = page(buf, sizeof(buf), 0, NULL);
+
+    ngx_http_exchange_health_scan_init(&s, &set, 0x1, 32768, 0, 0,
+                                       Z_NULL, Z_NULL, Z_NULL);
+
+    UNIT_OK(s.window == 4096, "the scan ends at the only marker's window");
+
+    rc = ngx_http_exchange_health_scan(&s, buf, 4000);
+    UNIT_OK(rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE, "undecided at 4000");
+
+    rc = ngx_http_exchange_health_scan(&s, buf + 4000, 4000);
+    UNIT_OK(rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN && s.scanned == 4096,
+            "clean once past the window, the rest not looked at");
+
+    /* the widest marker looked for sets where the scan ends */
+
+    len = page(buf, sizeof(buf), 10000, "id=\"diagnosticDiv\"");
+    memcpy(buf + 5000, errorfe, strlen(errorfe));
+
+    ngx_http_exchange_health_scan_init(&s, &set, 0x3, 32768, 0, 0,
+                                       Z_NULL, Z_NULL, Z_NULL);
+    rc = ngx_http_exchange_health_scan(&s, buf, len);
+
+    UNIT_OK(rc == 1 && s.window == 32768,
+            "past one marker's window the other is still looked for");
+
+    /* the scan window still bounds a marker's own */
+
+    ngx_http_exchange_health_scan_init(&s, &set, 0x1, 1000, 0, 0,
+                                       Z_NULL, Z_NULL, Z_NULL);
+
+    UNIT_OK(s.window == 1000, "exchange_health_scan below a rule's scan=");
+}
+
+
+static void
 test_unchunked(void)
 {
     int                              rc;
@@ -406,6 +482,7 @@ main(void)
     test_bomb();
     test_found_by_fuzzing();
     test_mask();
+    test_marker_window();
     test_unchunked();
 
     return unit_done();
