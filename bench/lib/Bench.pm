@@ -617,10 +617,20 @@ sub wrk {
     my $out = <$fh> // '';
     close $fh;
     my @t1 = times;
-    my %r = (out => $out, cmd => "@cmd", exit => $? >> 8,
-             cpu => ($t1[2] - $t0[2]) + ($t1[3] - $t0[3]));
-    ($r{requests}, $r{seconds}) = $out =~ /(\d+) requests in ([\d.]+)(?:s)/;
+    my $r = parse_wrk($out);
+    @$r{qw(out cmd exit cpu)} = ($out, "@cmd", $? >> 8,
+                                 ($t1[2] - $t0[2]) + ($t1[3] - $t0[3]));
+    croak "wrk failed: @cmd\n$out" unless defined $r->{rps} && $r->{requests};
+    return $r;
+}
+
+# wrk's report as { requests, seconds, rps, p50, p75, p90, p99 (ms),
+# non2xx, errors{connect,read,write,timeout}, transfer }
+sub parse_wrk {
+    my ($out) = @_;
+    my %r;
     if ($out =~ /(\d+) requests in ([\d.]+)(ms|s|m)/) {
+        $r{requests} = $1;
         $r{seconds} = $3 eq 'ms' ? $2 / 1000 : $3 eq 'm' ? $2 * 60 : $2;
     }
     ($r{rps}) = $out =~ /Requests\/sec:\s+([\d.]+)/;
@@ -636,7 +646,6 @@ sub wrk {
         @{ $r{errors} }{qw(connect read write timeout)} = (0, 0, 0, 0);
     }
     ($r{transfer}) = $out =~ /Transfer\/sec:\s+(\S+)/;
-    croak "wrk failed: @cmd\n$out" unless defined $r{rps} && $r{requests};
     return \%r;
 }
 
