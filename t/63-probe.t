@@ -47,10 +47,17 @@ sub thumb {
 }
 
 subtest 'probes and certificates' => sub {
+    # The certificate and the FQDN come from whichever of a server's
+    # probes (owa or ecp) answers first: wait for both protocols' results
+    # too, or the owa result below may not be there yet.
     ok wait_until(sub { 3 == grep { my $s = server_of($_);
-                                    $s && $s->{certificate} && $s->{fqdn} }
+                                    $s && $s->{certificate} && $s->{fqdn}
+                                    && (grep { my $p = $s->{protocols}{$_};
+                                               $p && $p->{probe}
+                                               && $p->{probe}{result} }
+                                        qw(owa ecp)) == 2 }
                                qw(EXCH1 EXCH2 EXCH3) }, timeout => 5),
-       'the probes saw every certificate';
+       'the probes saw every certificate and probed every protocol';
 
     my %s = map { $_ => server_of($_) } qw(EXCH1 EXCH2 EXCH3);
 
