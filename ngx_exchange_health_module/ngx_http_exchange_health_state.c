@@ -995,6 +995,7 @@ static void
 ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_http_exchange_health_event_t *ev)
 {
+    char                *action;
     u_char               dbuf[NGX_INT_T_LEN + 8], wbuf[NGX_INT_T_LEN + 8],
                          ubuf[3 * NGX_HTTP_EXCHANGE_HEALTH_URI_LEN],
                          nbuf[3 * NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN],
@@ -1037,6 +1038,16 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
 
     duration = ngx_http_exchange_health_duration(dbuf, ev->duration);
     window = ngx_http_exchange_health_duration(wbuf, ev->window);
+
+    /*
+     * A state change is the module's decision, taken at whatever step of
+     * the upstream the request is in ("connecting to upstream" for a
+     * trial, "reading response header" for an ejection): every line ends
+     * the same way, with the request, not with that step.
+     */
+
+    action = log->action;
+    log->action = NULL;
 
     switch (ev->change) {
 
@@ -1099,6 +1110,8 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
     default:
         break;
     }
+
+    log->action = action;
 }
 
 

@@ -61,6 +61,17 @@ subtest 're-admitted by a signed-in trial after healing' => sub {
     is scalar(@back), 1, 'EXCH2 re-admitted after its good answer';
     is $back[0]{protocol}, 'owa', '... for owa';
 
+    # a state change is the module's decision, not a step of nginx's
+    # upstream: no line says "while connecting to upstream" or the like
+    my @lines = map { $_->{line} }
+                map { EH::Front::changes($ng, $_) }
+                qw(ejected trial readmitted);
+    is scalar(@lines), 3, 'the ejection, the trial, the re-admission';
+    is_deeply [grep { / while / } @lines], [],
+        '... each ends with the request, without nginx\'s "while ..."';
+    like $trial[0]{line}, qr/with GET \/owa\/, client: /,
+        'the trial line goes from the request path to the client';
+
     $farm->clear_logs;
     drive($ng, '/owa/', 9);
     is $farm->server('EXCH2')->hits(path => '^/owa/'), 3,
