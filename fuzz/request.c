@@ -6,7 +6,8 @@
 
 /*
  * libFuzzer target of the request facts: the protocol of a URI, a
- * protocol by its name, and a cookie in a Cookie header value.  The whole
+ * protocol by its name, a cookie in a Cookie header value, whether a URI
+ * is an anonymous page, and an errorFE redirect's httpCode.  The whole
  * input is each of them in turn.  Each answer is checked against a second,
  * simpler reading of the same rules, and every pointer returned must stay
  * within the input.
@@ -30,6 +31,8 @@ static void fuzz_cookie(const u_char *p, size_t len, const char *name);
 static const u_char *fuzz_cookie_ref(const u_char *p, size_t len,
     const char *name, size_t *vlen);
 static int fuzz_same_caseless(const u_char *p, size_t len, const char *s);
+static void fuzz_anonymous(const u_char *p, size_t len);
+static void fuzz_errorfe(const u_char *p, size_t len);
 
 
 /*
@@ -48,6 +51,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_uri(data, size);
     fuzz_name(data, size);
+    fuzz_anonymous(data, size);
+    fuzz_errorfe(data, size);
 
     for (i = 0; i < sizeof(fuzz_cookie_name) / sizeof(char *); i++) {
         fuzz_cookie(data, size, fuzz_cookie_name[i]);
@@ -214,4 +219,54 @@ fuzz_same_caseless(const u_char *p, size_t len, const char *s)
     }
 
     return 1;
+}
+
+
+static void
+fuzz_anonymous(const u_char *p, size_t len)
+{
+    int            r;
+    size_t         i;
+    const u_char  *seg;
+
+    r = ngx_http_exchange_health_anonymous_uri(p, len);
+
+    /* the reference: the second segment starts with "auth/" or "auth." */
+
+    i = (len && p[0] == '/') ? 1 : 0;
+
+    while (i < len && p[i] != '/' && p[i] != '?') {
+        i++;
+    }
+
+    seg = p + i + 1;
+
+    if (r != (i < len && p[i] == '/' && len - i - 1 >= 5
+              && strncasecmp((const char *) seg, "auth", 4) == 0
+              && (seg[4] == '/' || seg[4] == '.')))
+    {
+        fprintf(stderr, "anonymous_uri: %d\n", r);
+        abort();
+    }
+}
+
+
+static void
+fuzz_errorfe(const u_char *p, size_t len)
+{
+    unsigned  code;
+
+    code = ngx_http_exchange_health_errorfe_code(p, len);
+
+    /* a code is three digits, and only after the page's name */
+
+    if (code > 999) {
+        fprintf(stderr, "errorfe_code: %u\n", code);
+        abort();
+    }
+
+    if (code != 0 && len < 12 + 1 + 9 + 3) {
+        fprintf(stderr, "errorfe_code: %u from %zu bytes\n", code, len);
+        abort();
+    }
 }

@@ -320,6 +320,7 @@ typedef struct {
     ngx_str_t               rule;
     ngx_str_t               error;          /* X-OWA-Error, owaError= */
     unsigned                trial:1;
+    unsigned                mailbox:1;      /* 2xx from a mailbox: proof */
 } ngx_http_exchange_health_attempt_t;
 
 

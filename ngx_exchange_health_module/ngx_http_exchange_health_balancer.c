@@ -458,6 +458,24 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
                   && (hlcf->protocol >= 0
                       || ctx->protocol != NGX_HTTP_EXCHANGE_HEALTH_OTHER);
 
+    /*
+     * Pages Exchange renders for anyone (the logon, the errorFE page a
+     * browser is sent to after a failure on any server) are routed, not
+     * judged: anyone can ask for them with any cookie and any query, and
+     * the server that renders them is not the one that failed.
+     */
+
+    if (ctx->detect
+        && ngx_http_exchange_health_anonymous_uri(r->uri.data, r->uri.len))
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: \"%V\" is an anonymous page, "
+                       "not judged", &r->uri);
+
+        ctx->detect = 0;
+        ctx->signed_in = 0;
+    }
+
     if (ctx->detect && u->process_header) {
         ctx->process_header = u->process_header;
         u->process_header = ngx_http_exchange_health_process_header;

@@ -79,6 +79,97 @@ ngx_http_exchange_health_protocol_by_name(const u_char *name, size_t len)
 }
 
 
+int
+ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len)
+{
+    size_t         n;
+    const u_char  *p, *end;
+
+    p = uri;
+    end = uri + len;
+
+    if (p < end && *p == '/') {
+        p++;
+    }
+
+    /* past the virtual directory */
+
+    while (p < end && *p != '/' && *p != '?') {
+        p++;
+    }
+
+    if (p == end || *p != '/') {
+        return 0;
+    }
+
+    p++;
+    n = end - p;
+
+    /* auth/logon.aspx, auth/errorFE.aspx, auth/15.x/..., auth.owa */
+
+    return n >= 5
+           && strncasecmp((const char *) p, "auth", 4) == 0
+           && (p[4] == '/' || p[4] == '.');
+}
+
+
+unsigned
+ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len)
+{
+    size_t         n;
+    unsigned       code;
+    const u_char  *end;
+
+    end = p + len;
+
+    /* the errorFE.aspx page, then its query */
+
+    for ( /* void */ ; (size_t) (end - p) >= 12; p++) {
+        if (strncasecmp((const char *) p, "errorfe.aspx", 12) == 0) {
+            break;
+        }
+    }
+
+    if ((size_t) (end - p) < 13 || p[12] != '?') {
+        return 0;
+    }
+
+    p += 13;
+
+    while (p < end) {
+
+        if ((size_t) (end - p) > 9
+            && strncasecmp((const char *) p, "httpCode=", 9) == 0)
+        {
+            p += 9;
+            code = 0;
+
+            for (n = 0; n < 3 && p < end && *p >= '0' && *p <= '9'; n++) {
+                code = code * 10 + (*p++ - '0');
+            }
+
+            /* three digits and the end of the parameter, or no code */
+
+            if (n != 3 || (p < end && *p != '&' && *p != '#')) {
+                return 0;
+            }
+
+            return code;
+        }
+
+        while (p < end && *p != '&') {
+            p++;
+        }
+
+        if (p < end) {
+            p++;
+        }
+    }
+
+    return 0;
+}
+
+
 const u_char *
 ngx_http_exchange_health_cookie(const u_char *p, size_t len,
     const char *name, size_t *vlen)

@@ -52,6 +52,21 @@ int ngx_http_exchange_health_protocol_by_name(const u_char *name,
     size_t len);
 
 /*
+ * 1 for a page OWA and ECP render for anyone, signed in or not: under
+ * auth/ (the forms logon, the errorFE.aspx page a browser is sent to
+ * after a failure on any server, their scripts) and auth.owa.  Its answer
+ * says nothing of the signed-in path of the server that renders it.
+ */
+int ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len);
+
+/*
+ * The httpCode= of an errorFE.aspx redirect's Location, or 0.  OWA sends
+ * its "can't find the page" (404), bad request (400) and forbidden (403)
+ * pages the same way as its server failures (500).
+ */
+unsigned ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len);
+
+/*
  * Finds cookie "name" in one Cookie header value; returns its value
  * (and length) or NULL.  Names are compared exactly, as browsers do.
  */

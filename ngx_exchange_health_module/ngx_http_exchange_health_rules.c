@@ -109,6 +109,10 @@ static ngx_str_t  ngx_http_exchange_health_x_ecp_error =
     ngx_string("X-ECP-ERROR");
 static ngx_str_t  ngx_http_exchange_health_content_encoding =
     ngx_string("Content-Encoding");
+static ngx_str_t  ngx_http_exchange_health_x_beserver =
+    ngx_string("X-BEServer");
+static ngx_str_t  ngx_http_exchange_health_x_betarget =
+    ngx_string("X-CalculatedBETarget");
 
 
 char *
@@ -691,6 +695,28 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     a->status = status;
     ctx->eligible = 0;
 
+    /*
+     * A trial, or the end of a farm-wide fault, needs proof that the
+     * server's signed-in path works: a 2xx that a mailbox server took
+     * part in.  Exchange's front end proxies to a mailbox only for a user
+     * it signed in; the logon redirect a forged or expired cookie gets,
+     * even from a broken server, names none.  Looked at only then.
+     */
+
+    if (a->trial
+        || (ctx->conf->sh && ctx->conf->sh->farm[ctx->slot].fault))
+    {
+        a->mailbox = status >= 200 && status < 300
+                     && (ngx_http_exchange_health_header(headers,
+                             &ngx_http_exchange_health_x_beserver)
+                         || ngx_http_exchange_health_header(headers,
+                             &ngx_http_exchange_health_x_betarget));
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: status %ui, reached a mailbox: %ui",
+                       status, (ngx_uint_t) a->mailbox);
+    }
+
     rule = hlcf->active->elts;
 
     for (k = 0; k < hlcf->active->nelts; k++) {
@@ -750,13 +776,36 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
 {
     u_char                              *p, *last;
     ngx_str_t                           *error;
-    ngx_uint_t                           i;
+    ngx_uint_t                           i, code;
     ngx_table_elt_t                     *h[3];
     ngx_http_upstream_t                 *u;
     ngx_http_exchange_health_attempt_t  *a;
 
     u = r->upstream;
     a = &ctx->attempt[ctx->nattempts - 1];
+
+    /*
+     * OWA sends its "can't find the page" (a stale link), bad request and
+     * forbidden pages through errorFE.aspx as it sends its failures: every
+     * server answers such a request the same, so it is nobody's failure
+     * and no other server is asked.
+     */
+
+    if (u->headers_in.location) {
+        code = ngx_http_exchange_health_errorfe_code(
+                                        u->headers_in.location->value.data,
+                                        u->headers_in.location->value.len);
+
+        if (code >= 400 && code < 500) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "exchange health: rule \"%V\" matched an errorFE "
+                           "redirect with httpCode %ui: the request's, "
+                           "not the server's", &rule->name, code);
+
+            a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+            return;
+        }
+    }
 
     a->verdict = NGX_HTTP_EXCHANGE_HEALTH_FAILED;
     a->rule = rule->name;

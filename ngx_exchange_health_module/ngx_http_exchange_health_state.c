@@ -508,9 +508,10 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     up = ctx->conf->sh;
     farm = &up->farm[ctx->slot];
 
-    /* only a signed-in answer shows the signed-in path works */
+    /* only a signed-in answer from a mailbox shows the path works */
 
     if (!ctx->signed_in
+        || !a->mailbox
         || (!a->trial
             && !(farm->fault
                  && (farm->failing & ngx_http_exchange_health_bit(a->peer)))))

@@ -1,6 +1,7 @@
 
 /*
- * Unit tests of the request facts: protocol from the URI, cookies.
+ * Unit tests of the request facts: protocol from the URI, cookies,
+ * anonymous pages, the errorFE redirect's httpCode.
  */
 
 
@@ -15,6 +16,22 @@ proto(const char *uri)
 {
     return ngx_http_exchange_health_protocol_of_uri((const u_char *) uri,
                                                     strlen(uri));
+}
+
+
+static int
+anon(const char *uri)
+{
+    return ngx_http_exchange_health_anonymous_uri((const u_char *) uri,
+                                                  strlen(uri));
+}
+
+
+static unsigned
+code(const char *location)
+{
+    return ngx_http_exchange_health_errorfe_code((const u_char *) location,
+                                                 strlen(location));
 }
 
 
@@ -93,6 +110,42 @@ main(void)
     UNIT_OK(cookie("", "cadata") == NULL, "empty header");
     UNIT_OK(cookie("cadata", "cadata") == NULL, "a name without '='");
     UNIT_OK(cookie(";;; ;", "cadata") == NULL, "only separators");
+
+    UNIT_OK(anon("/owa/auth/logon.aspx"), "the logon page");
+    UNIT_OK(anon("/OWA/Auth/errorFE.aspx"), "errorFE.aspx, any case");
+    UNIT_OK(anon("/owa/auth/15.1.2507/themes/resources/logo.png"),
+            "the logon page's images");
+    UNIT_OK(anon("/owa/auth.owa"), "the logon form's target");
+    UNIT_OK(anon("/ecp/auth/logon.aspx"), "ECP's logon");
+    UNIT_OK(!anon("/owa/healthcheck.htm"),
+            "healthcheck.htm: judged, it names the server");
+    UNIT_OK(!anon("/owa/"), "OWA itself is signed in");
+    UNIT_OK(!anon("/owa"), "the bare directory");
+    UNIT_OK(!anon("/owa/service.svc"), "a service call");
+    UNIT_OK(!anon("/owa/authx/page"), "a segment that starts like auth");
+    UNIT_OK(!anon("/owa/auth"), "auth with nothing after it");
+    UNIT_OK(!anon("/auth/logon.aspx"), "auth/ as the first segment");
+    UNIT_OK(!anon(""), "empty");
+    UNIT_OK(!anon("/"), "root");
+
+    UNIT_OK(code("/owa/auth/errorFE.aspx?httpCode=500&owaError=X") == 500,
+            "httpCode first");
+    UNIT_OK(code("https://mail.contoso.com/owa/auth/errorfe.aspx"
+                 "?owaError=X&HTTPCODE=404&be=EXCH2") == 404,
+            "httpCode later, any case, absolute URL");
+    UNIT_OK(code("/owa/auth/errorFE.aspx?httpCode=404") == 404,
+            "httpCode last");
+    UNIT_OK(code("/owa/auth/errorFE.aspx?xhttpCode=404") == 0,
+            "a parameter that ends like httpCode");
+    UNIT_OK(code("/owa/auth/errorFE.aspx?httpCode=40") == 0, "two digits");
+    UNIT_OK(code("/owa/auth/errorFE.aspx?httpCode=4044") == 0,
+            "four digits");
+    UNIT_OK(code("/owa/auth/errorFE.aspx?httpCode=") == 0, "empty code");
+    UNIT_OK(code("/owa/auth/errorFE.aspx") == 0, "no query");
+    UNIT_OK(code("/owa/auth/logon.aspx?httpCode=404") == 0,
+            "not the errorFE page");
+    UNIT_OK(code("/owa/auth/errorFE.aspx?a=1&&httpCode=403&") == 403,
+            "empty parameters around it");
 
     return unit_done();
 }

@@ -1,0 +1,145 @@
+#!/usr/bin/perl
+
+# Who may vote: answers that say nothing of the answering server's
+# signed-in path never count against it.  Anonymous pages (errorFE.aspx,
+# the logon) are routed, not judged, whatever cookie they carry; an errorFE
+# redirect for a page that is not there (httpCode 4xx) is the request's,
+# not the server's; a trial passes only on a 2xx a mailbox server took part
+# in, never on the logon redirect a forged cookie gets from a broken server.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use EH::Test;
+use EH::Front;
+use Time::HiRes qw(sleep);
+
+my $farm = farm(tls => 1);
+
+sub hits_all {
+    my ($path) = @_;
+    my $n = 0;
+    $n += $farm->server($_)->hits(path => $path) for qw(EXCH1 EXCH2 EXCH3);
+    return $n;
+}
+
+sub verdicts {
+    my ($ng, $re) = @_;
+    my $f = $ng->prefix . '/logs/verdict.log';
+    return () unless -e $f;
+    return map { (split / /)[5] } grep { /$re/ } split /\n/, slurp($f);
+}
+
+subtest 'forged cookies on the errorFE page vote for nothing' => sub {
+    $farm->heal;
+    $farm->clear_logs;
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=1m;');
+    $ng->start;
+
+    # anyone can ask any server to render the error page, with any query
+    # and any cookie: three made-up users, GET and POST, on every server
+    my $path = '/owa/auth/errorFE.aspx?httpCode=500&be=EXCH2'
+             . '&owaError=Microsoft.Exchange.Diagnostics.ExAssertException';
+    my @r;
+    for my $i (1 .. 9) {
+        for my $m (qw(GET POST)) {
+            push @r, $ng->request($m => $path,
+                                  cookies => { cadata => "forged$i" });
+        }
+    }
+    is scalar(grep { $_->{status} == 200 } @r), 18,
+        'the page reaches each client as the server rendered it';
+    is hits_all('^/owa/auth/errorFE'), 18, '... asked of one server each';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'no server ejected';
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0,
+        'no farm-wide fault';
+    is_deeply [grep { $_ ne '-' && $_ ne '' } verdicts($ng, 'errorFE')], [],
+        'no verdict on any of them';
+
+    $ng->stop;
+};
+
+subtest 'a stale link is nobody\'s failure' => sub {
+    $farm->heal;
+    $farm->clear_logs;
+
+    # OWA sends "can't find the page" through errorFE.aspx, as it sends a
+    # server's failure: the same from every server
+    for my $s (qw(EXCH1 EXCH2 EXCH3)) {
+        $farm->server($s)->prepend({
+            name => 'stale', path => '^/owa/old/', status => 302,
+            headers => { Location => 'https://mail.contoso.com/owa/auth/'
+                                   . 'errorFE.aspx?httpCode=404' },
+            body => '' });
+    }
+
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=1m;');
+    $ng->start;
+
+    my @r = map { $ng->request(GET => '/owa/old/inbox.aspx',
+                               signed_in => "stale$_") } 1 .. 9;
+    is scalar(grep { $_->{status} == 302
+                     && ($_->{headers}{location}[0] // '') =~ /httpCode=404/ }
+              @r), 9, 'each user gets the not-found redirect';
+    is hits_all('^/owa/old/'), 9, '... from the first server asked: no retry';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'no server ejected';
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0,
+        'no farm-wide fault';
+    is_deeply [grep { $_ ne 'healthy' } verdicts($ng, '/owa/old/')], [],
+        'every one healthy in $exchange_health_verdict';
+
+    # a signed-in 500 from errorFE still counts
+    $farm->server('EXCH2')->preset('seed');
+    my $m = $ng->mark;
+    $ng->request(GET => '/owa/', signed_in => "real$_") for 1 .. 12;
+    ok wait_until(sub { EH::Front::changes($ng, 'ejected', since => $m) }),
+        'the server failure (httpCode=500) still ejects EXCH2';
+
+    $ng->stop;
+};
+
+subtest 'a forged cookie does not pass a broken server\'s trial' => sub {
+    $farm->heal;
+    $farm->server('EXCH2')->preset('seed');
+
+    # the broken server still serves the logon redirect to a cookie it
+    # cannot read
+    $farm->server('EXCH2')->prepend({
+        name => 'forged', user => 'mallory', path => '^/owa(?:[/?]|$)',
+        capture => 'owa-redirect-logon' });
+    $farm->clear_logs;
+
+    my $ng = EH::Front::nginx($farm,
+        upstream => 'exchange_health_eject time=1s;',
+        location => 'exchange_health_retry off;');
+    $ng->start;
+
+    $ng->request(GET => '/owa/', signed_in => "u$_") for 1 .. 12;
+    ok wait_until(sub { EH::Front::changes($ng, 'ejected') }), 'EXCH2 ejected';
+    sleep 1.2;
+
+    my $m = $ng->mark;
+    for (1 .. 6) {
+        $ng->request(GET => '/owa/', signed_in => 'mallory');
+        last if EH::Front::changes($ng, 'trial', since => $m);
+    }
+    my @trial = EH::Front::changes($ng, 'trial', since => $m);
+    is scalar(@trial), 1, 'the forged cookie\'s request was the trial';
+    is $farm->server('EXCH2')->hits(user => 'mallory'), 1,
+        '... and reached EXCH2, which sent the logon redirect';
+    is scalar(EH::Front::changes($ng, 'readmitted')), 0,
+        'the logon redirect does not re-admit EXCH2';
+
+    # the next signed-in request is the trial, and fails it
+    $m = $ng->mark;
+    for (1 .. 6) {
+        $ng->request(GET => '/owa/', signed_in => "v$_");
+        last if EH::Front::changes($ng, 'trial-failed', since => $m);
+    }
+    is scalar(EH::Front::changes($ng, 'trial-failed', since => $m)), 1,
+        'a real user\'s request then fails the trial';
+    is scalar(EH::Front::changes($ng, 'readmitted')), 0, 'never re-admitted';
+
+    $ng->stop;
+};
+
+done_testing;
