@@ -125,10 +125,13 @@ subtest 'maintenance mode: no answer drains the server for that protocol' => sub
                                since => $m, timeout => 5),
        'back when healthcheck.htm answers again';
 
+    # Four workers, each with its own round robin: six requests need not
+    # give EXCH2 two.  Twelve give it at least one (some worker gets three
+    # in a row), whichever workers take them.
     $farm->clear_logs;
-    $ng->request(GET => '/owa/', signed_in => "b$_") for 1 .. 6;
-    is $farm->server('EXCH2')->hits(path => '^/owa/$'), 2,
-        'and takes its share';
+    $ng->request(GET => '/owa/', signed_in => "b$_") for 1 .. 12;
+    cmp_ok $farm->server('EXCH2')->hits(path => '^/owa/$'), '>=', 1,
+        'and takes OWA requests again';
 };
 
 subtest 'failing probes drain after fails=2' => sub {
