@@ -779,6 +779,7 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
+    ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_event_t      ev;
     ngx_http_exchange_health_upstream_t  *up;
     ngx_http_exchange_health_srv_conf_t  *conf;
@@ -800,9 +801,18 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     bits = 0;
 
     for (i = 0; i < ctx->nattempts; i++) {
-        if (ctx->attempt[i].verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED
-            && ctx->attempt[i].peer < conf->nprimary)
-        {
+        if (ctx->attempt[i].verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+            continue;
+        }
+
+        /* each server answered: it has traffic, whoever's the failure */
+
+        slot = ngx_http_exchange_health_slot(ctx, &ctx->attempt[i]);
+        if (slot) {
+            (void) ngx_atomic_fetch_add(&slot->requests, 1);
+        }
+
+        if (ctx->attempt[i].peer < conf->nprimary) {
             bits |= ngx_http_exchange_health_bit(ctx->attempt[i].peer);
         }
     }

@@ -35,6 +35,9 @@ static ngx_int_t ngx_http_exchange_health_status_handler(
 static ngx_uint_t ngx_http_exchange_health_format(ngx_http_request_t *r);
 static ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
     ngx_http_exchange_health_snapshot_t *snap);
+static ngx_uint_t ngx_http_exchange_health_request_failing(
+    ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p,
+    ngx_msec_t now);
 static void ngx_http_exchange_health_snap_states(
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_msec_t now);
@@ -359,6 +362,11 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
         for (j = 0; j < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; j++) {
             if (up->record.farm[j].fault) {
                 snap->nfarm_faults++;
+
+            } else if (ngx_http_exchange_health_request_failing(up, j, now))
+            {
+                up->request_failing |= (ngx_uint_t) 1 << j;
+                snap->nrequest_failing++;
             }
         }
     }
@@ -528,6 +536,20 @@ ngx_http_exchange_health_cmp_servers(const void *one, const void *two)
     }
 
     return ngx_memn2cmp(a->addr.data, b->addr.data, a->addr.len, b->addr.len);
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_request_failing(
+    ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p, ngx_msec_t now)
+{
+    ngx_http_exchange_health_farm_t  *farm;
+
+    /* requests failed on every server they tried, within the window */
+
+    farm = &up->record.farm[p];
+
+    return farm->window.fails && now - farm->window.start <= up->conf->window;
 }
 
 

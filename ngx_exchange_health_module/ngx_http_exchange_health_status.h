@@ -59,6 +59,7 @@ typedef struct {
     ngx_http_exchange_health_upstream_t   record;
     ngx_uint_t                            nservers;
     ngx_uint_t                            nfailing;
+    ngx_uint_t                            request_failing;  /* protocols */
     ngx_http_exchange_health_snap_server_t  *servers;
 } ngx_http_exchange_health_snap_upstream_t;
 
@@ -69,6 +70,7 @@ typedef struct {
     ngx_uint_t                            nservers;
     ngx_uint_t                            nfailing;
     ngx_uint_t                            nfarm_faults;
+    ngx_uint_t                            nrequest_failing;
     ngx_http_exchange_health_snap_upstream_t  *upstreams;
 } ngx_http_exchange_health_snapshot_t;
 

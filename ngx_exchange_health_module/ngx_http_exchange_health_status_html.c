@@ -94,7 +94,10 @@ ngx_http_exchange_health_render_html(ngx_http_exchange_health_writer_t *w,
     ngx_uint_t   i;
     const char  *cls;
 
-    cls = snap->nfailing || snap->nfarm_faults ? "bad" : "";
+    /* never "all well" while requests fail, on whichever servers */
+
+    cls = snap->nfailing || snap->nfarm_faults ? "bad"
+          : snap->nrequest_failing ? "warn" : "";
 
     ngx_http_exchange_health_write(w,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
@@ -112,6 +115,11 @@ ngx_http_exchange_health_render_html(ngx_http_exchange_health_writer_t *w,
         ngx_http_exchange_health_write(w,
             "<title>Exchange health: %ui server%s failing</title>\n",
             snap->nfailing, snap->nfailing == 1 ? "" : "s");
+
+    } else if (snap->nrequest_failing) {
+        ngx_http_exchange_health_write(w,
+            "<title>Exchange health: requests failing on every server"
+            "</title>\n");
 
     } else {
         ngx_http_exchange_health_write(w,
@@ -134,6 +142,11 @@ ngx_http_exchange_health_render_html(ngx_http_exchange_health_writer_t *w,
     } else if (snap->nfailing) {
         ngx_http_exchange_health_write(w, "%ui of %ui servers failing",
                                        snap->nfailing, snap->nservers);
+
+    } else if (snap->nrequest_failing) {
+        ngx_http_exchange_health_write(w,
+            "All %ui servers up, but some requests fail on every server "
+            "they try", snap->nservers);
 
     } else {
         ngx_http_exchange_health_write(w, "All %ui servers healthy",
@@ -198,6 +211,22 @@ ngx_http_exchange_health_html_farm(ngx_http_exchange_health_writer_t *w,
         farm = &up->record.farm[p];
 
         if (!farm->fault) {
+
+            if (up->request_failing & ((ngx_uint_t) 1 << p)) {
+                ngx_http_exchange_health_write(w,
+                    "<div class=\"card warn\"><b>Requests failing on every "
+                    "server for %s</b>: %ui lately. No server is to blame: "
+                    "look at what those requests share (one user's mailbox, "
+                    "a mailbox database or the server hosting it, the "
+                    "path).", ngx_http_exchange_health_slot_name(up, p),
+                    (ngx_uint_t) farm->window.fails);
+
+                ngx_http_exchange_health_html_failure(w, snap, &farm->last,
+                                                      NULL);
+
+                ngx_http_exchange_health_write(w, "</div>\n");
+            }
+
             continue;
         }
 

@@ -36,8 +36,8 @@ ngx_http_exchange_health_render_json(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_json_time(w, snap->now);
     ngx_http_exchange_health_write(w,
         ",\"servers\":%ui,\"failing\":%ui,\"farm_faults\":%ui,"
-        "\"upstreams\":[", snap->nservers, snap->nfailing,
-        snap->nfarm_faults);
+        "\"request_failing\":%ui,\"upstreams\":[", snap->nservers,
+        snap->nfailing, snap->nfarm_faults, snap->nrequest_failing);
 
     for (i = 0; i < snap->nupstreams; i++) {
         ngx_http_exchange_health_write(w, i ? "," : "");
@@ -73,9 +73,10 @@ ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
         }
 
         ngx_http_exchange_health_write(w,
-            "%s\"%s\":{\"fault\":%s,\"since\":", n++ ? "," : "",
-            ngx_http_exchange_health_slot_name(up, p),
-            farm->fault ? "true" : "false");
+            "%s\"%s\":{\"fault\":%s,\"request_failing\":%s,\"since\":",
+            n++ ? "," : "", ngx_http_exchange_health_slot_name(up, p),
+            farm->fault ? "true" : "false",
+            up->request_failing & ((ngx_uint_t) 1 << p) ? "true" : "false");
         ngx_http_exchange_health_json_time(w, farm->since);
         ngx_http_exchange_health_write(w, ",\"request_failures\":%ui,"
                                        "\"last_failure\":",

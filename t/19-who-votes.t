@@ -142,4 +142,42 @@ subtest 'a forged cookie does not pass a broken server\'s trial' => sub {
     $ng->stop;
 };
 
+subtest 'one user failing on every server: the status page says so' => sub {
+    $farm->heal;
+    for my $s (qw(EXCH1 EXCH2 EXCH3)) {
+        $farm->server($s)->prepend({ name => 'zed', user => 'zed',
+            path => '^/owa(?:[/?]|$)', capture => 'errorfe-redirect' });
+    }
+    $farm->clear_logs;
+
+    my $ng = EH::Front::nginx($farm,
+        server => 'location = /status { exchange_health_status; }');
+    $ng->start;
+
+    $ng->request(GET => '/owa/', signed_in => 'zed') for 1 .. 6;
+    is $farm->total_hits(path => '^/owa/'), 12,
+        'each of six requests tried on two servers';
+
+    my ($j) = EH::Front::status_json($ng);
+    is $j->{request_failing}, 1, 'JSON: requests failing for one protocol';
+    is $j->{upstreams}[0]{farm}{owa}{request_failing}, JSON::PP::true(),
+        '... owa';
+    is_deeply [sort map { $_->{name} } grep {
+                   ($_->{protocols}{owa}{requests} // 0) > 0 }
+               @{ $j->{upstreams}[0]{servers} }],
+        [qw(EXCH1 EXCH2 EXCH3)], 'every server shows its OWA requests';
+
+    my $h = $ng->request(GET => '/status')->{body};
+    unlike $h, qr/all well|All \d+ servers healthy/,
+        'the headline is not "all well"';
+    like $h, qr/requests failing on every server/, '... it says what fails';
+    unlike $h, qr/No traffic yet/, 'no server shows "No traffic yet"';
+    like $h, qr/Requests failing on every server for owa/,
+        'the protocol\'s card';
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0,
+        'one user is no farm-wide fault';
+
+    $ng->stop;
+};
+
 done_testing;
