@@ -90,6 +90,15 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][4] = {
     { ngx_http_exchange_health_arg("aspnet-error"),
       ngx_http_exchange_health_arg("status=500"),
       ngx_http_exchange_health_arg("body=Server Error in '/"),
+      ngx_null_string },
+
+    /*
+     * HTTP.SYS answers for an application pool that is stopped or whose
+     * queue is full: no Exchange code ran, so no X-FEServer
+     */
+    { ngx_http_exchange_health_arg("httpsys-503"),
+      ngx_http_exchange_health_arg("status=503"),
+      ngx_http_exchange_health_arg("header=Server~^Microsoft-HTTPAPI/"),
       ngx_null_string }
 };
 

@@ -50,11 +50,26 @@ my @forms = (
       path => '/ecp/DDI/DDIService.svc/GetList',
       route => { capture => 'ecp-json-500',
                  headers => { 'X-FEServer' => undef, 'jsonerror' => undef } } },
+    { name => 'HTTP.SYS 503: the OWA application pool stopped',
+      rule => 'httpsys-503',
+      route => { raw => httpsys_503() } },
     { name => 'ECP ASP.NET server error page', rule => 'aspnet-error',
       protocol => 'ecp', path => '/ecp/',
       route => { capture => 'ecp-aspnet-error',
                  headers => { 'X-FEServer' => undef } } },
 );
+
+# What HTTP.SYS sends when the application pool behind a URL is stopped:
+# its own page, Server: Microsoft-HTTPAPI/2.0, no Exchange header.
+sub httpsys_503 {
+    my $body = "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"\"http://www.w3.org/TR/html4/strict.dtd\">\r\n<HTML><HEAD><TITLE>Service Unavailable</TITLE>\r\n<META HTTP-EQUIV=\"Content-Type\" Content=\"text/html; charset=us-ascii\"></HEAD>\r\n<BODY><h2>Service Unavailable</h2>\r\n<hr><p>HTTP Error 503. The service is unavailable.</p>\r\n</BODY></HTML>\r\n";
+    return "HTTP/1.1 503 Service Unavailable\r\n"
+         . "Content-Type: text/html; charset=us-ascii\r\n"
+         . "Server: Microsoft-HTTPAPI/2.0\r\n"
+         . "Date: Thu, 03 Dec 2026 10:00:00 GMT\r\n"
+         . "Connection: close\r\n"
+         . 'Content-Length: ' . length($body) . "\r\n\r\n" . $body;
+}
 
 for my $f (@forms) {
     my $proto = $f->{protocol} // 'owa';
@@ -88,7 +103,7 @@ for my $f (@forms) {
     is scalar(@ej), 1, "$f->{name}: one ejection logged";
     is $farm->name_of($ej[0]{addr}), 'EXCH2', "$f->{name}: EXCH2 ejected"
         or diag $ng->error_log;
-    is $ej[0]{server}, $f->{route}{headers} ? '-' : 'EXCH2',
+    is $ej[0]{server}, $f->{route}{headers} || $f->{route}{raw} ? '-' : 'EXCH2',
         "$f->{name}: named by its X-FEServer when it sends one";
     is $ej[0]{protocol}, $proto, "$f->{name}: for $proto";
     is $ej[0]{rule}, $f->{rule}, "$f->{name}: by rule $f->{rule}";

@@ -318,7 +318,8 @@ good('exchange_health_rule redefined at an inner level',
     server => 'exchange_health_rule r1 status=500;',
     location => 'exchange_health_rule r1 status=502;');
 
-for my $builtin (qw(errorfe-redirect errorfe-page fe500 ecp-json ecp-error aspnet-error)) {
+for my $builtin (qw(errorfe-redirect errorfe-page fe500 ecp-json ecp-error aspnet-error
+                    httpsys-503)) {
     good("exchange_health_rule $builtin off", http => "exchange_health_rule $builtin off;");
 }
 good('exchange_health_rule off for a rule of an outer level',
