@@ -164,6 +164,15 @@ typedef struct {
 
     ngx_http_exchange_health_window_t   window;
     ngx_http_exchange_health_failure_t  last;
+
+    /*
+     * The mailbox servers the window's request failures named: one
+     * alone is that back end's fault (a database down), not the farm's
+     */
+    uint8_t                 backends;       /* 0, 1, 2: more or unnamed */
+    uint8_t                 backend_logged;
+    uint8_t                 backend_len;
+    u_char                  backend[NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN];
 } ngx_http_exchange_health_farm_t;
 
 
@@ -319,6 +328,7 @@ typedef struct {
     ngx_uint_t              status;
     ngx_str_t               rule;
     ngx_str_t               error;          /* X-OWA-Error, owaError= */
+    ngx_str_t               backend;        /* X-BEServer of a failure */
     unsigned                trial:1;
     unsigned                mailbox:1;      /* 2xx from a mailbox: proof */
 } ngx_http_exchange_health_attempt_t;

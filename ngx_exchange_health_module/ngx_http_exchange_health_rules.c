@@ -783,7 +783,7 @@ static void
 ngx_http_exchange_health_failed(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule)
 {
-    u_char                              *p, *last;
+    u_char                              *p, *last, *dot;
     ngx_str_t                           *error;
     ngx_uint_t                           i, code;
     ngx_table_elt_t                     *h[3];
@@ -878,6 +878,34 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
 
         ngx_memcpy(error->data, p, error->len);
     }
+
+    /*
+     * The mailbox server that did the work: failures of users of one
+     * database follow it through every front end.
+     */
+
+    ngx_str_null(&a->backend);
+
+    h[0] = ngx_http_exchange_health_header(&u->headers_in.headers,
+                                          &ngx_http_exchange_health_x_beserver);
+    if (h[0] == NULL || h[0]->value.len == 0) {
+        return;
+    }
+
+    p = h[0]->value.data;
+    last = p + ngx_min(h[0]->value.len, NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
+
+    /* the short name: an FQDN and a NetBIOS name are the same server */
+
+    dot = ngx_strlchr(p, last, '.');
+    a->backend.len = (dot ? dot : last) - p;
+    a->backend.data = ngx_pnalloc(r->pool, a->backend.len);
+    if (a->backend.data == NULL) {
+        a->backend.len = 0;
+        return;
+    }
+
+    ngx_memcpy(a->backend.data, p, a->backend.len);
 }
 
 

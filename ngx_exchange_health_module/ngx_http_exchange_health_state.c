@@ -27,7 +27,8 @@ typedef enum {
     ngx_http_exchange_health_trial_failed,
     ngx_http_exchange_health_readmitted,
     ngx_http_exchange_health_farm_fault,
-    ngx_http_exchange_health_farm_cleared
+    ngx_http_exchange_health_farm_cleared,
+    ngx_http_exchange_health_backend_fault
 } ngx_http_exchange_health_change_e;
 
 
@@ -63,6 +64,8 @@ static void ngx_http_exchange_health_rescued(
 static void ngx_http_exchange_health_request_failure(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_note_backend_locked(
+    ngx_http_exchange_health_farm_t *farm, ngx_str_t *backend);
 static void ngx_http_exchange_health_user_failure(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
@@ -775,12 +778,14 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
     uint64_t                              bits, serving;
-    ngx_uint_t                            i;
+    ngx_str_t                            *backend;
+    ngx_uint_t                            i, named;
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_event_t      ev;
+    ngx_http_exchange_health_attempt_t   *f;
     ngx_http_exchange_health_upstream_t  *up;
     ngx_http_exchange_health_srv_conf_t  *conf;
 
@@ -799,21 +804,40 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     bits = 0;
+    backend = NULL;
+    named = 1;
 
     for (i = 0; i < ctx->nattempts; i++) {
-        if (ctx->attempt[i].verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+        f = &ctx->attempt[i];
+
+        if (f->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
             continue;
         }
 
         /* each server answered: it has traffic, whoever's the failure */
 
-        slot = ngx_http_exchange_health_slot(ctx, &ctx->attempt[i]);
+        slot = ngx_http_exchange_health_slot(ctx, f);
         if (slot) {
             (void) ngx_atomic_fetch_add(&slot->requests, 1);
         }
 
-        if (ctx->attempt[i].peer < conf->nprimary) {
-            bits |= ngx_http_exchange_health_bit(ctx->attempt[i].peer);
+        if (f->peer < conf->nprimary) {
+            bits |= ngx_http_exchange_health_bit(f->peer);
+        }
+
+        /* the mailbox server every failure named, if one and the same */
+
+        if (f->backend.len == 0) {
+            named = 0;
+
+        } else if (backend == NULL) {
+            backend = &f->backend;
+
+        } else if (backend->len != f->backend.len
+                   || ngx_strncasecmp(backend->data, f->backend.data,
+                                      backend->len) != 0)
+        {
+            named = 0;
         }
     }
 
@@ -826,14 +850,19 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
 
     if (farm->window.fails == 0 || now - farm->window.start > conf->window) {
         farm->failing = 0;
+        farm->backends = 0;
+        farm->backend_logged = 0;
     }
 
     farm->failing |= bits;
+    ngx_http_exchange_health_note_backend_locked(farm, named ? backend : NULL);
 
     /*
      * A farm-wide fault is many users failing on every server that takes
      * traffic: with some servers broken, requests that meet two broken
-     * ones fail too, and are not one.
+     * ones fail too, and are not one.  When every such failure names the
+     * same mailbox server, its users fail through every front end: that
+     * back end's fault (a database down), not the farm's.
      */
 
     serving = ngx_http_exchange_health_in_service_locked(conf, ctx->slot);
@@ -845,12 +874,53 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
         ev.fails = farm->window.fails;
         ev.window = now - farm->window.start;
 
-        ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
+        if (farm->backends == 1) {
+            if (!farm->backend_logged) {
+                farm->backend_logged = 1;
+                ev.change = ngx_http_exchange_health_backend_fault;
+                ev.name.len = farm->backend_len;
+                ngx_memcpy(ev.name.data, farm->backend, farm->backend_len);
+            }
+
+        } else {
+            ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
+        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_exchange_health_log(ctx, a, &ev);
+}
+
+
+static void
+ngx_http_exchange_health_note_backend_locked(
+    ngx_http_exchange_health_farm_t *farm, ngx_str_t *backend)
+{
+    /* one name kept; a second name, or a failure with none, ends it */
+
+    if (farm->backends == 2) {
+        return;
+    }
+
+    if (backend == NULL) {
+        farm->backends = 2;
+        return;
+    }
+
+    if (farm->backends == 0) {
+        farm->backend_len = (uint8_t) ngx_min(backend->len,
+                                          NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
+        ngx_memcpy(farm->backend, backend->data, farm->backend_len);
+        farm->backends = 1;
+        return;
+    }
+
+    if (farm->backend_len != backend->len
+        || ngx_strncasecmp(farm->backend, backend->data, backend->len) != 0)
+    {
+        farm->backends = 2;
+    }
 }
 
 
@@ -1107,6 +1177,17 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                       &ctx->conf->name, &proto, ev->fails, &window,
                       ev->ejected, &a->rule, method, &uri,
                       addr, &name, a->status, &error);
+        break;
+
+    case ngx_http_exchange_health_backend_fault:
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "exchange_health: upstream \"%V\": requests for %V "
+                      "fail on every server, all through mailbox server "
+                      "%V (%ui failures in %V): that back end's fault, "
+                      "no server ejected: rule \"%V\" on %V %V, "
+                      "status %ui, error %V",
+                      &ctx->conf->name, &proto, &name, ev->fails, &window,
+                      &a->rule, method, &uri, a->status, &error);
         break;
 
     case ngx_http_exchange_health_farm_cleared:

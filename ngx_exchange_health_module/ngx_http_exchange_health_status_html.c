@@ -221,6 +221,24 @@ ngx_http_exchange_health_html_farm(ngx_http_exchange_health_writer_t *w,
                     "path).", ngx_http_exchange_health_slot_name(up, p),
                     (ngx_uint_t) farm->window.fails);
 
+                if (farm->backends == 1) {
+                    ngx_http_exchange_health_write(w,
+                        " Every one went through mailbox server <b>");
+                    ngx_http_exchange_health_write_escaped(w, farm->backend,
+                                   farm->backend_len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+                    ngx_http_exchange_health_write(w,
+                        "</b>: its users fail through every front end. "
+                        "Check its databases "
+                        "(<code>Get-MailboxDatabaseCopyStatus -Server ");
+                    ngx_http_exchange_health_write_escaped(w, farm->backend,
+                                   farm->backend_len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+                    ngx_http_exchange_health_write(w,
+                        "</code>) and its services "
+                        "(<code>Test-ServiceHealth</code>).");
+                }
+
                 ngx_http_exchange_health_html_failure(w, snap, &farm->last,
                                                       NULL);
 

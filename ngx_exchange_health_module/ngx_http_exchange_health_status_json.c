@@ -78,6 +78,17 @@ ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
             farm->fault ? "true" : "false",
             up->request_failing & ((ngx_uint_t) 1 << p) ? "true" : "false");
         ngx_http_exchange_health_json_time(w, farm->since);
+        if ((up->request_failing & ((ngx_uint_t) 1 << p))
+            && farm->backends == 1)
+        {
+            /* every one named this mailbox server: its fault */
+            ngx_http_exchange_health_write(w, ",\"backend\":\"");
+            ngx_http_exchange_health_write_escaped(w, farm->backend,
+                                    farm->backend_len,
+                                    NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON);
+            ngx_http_exchange_health_write(w, "\"");
+        }
+
         ngx_http_exchange_health_write(w, ",\"request_failures\":%ui,"
                                        "\"last_failure\":",
                                        (ngx_uint_t) farm->request_failures);

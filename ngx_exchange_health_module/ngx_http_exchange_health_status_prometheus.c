@@ -91,6 +91,7 @@ ngx_http_exchange_health_render_prometheus(
     ngx_http_exchange_health_snapshot_t *snap)
 {
     ngx_uint_t                                 i, j, k, p;
+    ngx_http_exchange_health_farm_t           *farm;
     ngx_http_exchange_health_metric_t         *m;
     ngx_http_exchange_health_snap_server_t    *s;
     ngx_http_exchange_health_snap_upstream_t  *up;
@@ -222,6 +223,43 @@ ngx_http_exchange_health_render_prometheus(
             ngx_http_exchange_health_labels(w, up, NULL, p);
             ngx_http_exchange_health_write(w, " %ui\n",
                           (ngx_uint_t) up->record.farm[p].request_failures);
+        }
+    }
+
+    /*
+     * Only while it lasts, as a series of its own: a back end's name is a
+     * label, and one that comes and goes must not stay in every scrape.
+     */
+
+    ngx_http_exchange_health_write(w,
+        "# HELP exchange_health_backend_failing 1 while requests fail on "
+        "every server, all through this mailbox server\n"
+        "# TYPE exchange_health_backend_failing gauge\n");
+
+    for (i = 0; i < snap->nupstreams; i++) {
+        up = &snap->upstreams[i];
+
+        for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+            farm = &up->record.farm[p];
+
+            if (!(up->request_failing & ((ngx_uint_t) 1 << p))
+                || farm->backends != 1)
+            {
+                continue;
+            }
+
+            ngx_http_exchange_health_write(w,
+                                    "exchange_health_backend_failing{");
+            ngx_http_exchange_health_label(w, "upstream", up->conf->name.data,
+                                           up->conf->name.len);
+            ngx_http_exchange_health_write(w, ",");
+            ngx_http_exchange_health_label(w, "protocol",
+                      (u_char *) ngx_http_exchange_health_slot_name(up, p),
+                      ngx_strlen(ngx_http_exchange_health_slot_name(up, p)));
+            ngx_http_exchange_health_write(w, ",");
+            ngx_http_exchange_health_label(w, "backend", farm->backend,
+                                           farm->backend_len);
+            ngx_http_exchange_health_write(w, "} 1\n");
         }
     }
 }

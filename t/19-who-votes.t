@@ -180,4 +180,47 @@ subtest 'one user failing on every server: the status page says so' => sub {
     $ng->stop;
 };
 
+subtest 'a mailbox database down: its back end\'s fault, not the farm\'s' => sub {
+    $farm->heal;
+
+    # the users of one database fail through every front end, and every
+    # answer names the mailbox server that hosts it
+    for my $s (qw(EXCH1 EXCH2 EXCH3)) {
+        for my $u (map { "db$_" } 1 .. 4) {
+            $farm->server($s)->prepend({ name => "dbdown-$u", user => $u,
+                path => '^/owa(?:[/?]|$)', capture => 'errorfe-redirect',
+                beserver => 'MBX7' });
+        }
+    }
+    $farm->clear_logs;
+
+    my $ng = EH::Front::nginx($farm,
+        server => 'location = /status { exchange_health_status; }');
+    $ng->start;
+
+    for my $round (1 .. 3) {
+        $ng->request(GET => '/owa/', signed_in => "db$_") for 1 .. 4;
+        $ng->request(GET => '/owa/', signed_in => "ok$_") for 1 .. 3;
+    }
+
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0, 'no farm-wide fault';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'no server ejected';
+    my @be = $ng->grep_error_log(qr/requests for owa fail on every server, all through mailbox server MBX7 \(\d+ failures in [^)]+\): that back end's fault, no server ejected: rule "errorfe-redirect"/);
+    is scalar(@be), 1, 'logged once: that back end\'s fault';
+
+    my ($j) = EH::Front::status_json($ng);
+    is $j->{upstreams}[0]{farm}{owa}{backend}, 'MBX7', 'JSON: the back end named';
+    is $j->{failing}, 0, '... and no front end failing';
+    my $h = $ng->request(GET => '/status')->{body};
+    like $h, qr{Every one went through mailbox server <b>MBX7</b>},
+        'HTML: the back end named';
+    like $h, qr{Get-MailboxDatabaseCopyStatus -Server MBX7},
+        '... with what to check';
+    my $prom = $ng->request(GET => '/status?format=prometheus')->{body};
+    like $prom, qr/^exchange_health_backend_failing\{upstream="exchange",protocol="owa",backend="MBX7"\} 1$/m,
+        'Prometheus: the back end named';
+
+    $ng->stop;
+};
+
 done_testing;
