@@ -880,6 +880,29 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
     }
 
     /*
+     * EWS answers every SOAP fault with a 500: a request it cannot parse
+     * (ErrorSchemaValidation), a user it throttles (ErrorServerBusy), an
+     * item that is not there.  The service ran and answered: the fault
+     * is the request's or the user's, counted, never ejecting or retried.
+     * A broken EWS answers otherwise (HTTP.SYS 503, IIS's own pages).
+     */
+
+    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_EWS
+        && a->status == 500
+        && u->headers_in.content_type
+        && ngx_strlcasestrn(u->headers_in.content_type->value.data,
+                            u->headers_in.content_type->value.data
+                            + u->headers_in.content_type->value.len,
+                            (u_char *) "xml", 3 - 1))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: an EWS SOAP fault, the request's "
+                       "or the user's");
+
+        a->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER;
+    }
+
+    /*
      * The mailbox server that did the work: failures of users of one
      * database follow it through every front end.
      */

@@ -223,4 +223,42 @@ subtest 'a mailbox database down: its back end\'s fault, not the farm\'s' => sub
     $ng->stop;
 };
 
+subtest 'an EWS SOAP fault is the request\'s or the user\'s' => sub {
+    $farm->heal;
+
+    # EWS throttles a user with a SOAP fault in a 500, as it answers a
+    # request it cannot parse
+    my $fault = '<?xml version="1.0" encoding="utf-8"?>'
+        . '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
+        . '<s:Body><s:Fault><faultcode xmlns:a="http://schemas.microsoft.com/'
+        . 'exchange/services/2006/types">a:ErrorServerBusy</faultcode>'
+        . '<faultstring xml:lang="en-US">The server cannot service this '
+        . 'request right now. Try again later.</faultstring><detail>'
+        . '<e:ResponseCode xmlns:e="http://schemas.microsoft.com/exchange/'
+        . 'services/2006/errors">ErrorServerBusy</e:ResponseCode>'
+        . '</detail></s:Fault></s:Body></s:Envelope>';
+    $farm->server('EXCH2')->prepend({ name => 'ews-busy', path => '^/EWS/',
+        raw => "HTTP/1.1 500 Internal Server Error\r\n"
+             . "Content-Type: text/xml; charset=utf-8\r\n"
+             . "Server: Microsoft-IIS/10.0\r\nX-FEServer: EXCH2\r\n"
+             . "X-BEServer: EXCH2\r\nConnection: close\r\n"
+             . 'Content-Length: ' . length($fault) . "\r\n\r\n$fault" });
+    $farm->clear_logs;
+
+    my $ng = EH::Front::nginx($farm);
+    $ng->start;
+
+    my @r = map { $ng->request(GET => '/EWS/Exchange.asmx',
+                               signed_in => "ews$_") } 1 .. 12;
+    is scalar(grep { $_->{status} == 500 } @r), 4,
+        'the fault reaches the client it was for';
+    is $farm->total_hits(path => '^/EWS/'), 12, '... without a retry';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'EXCH2 not ejected';
+    is_deeply [sort { $a cmp $b } grep { $_ ne 'healthy' }
+               verdicts($ng, '/EWS/')],
+        [('user-failure') x 4], 'user-failure in $exchange_health_verdict';
+
+    $ng->stop;
+};
+
 done_testing;
