@@ -45,7 +45,7 @@ static void ngx_http_exchange_health_failed(ngx_http_request_t *r,
 
 #define ngx_http_exchange_health_arg(s)  { sizeof(s) - 1, (u_char *) s }
 
-static ngx_str_t  ngx_http_exchange_health_default_rules[][4] = {
+static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
 
     /* how OWA usually delivers "Something went wrong" */
     { ngx_http_exchange_health_arg("errorfe-redirect"),
@@ -99,6 +99,16 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][4] = {
     { ngx_http_exchange_health_arg("httpsys-503"),
       ngx_http_exchange_health_arg("status=503"),
       ngx_http_exchange_health_arg("header=Server~^Microsoft-HTTPAPI/"),
+      ngx_null_string },
+
+    /*
+     * IIS's own 500 page, e.g. 500.19 for a broken web.config after an
+     * update: the custom page remote clients get, or the detailed one
+     */
+    { ngx_http_exchange_health_arg("iis-500"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("body=500 - Internal server error."),
+      ngx_http_exchange_health_arg("body=HTTP Error 500."),
       ngx_null_string }
 };
 

@@ -53,6 +53,11 @@ my @forms = (
     { name => 'HTTP.SYS 503: the OWA application pool stopped',
       rule => 'httpsys-503',
       route => { raw => httpsys_503() } },
+    { name => 'IIS 500.19, the custom page remote clients get',
+      rule => 'iis-500',
+      route => { raw => iis_500(custom => 1) } },
+    { name => 'IIS 500.19, the detailed page', rule => 'iis-500',
+      route => { raw => iis_500() } },
     { name => 'ECP ASP.NET server error page', rule => 'aspnet-error',
       protocol => 'ecp', path => '/ecp/',
       route => { capture => 'ecp-aspnet-error',
@@ -66,6 +71,45 @@ sub httpsys_503 {
     return "HTTP/1.1 503 Service Unavailable\r\n"
          . "Content-Type: text/html; charset=us-ascii\r\n"
          . "Server: Microsoft-HTTPAPI/2.0\r\n"
+         . "Date: Thu, 03 Dec 2026 10:00:00 GMT\r\n"
+         . "Connection: close\r\n"
+         . 'Content-Length: ' . length($body) . "\r\n\r\n" . $body;
+}
+
+# IIS's own 500 when the directory's web.config is broken (500.19): the
+# custom page a remote client gets by default, or the detailed page when
+# detailed errors are on.  No Exchange code ran: no X-FEServer.
+sub iis_500 {
+    my (%o) = @_;
+    my $body = $o{custom}
+        ? "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" "
+          . "\"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd\">\r\n"
+          . "<html xmlns=\"http://www.w3.org/1999/xhtml\">\r\n<head>\r\n"
+          . "<title>500 - Internal server error.</title>\r\n</head>\r\n"
+          . "<body>\r\n<div id=\"header\"><h1>Server Error</h1></div>\r\n"
+          . "<div id=\"content\">\r\n <div class=\"content-container\"><fieldset>\r\n"
+          . "  <h2>500 - Internal server error.</h2>\r\n"
+          . "  <h3>There is a problem with the resource you are looking for, "
+          . "and it cannot be displayed.</h3>\r\n </fieldset></div>\r\n</div>\r\n"
+          . "</body>\r\n</html>\r\n"
+        : "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" "
+          . "\"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd\">\r\n"
+          . "<html xmlns=\"http://www.w3.org/1999/xhtml\">\r\n<head>\r\n"
+          . "<title>IIS 10.0 Detailed Error - 500.19 - Internal Server Error</title>\r\n"
+          . "</head>\r\n<body>\r\n<div id=\"content\">\r\n"
+          . "<div class=\"content-container\">\r\n"
+          . "  <h3>HTTP Error 500.19 - Internal Server Error</h3>\r\n"
+          . "  <h4>The requested page cannot be accessed because the related "
+          . "configuration data for the page is invalid.</h4>\r\n</div>\r\n"
+          . "<div class=\"content-container\"><fieldset><h4>Detailed Error "
+          . "Information:</h4>\r\n<table><tr><th>Config File</th><td>"
+          . "\\\\?\\C:\\Program Files\\Microsoft\\Exchange Server\\V15\\"
+          . "FrontEnd\\HttpProxy\\owa\\web.config</td></tr></table>\r\n"
+          . "</fieldset></div>\r\n</div>\r\n</body>\r\n</html>\r\n";
+    return "HTTP/1.1 500 Internal Server Error\r\n"
+         . "Content-Type: text/html\r\n"
+         . "Server: Microsoft-IIS/10.0\r\n"
+         . "X-Powered-By: ASP.NET\r\n"
          . "Date: Thu, 03 Dec 2026 10:00:00 GMT\r\n"
          . "Connection: close\r\n"
          . 'Content-Length: ' . length($body) . "\r\n\r\n" . $body;

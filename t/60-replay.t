@@ -87,8 +87,9 @@ my %want = (
     'errorfe-redirect-quota'    => [ 'user-failure' => 'errorfe-redirect' ],
     'errorfe-page-quota'        => [ 'user-failure' => 'errorfe-page' ],
     'owa-service-500-nomailbox' => [ 'user-failure' => 'fe500' ],
+    'iis-500'                   => [ failure => 'iis-500' ],
     map({ $_ => [ healthy => '-' ] } qw(owa-logon owa-redirect-logon owa-signed-in
-        owa-service-ok ecp-page healthcheck iis-500 eas-options ews-ok owa-script)),
+        owa-service-ok ecp-page healthcheck eas-options ews-ok owa-script)),
 );
 my %no_feserver = map { $_ => 1 } qw(owa-logon owa-redirect-logon owa-script iis-500);
 
@@ -198,6 +199,7 @@ my $tiny = "$repo/t/replay/tiny.har";
 spew("$dir/expect.txt", <<'EXPECT');
 # the project's captures
 *.http                          healthy rule=-
+iis-500.http                    failure rule=iis-500 retried=yes
 errorfe-redirect*.http          failure rule=errorfe-redirect retried=yes
 errorfe-page-*.http             failure rule=errorfe-page retried=yes
 owa-service-500*.http           failure rule=fe500
