@@ -82,9 +82,12 @@ ngx_http_exchange_health_admin_handler(ngx_http_request_t *r)
                                                     NULL, error);
     }
 
-    if (ngx_http_exchange_health_admin_find(r, &order, &error) != NGX_OK) {
-        return ngx_http_exchange_health_admin_reply(r, NGX_HTTP_NOT_FOUND,
-                                                    &order, error);
+    rc = ngx_http_exchange_health_admin_find(r, &order, &error);
+
+    if (rc != NGX_OK) {
+        return ngx_http_exchange_health_admin_reply(r,
+                   rc == NGX_DECLINED ? NGX_HTTP_CONFLICT : NGX_HTTP_NOT_FOUND,
+                   &order, error);
     }
 
     ngx_http_exchange_health_admin_apply(r, &order);
@@ -159,7 +162,7 @@ ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
     ngx_http_exchange_health_order_t *order, const char **error)
 {
     size_t                                  len;
-    ngx_uint_t                              i, j, n, found;
+    ngx_uint_t                              i, j, n, found, untracked;
     ngx_str_t                              *s;
     ngx_http_exchange_health_server_t      *srv;
     ngx_http_exchange_health_srv_conf_t   **hscfp, *hscf;
@@ -171,6 +174,7 @@ ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
     hscfp = hmcf->upstreams.elts;
     s = &order->server;
     found = 0;
+    untracked = 0;
 
     for (i = 0; i < hmcf->upstreams.nelts; i++) {
         hscf = hscfp[i];
@@ -190,12 +194,19 @@ ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
 
         for (j = 0; j < n; j++) {
             srv = hscf->servers[j];
+            len = s->len;
 
             if (srv == NULL) {
+                /* configured, but the zone had no room for it */
+
+                if (len == hscf->addrs[j].len
+                    && ngx_strncmp(s->data, hscf->addrs[j].data, len) == 0)
+                {
+                    untracked++;
+                }
+
                 continue;
             }
-
-            len = s->len;
 
             if ((len == hscf->addrs[j].len
                  && ngx_strncmp(s->data, hscf->addrs[j].data, len) == 0)
@@ -211,6 +222,12 @@ ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
         }
 
         ngx_shmtx_unlock(&hscf->shpool->mutex);
+    }
+
+    if (found == 0 && untracked) {
+        *error = "the server is not tracked: its exchange_health_zone is "
+                 "full; make the zone bigger and reload";
+        return NGX_DECLINED;
     }
 
     if (found == 0) {

@@ -722,7 +722,12 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_recount_locked(conf, ctx->slot);
 
     ev->change = ngx_http_exchange_health_farm_fault;
-    ev->name = conf->servers[a->peer]->name;
+
+    /* the request that tipped it may have met a server the zone lacks */
+
+    if (conf->servers[a->peer]) {
+        ev->name = conf->servers[a->peer]->name;
+    }
 }
 
 

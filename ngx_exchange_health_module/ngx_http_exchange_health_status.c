@@ -331,6 +331,7 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
 
         for (j = 0; j < n; j++) {
             if (hscf->servers[j] == NULL) {
+                up->nuntracked++;
                 continue;
             }
 

@@ -60,6 +60,7 @@ typedef struct {
     ngx_uint_t                            nservers;
     ngx_uint_t                            nfailing;
     ngx_uint_t                            request_failing;  /* protocols */
+    ngx_uint_t                            nuntracked;  /* zone full */
     ngx_http_exchange_health_snap_server_t  *servers;
 } ngx_http_exchange_health_snap_upstream_t;
 

@@ -189,6 +189,19 @@ ngx_http_exchange_health_html_upstream(ngx_http_exchange_health_writer_t *w,
         " &middot; %ui server%s, %ui failing</h2>\n", up->nservers,
         up->nservers == 1 ? "" : "s", up->nfailing);
 
+    if (up->nuntracked) {
+        ngx_http_exchange_health_write(w,
+            "<div class=\"card warn\"><b>%ui server%s not tracked</b>: the "
+            "zone \"", up->nuntracked, up->nuntracked == 1 ? " is" : "s are");
+        ngx_http_exchange_health_write_escaped(w,
+                                   up->conf->shm_zone->shm.name.data,
+                                   up->conf->shm_zone->shm.name.len,
+                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+        ngx_http_exchange_health_write(w,
+            "\" is full. They take traffic but are never judged or "
+            "ejected: make the zone bigger and reload.</div>\n");
+    }
+
     ngx_http_exchange_health_html_farm(w, snap, up);
 
     for (i = 0; i < up->nservers; i++) {

@@ -62,8 +62,9 @@ ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_json_string(w, up->conf->shm_zone->shm.name.data,
                                          up->conf->shm_zone->shm.name.len);
     ngx_http_exchange_health_write(w,
-        ",\"scope\":\"%s\",\"failing\":%ui,\"farm\":{",
-        up->conf->per_server ? "server" : "protocol", up->nfailing);
+        ",\"scope\":\"%s\",\"failing\":%ui,\"untracked\":%ui,\"farm\":{",
+        up->conf->per_server ? "server" : "protocol", up->nfailing,
+        up->nuntracked);
 
     for (p = 0, n = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
         farm = &up->record.farm[p];

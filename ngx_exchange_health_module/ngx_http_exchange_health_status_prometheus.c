@@ -186,6 +186,21 @@ ngx_http_exchange_health_render_prometheus(
     }
 
     ngx_http_exchange_health_write(w,
+        "# HELP exchange_health_untracked_servers Servers the zone has no "
+        "room for: never judged or ejected\n"
+        "# TYPE exchange_health_untracked_servers gauge\n");
+
+    for (i = 0; i < snap->nupstreams; i++) {
+        up = &snap->upstreams[i];
+
+        ngx_http_exchange_health_write(w,
+                                       "exchange_health_untracked_servers");
+        ngx_http_exchange_health_labels(w, up, NULL,
+                                        NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS);
+        ngx_http_exchange_health_write(w, " %ui\n", up->nuntracked);
+    }
+
+    ngx_http_exchange_health_write(w,
         "# HELP exchange_health_farm_fault 1 while every server fails "
         "the same requests of the protocol\n"
         "# TYPE exchange_health_farm_fault gauge\n");
