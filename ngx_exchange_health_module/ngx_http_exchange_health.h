@@ -258,6 +258,7 @@ typedef struct {
     ngx_str_t               file;
     ngx_uint_t              line;
     ngx_uint_t              per_server;
+    ngx_uint_t              balancing;      /* its init_upstream ran */
 
     ngx_uint_t              fails;
     ngx_msec_t              window;

@@ -129,9 +129,21 @@ ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    /*
+     * The balancer is round robin's, with servers marked; another method
+     * set before would be dropped silently, and keepalive set before
+     * would lose its cache: both must come after, keepalive alone.
+     */
+
     if (uscf->peer.init_upstream) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "load balancing method redefined");
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"exchange_health\" must be the first load "
+                           "balancing directive of upstream \"%V\": put "
+                           "\"keepalive\" after it, and remove "
+                           "\"least_conn\", \"ip_hash\", \"hash\" or "
+                           "\"random\": it balances with round robin",
+                           &uscf->host);
+        return NGX_CONF_ERROR;
     }
 
     uscf->peer.init_upstream = ngx_http_exchange_health_init_upstream;
@@ -299,10 +311,37 @@ ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf)
     ngx_uint_t                             i;
     ngx_http_upstream_srv_conf_t         **uscfp;
     ngx_http_upstream_main_conf_t         *umcf;
-    ngx_http_exchange_health_srv_conf_t   *hscf;
+    ngx_http_exchange_health_srv_conf_t  **hscfp, *hscf;
+    ngx_http_exchange_health_main_conf_t  *hmcf;
 
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
     uscfp = umcf->upstreams.elts;
+
+    hmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_exchange_health_module);
+    hscfp = hmcf->upstreams.elts;
+
+    /*
+     * A method set after exchange_health replaced it (nginx only warns
+     * "load balancing method redefined"): the upstream would run without
+     * the module while its zone records were set up for it.  keepalive
+     * after it keeps it, and calls it.
+     */
+
+    for (i = 0; i < hmcf->upstreams.nelts; i++) {
+        if (hscfp[i]->balancing) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "another load balancing method replaced "
+                      "\"exchange_health\" in upstream \"%V\": it "
+                      "balances with round robin, so remove \"least_conn\", "
+                      "\"ip_hash\", \"hash\" or \"random\"; only "
+                      "\"keepalive\" may follow it, in %V:%ui",
+                      &hscfp[i]->name, &hscfp[i]->file, hscfp[i]->line);
+        return NGX_ERROR;
+    }
 
     for (i = 0; i < umcf->upstreams.nelts; i++) {
 
@@ -344,6 +383,7 @@ ngx_http_exchange_health_init_upstream(ngx_conf_t *cf,
 
     hscf = ngx_http_conf_upstream_srv_conf(us,
                                            ngx_http_exchange_health_module);
+    hscf->balancing = 1;
 
     if (hscf->shm_zone->data == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,

@@ -548,4 +548,34 @@ for my $name (sort keys %wrong) {
         'exchange_health_zone in the main context: not allowed, with file and line';
 }
 
+# ---------------------------------------------------------------- balancers
+# exchange_health balances with round robin: no other method may come
+# before or after it in an upstream; keepalive may only follow it (its
+# cache wraps the balancer); nginx's upstream zone goes anywhere.  Each
+# order used to pass with nginx's "load balancing method redefined" and
+# then abort nginx -t (free(): invalid size) or drop the module silently.
+my $EH = 'exchange_health zone=exchange;';
+for my $m ('least_conn;', 'ip_hash;', 'hash $remote_addr;',
+           'hash $remote_addr consistent;', 'random;', 'random two;',
+           'keepalive 8;') {
+    bad("$m before exchange_health",
+        balancer => "$m\n    $EH", marker => $EH,
+        re => qr/"exchange_health" must be the first load balancing directive of upstream "exchange": put "keepalive" after it/);
+}
+for my $m ('least_conn;', 'ip_hash;', 'hash $remote_addr;',
+           'hash $remote_addr consistent;', 'random;', 'random two;') {
+    bad("$m after exchange_health", upstream => $m, marker => $EH,
+        re => qr/another load balancing method replaced "exchange_health" in upstream "exchange": .*only "keepalive" may follow it/);
+    bad("$m after exchange_health and keepalive",
+        upstream => "keepalive 8;\n    $m", marker => $EH,
+        re => qr/another load balancing method replaced "exchange_health"/);
+}
+good('keepalive after exchange_health', upstream => 'keepalive 8;');
+good('zone after exchange_health', upstream => 'zone upstream_exchange 64k;');
+good('zone before exchange_health',
+     balancer => "zone upstream_exchange 64k;\n    $EH");
+good('zone before, keepalive after',
+     balancer => "zone upstream_exchange 64k;\n    $EH",
+     upstream => 'keepalive 8;');
+
 done_testing;
