@@ -209,6 +209,7 @@ typedef struct {
     ngx_pool_t                        *pool;
     ngx_str_t                          restore_buf; /* the file read */
     ngx_array_t                        restore;     /* of sf_record_t */
+    ngx_uint_t                         restore_max; /* what the zone holds */
     ngx_event_t                        save;        /* in each worker */
     uint32_t                           saved_crc;
 } ngx_http_exchange_health_zone_t;
@@ -421,8 +422,9 @@ ngx_int_t ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
     ngx_http_exchange_health_srv_conf_t *hscf);
 
 /* ngx_http_exchange_health_store.c */
+ngx_int_t ngx_http_exchange_health_store_check(ngx_cycle_t *cycle);
 void ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
-    ngx_log_t *log);
+    size_t size, ngx_log_t *log);
 void ngx_http_exchange_health_restore_upstream(
     ngx_http_exchange_health_zone_t *zone,
     ngx_http_exchange_health_upstream_t *up);

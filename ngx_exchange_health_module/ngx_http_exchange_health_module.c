@@ -410,6 +410,10 @@ ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
      * workers inherit the pointers.
      */
 
+    if (ngx_http_exchange_health_store_check(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     hmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_exchange_health_module);
     if (hmcf == NULL) {

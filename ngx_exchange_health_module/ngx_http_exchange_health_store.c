@@ -36,6 +36,12 @@ static ngx_uint_t ngx_http_exchange_health_store_is(
 static void ngx_http_exchange_health_save_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_exchange_health_save(
     ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
+static ngx_int_t ngx_http_exchange_health_store_check_zone(
+    ngx_cycle_t *cycle, ngx_http_exchange_health_zone_t *zone);
+static void ngx_http_exchange_health_state_dir(
+    ngx_http_exchange_health_zone_t *zone, u_char *dir);
+static void ngx_http_exchange_health_sync_dir(
+    ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
 static u_char *ngx_http_exchange_health_save_upstream(u_char *p,
     ngx_http_exchange_health_upstream_t *up, ngx_uint_t *room);
 static u_char *ngx_http_exchange_health_word(u_char *p, u_char *data,
@@ -46,11 +52,13 @@ static u_char *ngx_http_exchange_health_cword(u_char *p, u_char *data,
 
 void
 ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
-    ngx_log_t *log)
+    size_t size, ngx_log_t *log)
 {
-    size_t            line;
+    size_t            line, max;
     ssize_t           n;
     ngx_fd_t          fd;
+    ngx_err_t         err;
+    ngx_uint_t        servers;
     ngx_file_info_t   fi;
     const char       *error;
 
@@ -58,22 +66,51 @@ ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
         return;
     }
 
-    fd = ngx_open_file(zone->state.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    /*
+     * The directory is the worker user's: whatever it planted there, a
+     * link or a FIFO, is not followed, waited on or read.
+     */
+
+    fd = open((char *) zone->state.data, O_RDONLY|O_NONBLOCK|O_NOFOLLOW);
 
     if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_NOTICE, log, ngx_errno,
-                      "exchange_health zone \"%V\": no state file \"%V\" to "
-                      "read, starting afresh", zone->name, &zone->state);
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_NOTICE, log, err,
+                          "exchange_health zone \"%V\": no state file \"%V\" "
+                          "to read, starting afresh", zone->name, &zone->state);
+        } else {
+            ngx_log_error(NGX_LOG_ERR, log, err,
+                          "exchange_health zone \"%V\": state file \"%V\" "
+                          "cannot be opened (a symbolic link is not "
+                          "followed), starting afresh",
+                          zone->name, &zone->state);
+        }
+
         return;
     }
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 16 * 1024 * 1024)
-    {
+    /* what the zone can hold bounds what is worth reading */
+
+    servers = size / 4096 + 1;
+    max = 128 + servers * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
+    zone->restore_max = servers * (NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS + 2);
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "exchange_health zone \"%V\": state file \"%V\" "
-                      "cannot be read or is too big, ignored",
+                      "is not a regular file, ignored",
                       zone->name, &zone->state);
+        goto done;
+    }
+
+    if ((size_t) ngx_file_size(&fi) > max) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "exchange_health zone \"%V\": state file \"%V\" "
+                      "is bigger than the zone can hold (%O > %uz bytes), "
+                      "ignored", zone->name, &zone->state,
+                      ngx_file_size(&fi), max);
         goto done;
     }
 
@@ -133,6 +170,12 @@ ngx_http_exchange_health_store_record(void *data,
     ngx_http_exchange_health_zone_t *zone = data;
 
     ngx_http_exchange_health_sf_record_t  *copy;
+
+    /* more records than the zone has room for: not a file nginx wrote */
+
+    if (zone->restore.nelts >= zone->restore_max) {
+        return -1;
+    }
 
     copy = ngx_array_push(&zone->restore);
     if (copy == NULL) {
@@ -544,7 +587,7 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
     u_char                                *buf, *p, tmp[NGX_MAX_PATH];
     uint32_t                               crc;
     ngx_fd_t                               fd;
-    ngx_uint_t                             room;
+    ngx_uint_t                             room, tries;
     ngx_queue_t                           *q, *s;
     ngx_http_exchange_health_upstream_t   *up;
 
@@ -616,17 +659,32 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
         return NGX_OK;
     }
 
-    /* written next to it and renamed: a crash leaves the old file whole */
+    /*
+     * Written next to it and renamed: a crash leaves the old file whole.
+     * The directory is the worker user's, and the master writes as root
+     * at exit: the temporary file gets a name nobody can guess and is
+     * created, never opened, so no link planted there is followed.  It
+     * holds server names and request paths: 0600.
+     */
 
-    if (zone->state.len + sizeof(".tmp.") + NGX_INT_T_LEN > NGX_MAX_PATH) {
+    if (zone->state.len + sizeof(".tmp.") + 16 > NGX_MAX_PATH) {
         ngx_free(buf);
         return NGX_ERROR;
     }
 
-    ngx_sprintf(tmp, "%V.tmp.%P%Z", &zone->state, ngx_pid);
+    fd = NGX_INVALID_FILE;
 
-    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                       NGX_FILE_DEFAULT_ACCESS);
+    for (tries = 0; tries < 4; tries++) {
+        ngx_sprintf(tmp, "%V.tmp.%08xD%08xD%Z", &zone->state,
+                    (uint32_t) ngx_random(),
+                    (uint32_t) (ngx_random() ^ ngx_pid ^ ngx_current_msec));
+
+        fd = open((char *) tmp, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, 0600);
+
+        if (fd != NGX_INVALID_FILE || ngx_errno != NGX_EEXIST) {
+            break;
+        }
+    }
 
     if (fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
@@ -654,10 +712,163 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
         return NGX_ERROR;
     }
 
+    ngx_http_exchange_health_sync_dir(zone, log);
+
     zone->saved_crc = crc;
     ngx_free(buf);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_exchange_health_state_dir(ngx_http_exchange_health_zone_t *zone,
+    u_char *dir)
+{
+    u_char  *p;
+    size_t   len;
+
+    /* the directory of the state file, NUL-terminated, NGX_MAX_PATH long */
+
+    for (p = zone->state.data + zone->state.len;
+         p > zone->state.data && p[-1] != '/';
+         p--)
+    { /* void */ }
+
+    len = p - zone->state.data;     /* with its last '/' */
+
+    if (len == 0) {
+        ngx_cpystrn(dir, (u_char *) ".", 2);
+
+    } else {
+        ngx_cpystrn(dir, zone->state.data, ngx_min(len, NGX_MAX_PATH - 1) + 1);
+    }
+}
+
+
+ngx_int_t
+ngx_http_exchange_health_store_check(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_exchange_health_module
+            && ngx_http_exchange_health_store_check_zone(cycle,
+                                                         shm_zone[i].data)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_store_check_zone(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_zone_t *zone)
+{
+    u_char           dir[NGX_MAX_PATH];
+    mode_t           bits;
+    ngx_uid_t        uid;
+    ngx_gid_t        gid;
+    const char      *user;
+    struct stat      st;
+    ngx_core_conf_t *ccf;
+
+    /*
+     * As nginx checks a log file at start: the workers write the state
+     * file next to where it is, as the worker user, so the directory must
+     * be there and theirs to write, or health is lost at the first restart
+     * with nothing said.
+     */
+
+    if (zone->state.len == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_exchange_health_state_dir(zone, dir);
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        uid = ccf->user;
+        gid = ccf->group;
+        user = ccf->username;
+
+    } else {
+        uid = geteuid();
+        gid = getegid();
+        user = "nginx runs as";
+    }
+
+    if (stat((char *) dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "exchange_health_zone \"%V\": the state file's "
+                      "directory \"%s\" does not exist or is not a "
+                      "directory: create it for the user \"%s\", e.g. "
+                      "install -d -o %s -m 0700 %s",
+                      zone->name, dir, user, user, dir);
+        return NGX_ERROR;
+    }
+
+    bits = (uid == 0) ? 0
+           : (st.st_uid == uid) ? (st.st_mode & (S_IWUSR|S_IXUSR)) >> 6
+           : (st.st_gid == gid) ? (st.st_mode & (S_IWGRP|S_IXGRP)) >> 3
+           : (st.st_mode & (S_IWOTH|S_IXOTH));
+
+    if (uid != 0 && bits != (S_IWOTH|S_IXOTH)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "exchange_health_zone \"%V\": the state file's "
+                      "directory \"%s\" is not writable by the user \"%s\" "
+                      "that writes the file: chown %s %s",
+                      zone->name, dir, user, user, dir);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_exchange_health_sync_dir(ngx_http_exchange_health_zone_t *zone,
+    ngx_log_t *log)
+{
+    u_char    dir[NGX_MAX_PATH];
+    ngx_fd_t  fd;
+
+    /* the rename itself on disk: a power cut keeps the new file */
+
+    ngx_http_exchange_health_state_dir(zone, dir);
+
+    fd = open((char *) dir, O_RDONLY|O_DIRECTORY);
+    if (fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    if (fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "exchange_health: fsync(\"%s\") failed", dir);
+    }
+
+    (void) close(fd);
 }
 
 

@@ -133,7 +133,8 @@ ngx_http_exchange_health_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         if (!shm_zone->shm.exists) {
             /* a zone that starts empty: what the last nginx knew */
-            ngx_http_exchange_health_load(zone, shm_zone->shm.log);
+            ngx_http_exchange_health_load(zone, shm_zone->shm.size,
+                                          shm_zone->shm.log);
             return ngx_http_exchange_health_new_sh(shm_zone);
         }
 

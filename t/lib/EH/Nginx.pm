@@ -58,6 +58,7 @@ sub new {
         main             => $o{main} // '',
         events           => $o{events} // '',
         worker_processes => $o{worker_processes} // 1,
+        user             => $o{user},
         error_log_level  => $o{error_log_level} // 'info',
         nginx            => $o{nginx} // $ENV{EH_NGINX} // '/usr/sbin/nginx',
         module           => exists $o{module} ? $o{module} : module_path(),
@@ -136,7 +137,7 @@ sub config_text {
         "pid $p/logs/nginx.pid;",
         "lock_file $p/logs/nginx.lock;",
         "error_log $errlog $self->{error_log_level};";
-    push @main, 'user root;' if is_root();
+    push @main, 'user ' . ($self->{user} // 'root') . ';' if is_root();
     my @http = (
         "client_body_temp_path $p/tmp/client_body;",
         "proxy_temp_path $p/tmp/proxy;",
