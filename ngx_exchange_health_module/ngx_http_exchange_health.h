@@ -305,6 +305,7 @@ typedef struct {
     ngx_regex_t            *user_errors;
 
     ngx_flag_t              admin;          /* exchange_health_status */
+    ngx_array_t            *admin_names;    /* of ngx_str_t: server_name */
 
     ngx_array_t            *rules;          /* of rule_t, this level's */
     ngx_array_t            *active;         /* of rule_t *, all in force */
@@ -423,6 +424,8 @@ ngx_int_t ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
 
 /* ngx_http_exchange_health_store.c */
 ngx_int_t ngx_http_exchange_health_store_check(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_exchange_health_admin_names(ngx_conf_t *cf,
+    ngx_http_exchange_health_loc_conf_t *hlcf);
 void ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
     size_t size, ngx_log_t *log);
 void ngx_http_exchange_health_restore_upstream(

@@ -20,6 +20,7 @@ my $ng = EH::Front::nginx($farm, zone => "32k state=$state",
     upstream => "exchange_health_eject time=1s;\n"
               . 'exchange_health_probe interval=1s timeout=1s protocols=owa;',
     server => <<'CONF');
+server_name mail.contoso.com;
 location = /status { exchange_health_status; }
 location = /admin { exchange_health_status admin=on; }
 CONF
@@ -45,14 +46,17 @@ like $prom, qr/^exchange_health_untracked_servers\{upstream="exchange"\} \Q${\ s
 
 subtest 'admin orders' => sub {
     my $r = $ng->request(POST => '/admin?action=drain&server='
-                                 . $farm->server($untracked[0])->addr, body => '');
+                                 . $farm->server($untracked[0])->addr, body => '',
+                         headers => { 'X-Exchange-Health-Admin' => 1 });
     is $r->{status}, 409, 'an untracked server cannot be drained: 409';
     like $r->{body}, qr/not tracked: its exchange_health_zone is full/,
         '... and the answer says why';
     my ($t) = keys %tracked;
-    $r = $ng->request(POST => "/admin?action=drain&server=$t", body => '');
+    $r = $ng->request(POST => "/admin?action=drain&server=$t", body => '',
+                      headers => { 'X-Exchange-Health-Admin' => 1 });
     is $r->{status}, 200, 'a tracked one can';
-    $r = $ng->request(POST => "/admin?action=ready&server=$t", body => '');
+    $r = $ng->request(POST => "/admin?action=ready&server=$t", body => '',
+                      headers => { 'X-Exchange-Health-Admin' => 1 });
     is $r->{status}, 200, '... and be made ready again';
 };
 

@@ -24,7 +24,8 @@ my $basic = 'Basic ' . MIME::Base64::encode_base64('ops:s3cret', '');
 sub admin {
     my ($ng, $query, %o) = @_;
     my $r = $ng->request(POST => "/admin?$query", body => '',
-        headers => { Authorization => $basic, %{ $o{headers} || {} } });
+        headers => { Authorization => $basic, 'X-Exchange-Health-Admin' => 1,
+                     %{ $o{headers} || {} } });
     my $j = eval { JSON::PP->new->utf8->decode($r->{body}) };
     return ($r->{status}, $j);
 }
@@ -45,7 +46,8 @@ require MIME::Base64;
 my $ng = EH::Front::nginx($farm,
     upstream => 'exchange_health_eject time=10m;',
     server => <<"LOC");
-location = /admin {
+server_name mail.contoso.com;
+    location = /admin {
         exchange_health_status admin=on;
         auth_basic "Exchange health";
         auth_basic_user_file $htpasswd;
@@ -160,12 +162,14 @@ $ng->stop;
 {
     my $ng = EH::Front::nginx($farm,
         balancer => 'exchange_health zone=exchange scope=server;',
-        server => 'location = /admin { exchange_health_status admin=on; }');
+        server => "server_name mail.contoso.com;\n"
+                . 'location = /admin { exchange_health_status admin=on; }');
     $ng->start;
     $ng->request(GET => '/owa/healthcheck.htm') for 1 .. 3;
 
     my $r = $ng->request(POST => '/admin?action=drain&server=EXCH2'
-                                 . '&protocol=ews', body => '');
+                                 . '&protocol=ews', body => '',
+                         headers => { 'X-Exchange-Health-Admin' => 1 });
     is $r->{status}, 200, 'scope=server: drain for ews accepted';
     like $r->{body}, qr/"protocol":"all"/, '... and done for all protocols';
     like $ng->error_log,
