@@ -7,7 +7,8 @@
 /*
  * libFuzzer target of the request facts: the protocol of a URI, a
  * protocol by its name, a cookie in a Cookie header value, whether a URI
- * is an anonymous page, and an errorFE redirect's httpCode.  The whole
+ * is an anonymous page, an errorFE redirect's httpCode, and a path with
+ * its mailbox addresses masked.  The whole
  * input is each of them in turn.  Each answer is checked against a second,
  * simpler reading of the same rules, and every pointer returned must stay
  * within the input.
@@ -33,6 +34,7 @@ static const u_char *fuzz_cookie_ref(const u_char *p, size_t len,
 static int fuzz_same_caseless(const u_char *p, size_t len, const char *s);
 static void fuzz_anonymous(const u_char *p, size_t len);
 static void fuzz_errorfe(const u_char *p, size_t len);
+static void fuzz_mask(const u_char *p, size_t len);
 
 
 /*
@@ -53,6 +55,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_name(data, size);
     fuzz_anonymous(data, size);
     fuzz_errorfe(data, size);
+    fuzz_mask(data, size);
 
     for (i = 0; i < sizeof(fuzz_cookie_name) / sizeof(char *); i++) {
         fuzz_cookie(data, size, fuzz_cookie_name[i]);
@@ -269,4 +272,30 @@ fuzz_errorfe(const u_char *p, size_t len)
         fprintf(stderr, "errorfe_code: %u from %zu bytes\n", code, len);
         abort();
     }
+}
+
+
+static void
+fuzz_mask(const u_char *p, size_t len)
+{
+    size_t   n, i;
+    u_char  *buf;
+
+    /* exactly the documented room: ASan sees any write past it */
+
+    buf = malloc(5 * len + 9);
+    if (buf == NULL) {
+        return;
+    }
+
+    n = ngx_http_exchange_health_mask_mailbox(buf, p, len);
+
+    for (i = 0; i < n; i++) {
+        if (buf[i] == '@') {
+            fprintf(stderr, "mask_mailbox: an '@' left\n");
+            abort();
+        }
+    }
+
+    free(buf);
 }

@@ -469,6 +469,21 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ctx->method = r->method_name;
     ctx->uri = r->uri;
 
+    /* never a mailbox address in what is recorded, shown or kept */
+
+    if (ngx_strlchr(r->uri.data, r->uri.data + r->uri.len, '@')
+        || ngx_strlcasestrn(r->uri.data, r->uri.data + r->uri.len,
+                            (u_char *) "%40", 3 - 1))
+    {
+        ctx->uri.data = ngx_pnalloc(r->pool, 5 * r->uri.len + 9);
+        if (ctx->uri.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->uri.len = ngx_http_exchange_health_mask_mailbox(ctx->uri.data,
+                                                  r->uri.data, r->uri.len);
+    }
+
     n = (hscf->nprimary + hscf->nbackup + 8 * sizeof(uintptr_t) - 1)
         / (8 * sizeof(uintptr_t));
 

@@ -113,6 +113,56 @@ ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len)
 }
 
 
+size_t
+ngx_http_exchange_health_mask_mailbox(u_char *dst, const u_char *src,
+    size_t len)
+{
+    size_t         n, i;
+    u_char        *d;
+    const u_char  *seg, *end, *p;
+
+    d = dst;
+    end = src + len;
+    seg = src;
+
+    while (seg < end) {
+
+        for (p = seg; p < end && *p != '/'; p++) { /* void */ }
+
+        n = p - seg;
+
+        /* a segment with an address in it, plain or %-encoded */
+
+        for (i = 0; i < n; i++) {
+            if (seg[i] == '@'
+                || (seg[i] == '%' && i + 2 < n && seg[i + 1] == '4'
+                    && seg[i + 2] == '0'))
+            {
+                break;
+            }
+        }
+
+        if (i < n) {
+            memcpy(d, "(mailbox)", sizeof("(mailbox)") - 1);
+            d += sizeof("(mailbox)") - 1;
+
+        } else {
+            memcpy(d, seg, n);
+            d += n;
+        }
+
+        if (p < end) {
+            *d++ = '/';
+            p++;
+        }
+
+        seg = p;
+    }
+
+    return d - dst;
+}
+
+
 unsigned
 ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len)
 {

@@ -60,6 +60,16 @@ int ngx_http_exchange_health_protocol_by_name(const u_char *name,
 int ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len);
 
 /*
+ * A request path with every segment that holds a mailbox address ('@',
+ * or "%40") replaced by "(mailbox)": OWA's explicit logon puts one there
+ * (/owa/alice@contoso.com/), and what the module records is shown on the
+ * status page and kept in the state file.  dst holds 5 * len + 9 bytes;
+ * returns the length written.
+ */
+size_t ngx_http_exchange_health_mask_mailbox(u_char *dst, const u_char *src,
+    size_t len);
+
+/*
  * The httpCode= of an errorFE.aspx redirect's Location, or 0.  OWA sends
  * its "can't find the page" (404), bad request (400) and forbidden (403)
  * pages the same way as its server failures (500).

@@ -36,6 +36,29 @@ code(const char *location)
 
 
 static const char *
+mask(const char *path)
+{
+    size_t         len, n;
+    static u_char  buf[5 * 256 + 9 + 1];
+
+    len = strlen(path);
+
+    /* a canary past the documented bound */
+    memset(buf, 'X', sizeof(buf));
+
+    n = ngx_http_exchange_health_mask_mailbox(buf, (const u_char *) path,
+                                              len);
+    if (n > 5 * len + 9 || buf[5 * len + 9] != 'X') {
+        return "(overflow)";
+    }
+
+    buf[n] = '\0';
+
+    return (const char *) buf;
+}
+
+
+static const char *
 cookie(const char *header, const char *name)
 {
     size_t         len;
@@ -146,6 +169,21 @@ main(void)
             "not the errorFE page");
     UNIT_OK(code("/owa/auth/errorFE.aspx?a=1&&httpCode=403&") == 403,
             "empty parameters around it");
+
+    UNIT_OK(same(mask("/owa/alice@contoso.com/"), "/owa/(mailbox)/"),
+            "an explicit logon path");
+    UNIT_OK(same(mask("/owa/Alice%40Contoso.com/service.svc"),
+                 "/owa/(mailbox)/service.svc"), "%40, and the rest kept");
+    UNIT_OK(same(mask("/owa/service.svc"), "/owa/service.svc"),
+            "no address: unchanged");
+    UNIT_OK(same(mask("/owa/a@b/c@d"), "/owa/(mailbox)/(mailbox)"),
+            "every segment, the last without '/'");
+    UNIT_OK(same(mask("//@//"), "//(mailbox)//"), "empty segments kept");
+    UNIT_OK(same(mask("@/@/@/@/@/@/@"),
+                 "(mailbox)/(mailbox)/(mailbox)/(mailbox)/(mailbox)/"
+                 "(mailbox)/(mailbox)"), "the worst case stays in 5n + 9");
+    UNIT_OK(same(mask("%4"), "%4"), "a cut %40 is no address");
+    UNIT_OK(same(mask(""), ""), "empty");
 
     return unit_done();
 }
