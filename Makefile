@@ -21,6 +21,8 @@
 #                 make test; BENCH_ARGS=--quick for a short run
 #   make load     minutes of load with a flapping server and workers
 #                 killed (bench/load-flapping); LOAD_ARGS=--seconds=30
+#   make deb      the Debian package, as Debian builds its nginx modules
+#                 (dh-sequence-nginx), into build/deb/, then lintian
 #   make clean    remove build output
 
 SHELL      := /bin/bash
@@ -68,7 +70,7 @@ SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:disable_coredump=1 \
                UBSAN_OPTIONS=print_stacktrace=1:suppressions=$(CURDIR)/tools/ubsan.supp
 
 .PHONY: all deps test unit prove demo static sanitize fuzz fuzz-responses \
-        fuzz-captures fuzz-smoke bench load clean
+        fuzz-captures fuzz-smoke bench load deb clean
 
 all: $(MODULE)
 
@@ -209,6 +211,16 @@ bench: $(MODULE) $(BUILD)/bench/scan-speed
 load: $(MODULE)
 	@tools/install-deps bench
 	$(BENCH_ENV) perl bench/load-flapping $(LOAD_ARGS)
+
+# Built from a copy of the sources in build/deb/src, so that debhelper's
+# files stay out of the tree; the packages land in build/deb/.
+deb:
+	@tools/install-deps deb
+	rm -rf $(BUILD)/deb
+	mkdir -p $(BUILD)/deb/src
+	git ls-files -z | xargs -0 cp --parents -t $(BUILD)/deb/src
+	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc
+	lintian --info --display-info $(BUILD)/deb/*.changes || true
 
 clean:
 	rm -rf $(BUILD)
