@@ -48,6 +48,7 @@ my @replaced = (
     qr/^\s*ssl_certificate(?:_key)? /,
     qr/^\s*proxy_ssl_trusted_certificate /,
     qr/^\s*access_log /,
+    qr/^\s*state=/,
 );
 
 sub adapt {
@@ -65,6 +66,7 @@ sub adapt {
         $l =~ s{^(\s*ssl_certificate_key\s+)/etc/nginx/ssl/mail\.contoso\.com\.key;}{$1$mail->{key};};
         $l =~ s{^(\s*proxy_ssl_trusted_certificate\s+)/etc/nginx/ssl/contoso-ca\.pem;}{$1$ca->{cert};};
         $l =~ s{^(\s*access_log\s+)/var/log/nginx/exchange\.log( exchange;)}{$1$ports->{prefix}/logs/exchange.log$2};
+        $l =~ s{^(\s*state=)/var/lib/nginx/exchange-health/exchange\.state;}{$1$ports->{prefix}/exchange.state;};
         push @out, $l;
     }
     return join "\n", @out;
@@ -91,6 +93,8 @@ sub module_lines {
     my $dir = run_dir() . '/example';
     mkdir $dir;
     mkdir "$dir/logs";
+    # the example's workers run as www-data and write the state file here
+    chown scalar(getpwnam('www-data')), -1, $dir if $> == 0 && getpwnam('www-data');
     my $ports = { http => EH::Util::free_port(), https => EH::Util::free_port(),
                   prefix => $dir };
     my $adapted = adapt($original, $ports);
@@ -103,11 +107,12 @@ sub module_lines {
     my @unexpected = grep { my $l = $o[$_]; !grep { $l =~ $_ } @replaced } @changed;
     is_deeply [ map { $o[$_] } @unexpected ], [],
         'example.conf: only module path, addresses, ports, certificates, log path replaced';
-    is scalar(@changed), 11, 'example.conf: the 11 lines that cannot exist here were replaced'
+    is scalar(@changed), 12, 'example.conf: the 12 lines that cannot exist here were replaced'
         or diag join "\n", map { "$o[$_]\n  => $a[$_]" } @changed;
-    is_deeply [ module_lines($adapted) ], [ module_lines($original) ],
+    is_deeply [ map { s/state=\S+;/state=FILE;/r } module_lines($adapted) ],
+              [ map { s/state=\S+;/state=FILE;/r } module_lines($original) ],
         'example.conf: every exchange_health directive and variable kept as written';
-    is scalar(module_lines($original)), 5, 'example.conf: its 5 statements using the module found (zone, balancer, eject, log_format, retry)';
+    is scalar(module_lines($original)), 8, 'example.conf: its 8 statements using the module found (zone, balancer, eject, probe, log_format, status, admin, retry)';
 
     # nginx -t on the whole adapted file: its main context, events and all
     my $out = `$nginx_bin -p $dir/ -c $dir/example.conf -e $dir/logs/error.log -t 2>&1`;
@@ -129,7 +134,7 @@ sub module_lines {
         or BAIL_OUT('docs/example.conf: no events {} and http {} blocks');
     like $main, qr/^worker_processes auto;$/m, 'example.conf: worker_processes auto';
     like $events, qr/^\s*worker_connections 4096;$/m, 'example.conf: events as expected';
-    is join('', grep { !/^\s*(?:#.*)?$/ && !/^(?:load_module|worker_processes) / }
+    is join('', grep { !/^\s*(?:#.*)?$/ && !/^(?:load_module|user|worker_processes) / }
                 split /^/, $main), '',
         'example.conf: nothing else in the main context';
     my $ng = EH::Nginx->new(http => $http, tls => 1, host => 'mail.contoso.com',
@@ -146,7 +151,7 @@ sub module_lines {
     is $r->{status}, 200, 'example: a signed-in OWA request works';
     like $r->{body}, qr/<html/i, 'example: ... with the OWA page';
     is $r->{peer_cert}{cn}, 'mail.contoso.com', 'example: the front end presents mail.contoso.com';
-    my ($seen) = $farm->requests(path => '^/owa/');
+    my ($seen) = $farm->requests(path => '^/owa/$');
     is $seen->{headers}{host}, 'mail.contoso.com', 'example: proxy_set_header Host $host';
     is $seen->{headers}{'x-forwarded-for'}, '127.0.0.1', 'example: X-Forwarded-For';
     ok $seen->{signed_in}, 'example: the cadata cookie reaches Exchange';
@@ -170,9 +175,9 @@ sub module_lines {
         'example, seed on EXCH2: EXCH2 answered errorFE';
     # the example's own access log (log_format exchange)
     my @log = map {
-        /^(\S+) \[[^\]]+\] "([^"]*)" (\d+) \d+ \S+ (.*?) "([^"]*)" (\S+) (\S+) (\S+)$/
+        /^(\S+) \[[^\]]+\] "([^"]*)" (\d+) \d+ \S+ (.*?) "([^"]*)" (\S+) (\S+) (\S+) (\S+)$/
             ? { request => $2, status => $3, upstream_addr => $4, upstream_status => $5,
-                protocol => $6, verdict => $7, server => $8 }
+                protocol => $6, verdict => $7, server => $8, rule => $9 }
             : ()
     } split /\n/, slurp($ng->prefix . '/logs/exchange.log');
     my @rescued = grep { $_->{upstream_addr} =~ /^\Q${\ $exch[1]->addr }\E, / } @log;
@@ -183,14 +188,15 @@ sub module_lines {
     $farm->clear_logs;
     @st = map { $ng->request(GET => '/owa/', signed_in => "later$_")->{status} } 1 .. 6;
     is_deeply \@st, [ (200) x 6 ], 'example, EXCH2 ejected: users get 200';
-    is $exch[1]->hits(path => '^/owa/'), 0, 'example, EXCH2 ejected: no OWA request reaches it';
+    is $exch[1]->hits(path => '^/owa/(?!healthcheck\.htm)'), 0,
+        'example, EXCH2 ejected: no OWA request reaches it (its probes still do)';
     $ng->request(GET => '/EWS/Exchange.asmx', signed_in => "ews$_") for 1 .. 6;
     ok $exch[1]->hits(path => '^/EWS/') >= 1, 'example, EXCH2 ejected: EWS still reaches it';
 
     # the example's access log format
     my @x = grep { m{"GET /owa/ HTTP/1\.1" 200 } } split /\n/, slurp($ng->prefix . '/logs/exchange.log');
     ok scalar(@x) >= 6, 'example: access log written with log_format exchange';
-    like $x[-1] // '', qr/ owa healthy EXCH[13]$/, 'example: ... with protocol, verdict, server';
+    like $x[-1] // '', qr/ owa healthy EXCH[13] -$/, 'example: ... with protocol, verdict, server, rule';
 
     $ng->stop;
 }
