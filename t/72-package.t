@@ -26,6 +26,7 @@ is readlink('/etc/nginx/modules-enabled/50-mod-http-exchange-health.conf'), $ava
 ok -f "/usr/share/doc/$pkg/examples/example.conf", 'the example configuration';
 ok -f "/usr/share/doc/$pkg/directives.md.gz", 'the directives';
 ok -x '/usr/bin/exchange-health-replay', 'the replay tool on the PATH';
+ok -f "/usr/share/$pkg/prometheus/exchange-health.rules.yml", 'the alert rules';
 like `exchange-health-replay --help 2>&1`, qr/exchange-health-replay/, '... and it runs';
 my $out = `nginx -t 2>&1`;
 is $?, 0, "Debian's nginx.conf with the module: nginx -t passes" or diag $out;
