@@ -36,6 +36,8 @@ static ngx_uint_t ngx_http_exchange_health_store_is(
 static void ngx_http_exchange_health_save_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_exchange_health_save(
     ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
+static ngx_http_exchange_health_zone_t *ngx_http_exchange_health_store_next(
+    ngx_cycle_t *cycle, ngx_list_part_t **part, ngx_uint_t *i);
 static ngx_int_t ngx_http_exchange_health_store_check_zone(
     ngx_cycle_t *cycle, ngx_http_exchange_health_zone_t *zone);
 static void ngx_http_exchange_health_state_dir(
@@ -448,12 +450,45 @@ ngx_http_exchange_health_store_text(ngx_http_exchange_health_sf_field_t *f,
 }
 
 
+static ngx_http_exchange_health_zone_t *
+ngx_http_exchange_health_store_next(ngx_cycle_t *cycle, ngx_list_part_t **part,
+    ngx_uint_t *i)
+{
+    ngx_shm_zone_t  *shm_zone;
+
+    /* the module's zones one after the other: *part starts NULL, *i 0 */
+
+    if (*part == NULL) {
+        *part = &cycle->shared_memory.part;
+        *i = 0;
+    }
+
+    for ( ;; ) {
+
+        if (*i >= (*part)->nelts) {
+            if ((*part)->next == NULL) {
+                return NULL;
+            }
+
+            *part = (*part)->next;
+            *i = 0;
+            continue;
+        }
+
+        shm_zone = (ngx_shm_zone_t *) (*part)->elts + (*i)++;
+
+        if (shm_zone->tag == &ngx_http_exchange_health_module) {
+            return shm_zone->data;
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                        i;
     ngx_list_part_t                  *part;
-    ngx_shm_zone_t                   *shm_zone;
     ngx_http_exchange_health_zone_t  *zone;
 
     /* a cache manager or loader never writes the file */
@@ -464,26 +499,10 @@ ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    part = NULL;
+    i = 0;
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag != &ngx_http_exchange_health_module) {
-            continue;
-        }
-
-        zone = shm_zone[i].data;
+    while ((zone = ngx_http_exchange_health_store_next(cycle, &part, &i))) {
 
         if (zone->state.len == 0) {
             continue;
@@ -506,7 +525,6 @@ ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle)
 {
     ngx_uint_t                        i;
     ngx_list_part_t                  *part;
-    ngx_shm_zone_t                   *shm_zone;
     ngx_http_exchange_health_zone_t  *zone;
 
     /*
@@ -516,26 +534,10 @@ ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle)
      * zone since replaced.
      */
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    part = NULL;
+    i = 0;
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag != &ngx_http_exchange_health_module) {
-            continue;
-        }
-
-        zone = shm_zone[i].data;
+    while ((zone = ngx_http_exchange_health_store_next(cycle, &part, &i))) {
 
         if (zone->state.len && zone->sh) {
             (void) ngx_http_exchange_health_save(zone, cycle->log);
@@ -749,30 +751,15 @@ ngx_http_exchange_health_state_dir(ngx_http_exchange_health_zone_t *zone,
 ngx_int_t
 ngx_http_exchange_health_store_check(ngx_cycle_t *cycle)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *shm_zone;
+    ngx_uint_t                        i;
+    ngx_list_part_t                  *part;
+    ngx_http_exchange_health_zone_t  *zone;
 
-    part = &cycle->shared_memory.part;
-    shm_zone = part->elts;
+    part = NULL;
+    i = 0;
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            shm_zone = part->elts;
-            i = 0;
-        }
-
-        if (shm_zone[i].tag == &ngx_http_exchange_health_module
-            && ngx_http_exchange_health_store_check_zone(cycle,
-                                                         shm_zone[i].data)
-               != NGX_OK)
-        {
+    while ((zone = ngx_http_exchange_health_store_next(cycle, &part, &i))) {
+        if (ngx_http_exchange_health_store_check_zone(cycle, zone) != NGX_OK) {
             return NGX_ERROR;
         }
     }
