@@ -297,5 +297,14 @@ fuzz_mask(const u_char *p, size_t len)
         }
     }
 
+    /* has_mailbox() says yes exactly when masking changes the path */
+
+    if (ngx_http_exchange_health_has_mailbox(p, len)
+        != (n != len || memcmp(buf, p, len) != 0))
+    {
+        fprintf(stderr, "has_mailbox disagrees with mask_mailbox\n");
+        abort();
+    }
+
     free(buf);
 }

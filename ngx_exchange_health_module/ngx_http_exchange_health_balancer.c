@@ -471,10 +471,7 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
 
     /* never a mailbox address in what is recorded, shown or kept */
 
-    if (ngx_strlchr(r->uri.data, r->uri.data + r->uri.len, '@')
-        || ngx_strlcasestrn(r->uri.data, r->uri.data + r->uri.len,
-                            (u_char *) "%40", 3 - 1))
-    {
+    if (ngx_http_exchange_health_has_mailbox(r->uri.data, r->uri.len)) {
         ctx->uri.data = ngx_pnalloc(r->pool, 5 * r->uri.len + 9);
         if (ctx->uri.data == NULL) {
             return NGX_ERROR;
@@ -521,6 +518,8 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
      */
 
     if (ctx->detect
+        && (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_OWA
+            || ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_ECP)
         && ngx_http_exchange_health_anonymous_uri(r->uri.data, r->uri.len))
     {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

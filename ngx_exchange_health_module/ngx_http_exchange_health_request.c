@@ -108,8 +108,34 @@ ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len)
     /* auth/logon.aspx, auth/errorFE.aspx, auth/15.x/..., auth.owa */
 
     return n >= 5
-           && strncasecmp((const char *) p, "auth", 4) == 0
+           && (p[0] | 0x20) == 'a' && (p[1] | 0x20) == 'u'
+           && (p[2] | 0x20) == 't' && (p[3] | 0x20) == 'h'
            && (p[4] == '/' || p[4] == '.');
+}
+
+
+int
+ngx_http_exchange_health_has_mailbox(const u_char *p, size_t len)
+{
+    const u_char  *end;
+
+    /* an '@', or an encoded one: what mask_mailbox() would replace */
+
+    if (memchr(p, '@', len) != NULL) {
+        return 1;
+    }
+
+    end = p + len;
+
+    while ((p = memchr(p, '%', end - p)) != NULL) {
+        if (end - p >= 3 && p[1] == '4' && p[2] == '0') {
+            return 1;
+        }
+
+        p++;
+    }
+
+    return 0;
 }
 
 

@@ -59,6 +59,9 @@ int ngx_http_exchange_health_protocol_by_name(const u_char *name,
  */
 int ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len);
 
+/* 1 when a path holds a mailbox address: '@' or "%40" */
+int ngx_http_exchange_health_has_mailbox(const u_char *p, size_t len);
+
 /*
  * A request path with every segment that holds a mailbox address ('@',
  * or "%40") replaced by "(mailbox)": OWA's explicit logon puts one there

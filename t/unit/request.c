@@ -185,5 +185,14 @@ main(void)
     UNIT_OK(same(mask("%4"), "%4"), "a cut %40 is no address");
     UNIT_OK(same(mask(""), ""), "empty");
 
+    UNIT_OK(ngx_http_exchange_health_has_mailbox((const u_char *) "/owa/a@b/",
+                                                 9), "has: '@'");
+    UNIT_OK(ngx_http_exchange_health_has_mailbox((const u_char *) "/x%40y",
+                                                 6), "has: %40");
+    UNIT_OK(!ngx_http_exchange_health_has_mailbox((const u_char *) "/x%4",
+                                                  4), "has not: a cut %4");
+    UNIT_OK(!ngx_http_exchange_health_has_mailbox((const u_char *) "/owa/",
+                                                  5), "has not: no address");
+
     return unit_done();
 }
