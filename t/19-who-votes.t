@@ -261,4 +261,35 @@ subtest 'an EWS SOAP fault is the request\'s or the user\'s' => sub {
     $ng->stop;
 };
 
+subtest 'ActiveSync\'s answers for one device or user are no failure' => sub {
+    $farm->heal;
+
+    # 449 (provision again), 451 (go to another server), 503 with
+    # Retry-After (throttling): IIS and Exchange answered, for a device
+    my %status = (449 => 'Retry With', 451 => 'Redirect', 503 => 'Service Unavailable');
+    for my $code (sort keys %status) {
+        $farm->server('EXCH2')->prepend({ name => "eas-$code",
+            path => '^/Microsoft-Server-ActiveSync',
+            raw => "HTTP/1.1 $code $status{$code}\r\n"
+                 . "Server: Microsoft-IIS/10.0\r\nX-FEServer: EXCH2\r\n"
+                 . ($code == 451 ? "X-MS-Location: https://mail2.contoso.com/Microsoft-Server-ActiveSync\r\n" : '')
+                 . ($code == 503 ? "Retry-After: 30\r\n" : '')
+                 . "Content-Length: 0\r\nConnection: close\r\n\r\n" });
+        $farm->clear_logs;
+
+        my $ng = EH::Front::nginx($farm);
+        $ng->start;
+        my @r = map { $ng->request(POST => '/Microsoft-Server-ActiveSync?Cmd=Sync',
+                                   body => 'x', headers => { Authorization => "Basic dev$_" }) }
+                1 .. 9;
+        is scalar(grep { $_->{status} == $code } @r), 3,
+            "$code: reaches the device it was for";
+        is $farm->total_hits(path => '^/Microsoft-Server-ActiveSync'), 9,
+            "$code: no retry";
+        is scalar(EH::Front::changes($ng, 'ejected')), 0, "$code: no ejection";
+        $ng->stop;
+        $farm->server('EXCH2')->heal;
+    }
+};
+
 done_testing;
