@@ -58,6 +58,7 @@
  * fit one slab page (4 KB), or it would take two.
  */
 #define NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN     64
+#define NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN  24    /* a short host name */
 #define NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN     96
 #define NGX_HTTP_EXCHANGE_HEALTH_ADDR_LEN     NGX_SOCKADDR_STRLEN
 #define NGX_HTTP_EXCHANGE_HEALTH_RULE_LEN     24
@@ -172,7 +173,17 @@ typedef struct {
     uint8_t                 backends;       /* 0, 1, 2: more or unnamed */
     uint8_t                 backend_logged;
     uint8_t                 backend_len;
-    u_char                  backend[NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN];
+    u_char                  backend[NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN];
+
+    /*
+     * A mailbox server found failing through every front end, kept for
+     * max_time after its last such failure: once the front ends are
+     * ejected but one, its users' failures can no longer be seen on
+     * several, and must not be pinned on the last one.
+     */
+    ngx_msec_t              known_last;
+    uint8_t                 known_len;
+    u_char                  known[NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN];
 } ngx_http_exchange_health_farm_t;
 
 

@@ -926,7 +926,7 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
     }
 
     p = h[0]->value.data;
-    last = p + ngx_min(h[0]->value.len, NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
+    last = p + ngx_min(h[0]->value.len, NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
 
     /* the short name: an FQDN and a NetBIOS name are the same server */
 

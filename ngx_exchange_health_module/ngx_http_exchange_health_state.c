@@ -64,6 +64,11 @@ static void ngx_http_exchange_health_rescued(
 static void ngx_http_exchange_health_request_failure(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+static ngx_uint_t ngx_http_exchange_health_same_failure(
+    ngx_http_exchange_health_ctx_t *ctx);
+static ngx_uint_t ngx_http_exchange_health_backend_known(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
 static void ngx_http_exchange_health_note_backend_locked(
     ngx_http_exchange_health_farm_t *farm, ngx_str_t *backend);
 static void ngx_http_exchange_health_user_failure(
@@ -373,13 +378,44 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 
     case NGX_HTTP_EXCHANGE_HEALTH_FAILED:
 
-        if (failed) {
+        if (failed && ngx_http_exchange_health_same_failure(ctx)) {
             ngx_http_exchange_health_request_failure(ctx, last);
             verdict = NGX_HTTP_EXCHANGE_HEALTH_V_REQUEST_FAILURE;
+
+        } else if (failed) {
+
+            /*
+             * Each server failed the request its own way (one an errorFE
+             * page, the other HTTP.SYS's 503): two broken servers, not a
+             * request that fails everywhere.  Each failure is its
+             * server's, unconfirmed.
+             */
+
+            for (i = 0; i < n; i++) {
+                a = &ctx->attempt[i];
+
+                if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+                    continue;
+                }
+
+                if (a->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
+                    ngx_http_exchange_health_user_failure(ctx, a);
+
+                } else {
+                    ngx_http_exchange_health_blame(ctx, a, 0);
+                }
+            }
+
+            verdict = NGX_HTTP_EXCHANGE_HEALTH_V_FAILURE;
 
         } else if (last->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
             ngx_http_exchange_health_user_failure(ctx, last);
             verdict = NGX_HTTP_EXCHANGE_HEALTH_V_USER_FAILURE;
+
+        } else if (ngx_http_exchange_health_backend_known(ctx, last)) {
+            /* a user of a mailbox server that fails through every front */
+            ngx_http_exchange_health_request_failure(ctx, last);
+            verdict = NGX_HTTP_EXCHANGE_HEALTH_V_REQUEST_FAILURE;
 
         } else {
             ngx_http_exchange_health_blame(ctx, last, 0);
@@ -862,6 +898,13 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     farm->failing |= bits;
     ngx_http_exchange_health_note_backend_locked(farm, named ? backend : NULL);
 
+    if (named && backend
+        && farm->known_len == backend->len
+        && ngx_strncasecmp(farm->known, backend->data, backend->len) == 0)
+    {
+        farm->known_last = now;
+    }
+
     /*
      * A farm-wide fault is many users failing on every server that takes
      * traffic: with some servers broken, requests that meet two broken
@@ -880,6 +923,10 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
         ev.window = now - farm->window.start;
 
         if (farm->backends == 1) {
+            farm->known_len = farm->backend_len;
+            ngx_memcpy(farm->known, farm->backend, farm->backend_len);
+            farm->known_last = now;
+
             if (!farm->backend_logged) {
                 farm->backend_logged = 1;
                 ev.change = ngx_http_exchange_health_backend_fault;
@@ -895,6 +942,64 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_exchange_health_log(ctx, a, &ev);
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_backend_known(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_http_exchange_health_farm_t  *farm;
+
+    /* read unlocked: a stale answer misjudges one failure at most */
+
+    if (a->backend.len == 0 || ctx->conf->sh == NULL) {
+        return 0;
+    }
+
+    farm = &ctx->conf->sh->farm[ctx->slot];
+
+    return farm->known_len == a->backend.len
+           && ngx_current_msec - farm->known_last <= ctx->conf->max_time
+           && ngx_strncasecmp(farm->known, a->backend.data, a->backend.len)
+              == 0;
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_same_failure(ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_uint_t                           i;
+    ngx_str_t                           *rule;
+    ngx_http_exchange_health_attempt_t  *a;
+
+    /* every server tried failed the request the same way: by one rule */
+
+    rule = NULL;
+
+    for (i = 0; i < ctx->nattempts; i++) {
+        a = &ctx->attempt[i];
+
+        if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+            continue;
+        }
+
+        if (rule == NULL) {
+            rule = &a->rule;
+            continue;
+        }
+
+        if (rule->len != a->rule.len
+            || ngx_strncmp(rule->data, a->rule.data, rule->len) != 0)
+        {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log,
+                           0, "exchange health: rules \"%V\" and \"%V\": "
+                           "each server failed its own way", rule, &a->rule);
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -915,7 +1020,7 @@ ngx_http_exchange_health_note_backend_locked(
 
     if (farm->backends == 0) {
         farm->backend_len = (uint8_t) ngx_min(backend->len,
-                                          NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
+                                       NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
         ngx_memcpy(farm->backend, backend->data, farm->backend_len);
         farm->backends = 1;
         return;
