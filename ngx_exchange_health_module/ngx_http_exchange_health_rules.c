@@ -80,6 +80,19 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
       ngx_http_exchange_health_arg("header=X-ECP-ERROR"),
       ngx_null_string },
 
+    /*
+     * EWS answers every SOAP fault with a 500: a request it cannot parse
+     * (ErrorSchemaValidation), a user it throttles (ErrorServerBusy), an
+     * item that is not there.  The service ran and answered: the
+     * request's or the user's, named so before fe500, which it also is.
+     * A broken EWS answers otherwise (HTTP.SYS 503, IIS's own pages).
+     */
+    { ngx_http_exchange_health_arg("soap-fault"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("header=Content-Type~*^text/xml"),
+      ngx_http_exchange_health_arg("scope=user"),
+      ngx_null_string },
+
     /* OWA service calls and most front-end failures */
     { ngx_http_exchange_health_arg("fe500"),
       ngx_http_exchange_health_arg("status=500"),
@@ -887,29 +900,6 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
         }
 
         ngx_memcpy(error->data, p, error->len);
-    }
-
-    /*
-     * EWS answers every SOAP fault with a 500: a request it cannot parse
-     * (ErrorSchemaValidation), a user it throttles (ErrorServerBusy), an
-     * item that is not there.  The service ran and answered: the fault
-     * is the request's or the user's, counted, never ejecting or retried.
-     * A broken EWS answers otherwise (HTTP.SYS 503, IIS's own pages).
-     */
-
-    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_EWS
-        && a->status == 500
-        && u->headers_in.content_type
-        && ngx_strlcasestrn(u->headers_in.content_type->value.data,
-                            u->headers_in.content_type->value.data
-                            + u->headers_in.content_type->value.len,
-                            (u_char *) "xml", 3 - 1))
-    {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "exchange health: an EWS SOAP fault, the request's "
-                       "or the user's");
-
-        a->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER;
     }
 
     /*

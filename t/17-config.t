@@ -319,7 +319,7 @@ good('exchange_health_rule redefined at an inner level',
     location => 'exchange_health_rule r1 status=502;');
 
 for my $builtin (qw(errorfe-redirect errorfe-page fe500 ecp-json ecp-error aspnet-error
-                    httpsys-503 iis-500)) {
+                    httpsys-503 iis-500 soap-fault)) {
     good("exchange_health_rule $builtin off", http => "exchange_health_rule $builtin off;");
 }
 good('exchange_health_rule off for a rule of an outer level',
