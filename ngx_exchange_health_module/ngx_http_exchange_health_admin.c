@@ -264,6 +264,7 @@ ngx_http_exchange_health_admin_refused(ngx_http_request_t *r)
 {
     size_t            len;
     u_char           *p, *last;
+    const char       *scheme;
     ngx_table_elt_t  *h;
 
     /* a header a form cannot send, nor another site's script unasked */
@@ -296,25 +297,17 @@ ngx_http_exchange_health_admin_refused(ngx_http_request_t *r)
     last = p + h->value.len;
 
 #if (NGX_HTTP_SSL)
-    if (r->connection->ssl) {
-        len = sizeof("https://") - 1;
-
-        if ((size_t) (last - p) < len
-            || ngx_strncasecmp(p, (u_char *) "https://", len) != 0)
-        {
-            return "a request from another site (Origin)";
-        }
-
-    } else
+    scheme = r->connection->ssl ? "https://" : "http://";
+#else
+    scheme = "http://";
 #endif
-    {
-        len = sizeof("http://") - 1;
 
-        if ((size_t) (last - p) < len
-            || ngx_strncasecmp(p, (u_char *) "http://", len) != 0)
-        {
-            return "a request from another site (Origin)";
-        }
+    len = ngx_strlen(scheme);
+
+    if ((size_t) (last - p) < len
+        || ngx_strncasecmp(p, (u_char *) scheme, len) != 0)
+    {
+        return "a request from another site (Origin)";
     }
 
     p += len;

@@ -64,6 +64,8 @@ static void ngx_http_exchange_health_rescued(
 static void ngx_http_exchange_health_request_failure(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_unconfirmed(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t n);
 static ngx_uint_t ngx_http_exchange_health_same_failure(
     ngx_http_exchange_health_ctx_t *ctx);
 static ngx_uint_t ngx_http_exchange_health_backend_known(
@@ -391,21 +393,7 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
              * server's, unconfirmed.
              */
 
-            for (i = 0; i < n; i++) {
-                a = &ctx->attempt[i];
-
-                if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
-                    continue;
-                }
-
-                if (a->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
-                    ngx_http_exchange_health_user_failure(ctx, a);
-
-                } else {
-                    ngx_http_exchange_health_blame(ctx, a, 0);
-                }
-            }
-
+            ngx_http_exchange_health_unconfirmed(ctx, n);
             verdict = NGX_HTTP_EXCHANGE_HEALTH_V_FAILURE;
 
         } else if (last->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
@@ -428,21 +416,7 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 
         /* the next server gave no second opinion on the earlier failures */
 
-        for (i = 0; i < n - 1; i++) {
-            a = &ctx->attempt[i];
-
-            if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
-                continue;
-            }
-
-            if (a->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
-                ngx_http_exchange_health_user_failure(ctx, a);
-
-            } else {
-                ngx_http_exchange_health_blame(ctx, a, 0);
-            }
-        }
-
+        ngx_http_exchange_health_unconfirmed(ctx, n - 1);
         verdict = NGX_HTTP_EXCHANGE_HEALTH_V_UPSTREAM_ERROR;
         break;
 
@@ -942,6 +916,32 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_exchange_health_log(ctx, a, &ev);
+}
+
+
+static void
+ngx_http_exchange_health_unconfirmed(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t n)
+{
+    ngx_uint_t                           i;
+    ngx_http_exchange_health_attempt_t  *a;
+
+    /* the failures of the first n servers tried, each its own server's */
+
+    for (i = 0; i < n; i++) {
+        a = &ctx->attempt[i];
+
+        if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+            continue;
+        }
+
+        if (a->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER) {
+            ngx_http_exchange_health_user_failure(ctx, a);
+
+        } else {
+            ngx_http_exchange_health_blame(ctx, a, 0);
+        }
+    }
 }
 
 

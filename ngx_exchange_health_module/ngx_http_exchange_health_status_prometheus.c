@@ -91,6 +91,7 @@ ngx_http_exchange_health_render_prometheus(
     ngx_http_exchange_health_snapshot_t *snap)
 {
     ngx_uint_t                                 i, j, k, p;
+    const char                                *proto;
     ngx_http_exchange_health_farm_t           *farm;
     ngx_http_exchange_health_metric_t         *m;
     ngx_http_exchange_health_snap_server_t    *s;
@@ -263,14 +264,15 @@ ngx_http_exchange_health_render_prometheus(
                 continue;
             }
 
+            proto = ngx_http_exchange_health_slot_name(up, p);
+
             ngx_http_exchange_health_write(w,
                                     "exchange_health_backend_failing{");
             ngx_http_exchange_health_label(w, "upstream", up->conf->name.data,
                                            up->conf->name.len);
             ngx_http_exchange_health_write(w, ",");
-            ngx_http_exchange_health_label(w, "protocol",
-                      (u_char *) ngx_http_exchange_health_slot_name(up, p),
-                      ngx_strlen(ngx_http_exchange_health_slot_name(up, p)));
+            ngx_http_exchange_health_label(w, "protocol", (u_char *) proto,
+                                           ngx_strlen(proto));
             ngx_http_exchange_health_write(w, ",");
             ngx_http_exchange_health_label(w, "backend", farm->backend,
                                            farm->backend_len);

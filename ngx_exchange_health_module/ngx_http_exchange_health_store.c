@@ -772,13 +772,13 @@ static ngx_int_t
 ngx_http_exchange_health_store_check_zone(ngx_cycle_t *cycle,
     ngx_http_exchange_health_zone_t *zone)
 {
-    u_char           dir[NGX_MAX_PATH];
-    mode_t           bits;
-    ngx_uid_t        uid;
-    ngx_gid_t        gid;
-    const char      *user;
-    struct stat      st;
-    ngx_core_conf_t *ccf;
+    u_char            dir[NGX_MAX_PATH];
+    mode_t            bits;
+    ngx_uid_t         uid;
+    ngx_gid_t         gid;
+    const char       *user;
+    struct stat       st;
+    ngx_core_conf_t  *ccf;
 
     /*
      * As nginx checks a log file at start: the workers write the state
@@ -816,12 +816,17 @@ ngx_http_exchange_health_store_check_zone(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    bits = (uid == 0) ? 0
-           : (st.st_uid == uid) ? (st.st_mode & (S_IWUSR|S_IXUSR)) >> 6
+    if (uid == 0) {
+        return NGX_OK;
+    }
+
+    /* write and search, by the bits that apply to that user */
+
+    bits = (st.st_uid == uid) ? (st.st_mode & (S_IWUSR|S_IXUSR)) >> 6
            : (st.st_gid == gid) ? (st.st_mode & (S_IWGRP|S_IXGRP)) >> 3
            : (st.st_mode & (S_IWOTH|S_IXOTH));
 
-    if (uid != 0 && bits != (S_IWOTH|S_IXOTH)) {
+    if (bits != (S_IWOTH|S_IXOTH)) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "exchange_health_zone \"%V\": the state file's "
                       "directory \"%s\" is not writable by the user \"%s\" "
