@@ -28,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_uri(const u_char *p, size_t len);
 static void fuzz_name(const u_char *p, size_t len);
+static void fuzz_ntlm(const u_char *p, size_t len);
 static void fuzz_cookie(const u_char *p, size_t len, const char *name);
 static const u_char *fuzz_cookie_ref(const u_char *p, size_t len,
     const char *name, size_t *vlen);
@@ -56,6 +57,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_anonymous(data, size);
     fuzz_errorfe(data, size);
     fuzz_mask(data, size);
+    fuzz_ntlm(data, size);
 
     for (i = 0; i < sizeof(fuzz_cookie_name) / sizeof(char *); i++) {
         fuzz_cookie(data, size, fuzz_cookie_name[i]);
@@ -307,4 +309,27 @@ fuzz_mask(const u_char *p, size_t len)
     }
 
     free(buf);
+}
+
+
+static void
+fuzz_ntlm(const u_char *p, size_t len)
+{
+    u_char  dst[NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER + 1];
+    size_t  n, size;
+
+    /* any Authorization value: never past dst, never longer than room */
+
+    (void) ngx_http_exchange_health_ntlm_scheme(p, len);
+
+    for (size = 0; size <= NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER; size += 32) {
+        dst[size] = 0xa5;
+
+        n = ngx_http_exchange_health_ntlm_user(p, len, dst, size);
+
+        if (n > size || dst[size] != 0xa5) {
+            fprintf(stderr, "fuzz: NTLM user of %zu bytes in %zu\n", n, size);
+            abort();
+        }
+    }
 }

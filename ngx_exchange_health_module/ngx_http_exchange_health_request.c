@@ -280,3 +280,152 @@ ngx_http_exchange_health_cookie(const u_char *p, size_t len,
 
     return NULL;
 }
+
+
+int
+ngx_http_exchange_health_ntlm_scheme(const u_char *p, size_t len)
+{
+    /* "NTLM <token>", "Negotiate <token>", or the bare scheme of a 401 */
+
+    if (len >= 4 && strncasecmp((const char *) p, "NTLM", 4) == 0
+        && (len == 4 || p[4] == ' ' || p[4] == ','))
+    {
+        return 1;
+    }
+
+    return len >= 9 && strncasecmp((const char *) p, "Negotiate", 9) == 0
+           && (len == 9 || p[9] == ' ' || p[9] == ',');
+}
+
+
+static size_t
+ngx_http_exchange_health_base64(u_char *dst, size_t size, const u_char *p,
+    size_t len)
+{
+    size_t    n;
+    unsigned  bits, nbits, v;
+
+    /* standard base64; stops at the first byte that is not, or when full */
+
+    n = 0;
+    bits = 0;
+    nbits = 0;
+
+    for ( /* void */ ; len && n < size; p++, len--) {
+
+        if (*p >= 'A' && *p <= 'Z') {
+            v = *p - 'A';
+
+        } else if (*p >= 'a' && *p <= 'z') {
+            v = *p - 'a' + 26;
+
+        } else if (*p >= '0' && *p <= '9') {
+            v = *p - '0' + 52;
+
+        } else if (*p == '+') {
+            v = 62;
+
+        } else if (*p == '/') {
+            v = 63;
+
+        } else {
+            break;
+        }
+
+        bits = (bits << 6 | v) & 0xffffff;
+        nbits += 6;
+
+        if (nbits >= 8) {
+            nbits -= 8;
+            dst[n++] = (u_char) (bits >> nbits);
+        }
+    }
+
+    return n;
+}
+
+
+static size_t
+ngx_http_exchange_health_ntlm_field(u_char *dst, size_t size,
+    const u_char *msg, size_t len, size_t at)
+{
+    size_t  flen, off;
+
+    /* an NTLM security buffer: length (2), allocated (2), offset (4) */
+
+    flen = msg[at] | msg[at + 1] << 8;
+    off = msg[at + 4] | msg[at + 5] << 8 | (size_t) msg[at + 6] << 16
+          | (size_t) msg[at + 7] << 24;
+
+    if (off > len || flen > len - off) {
+        return (size_t) -1;
+    }
+
+    if (flen > size) {
+        flen = size;
+    }
+
+    memcpy(dst, msg + off, flen);
+
+    return flen;
+}
+
+
+size_t
+ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len, u_char *dst,
+    size_t size)
+{
+    u_char         buf[NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN];
+    size_t         n, i, dlen, ulen;
+    const u_char  *msg;
+
+    /* skip the scheme and the spaces after it */
+
+    i = 0;
+
+    while (i < len && p[i] != ' ') {
+        i++;
+    }
+
+    while (i < len && p[i] == ' ') {
+        i++;
+    }
+
+    n = ngx_http_exchange_health_base64(buf, sizeof(buf), p + i, len - i);
+
+    /*
+     * Raw NTLMSSP, or inside Negotiate's SPNEGO wrapping: the message
+     * starts at its signature.  A Kerberos ticket names no user here.
+     */
+
+    msg = NULL;
+
+    for (i = 0; i + 64 <= n; i++) {
+        if (memcmp(buf + i, "NTLMSSP\0\3\0\0\0", 12) == 0) {
+            msg = buf + i;
+            n -= i;
+            break;
+        }
+    }
+
+    if (msg == NULL || size < 2) {
+        return 0;
+    }
+
+    /* domain (at 28) and user (at 36): "DOMAIN\user", as sent */
+
+    dlen = ngx_http_exchange_health_ntlm_field(dst, size - 1, msg, n, 28);
+    if (dlen == (size_t) -1) {
+        return 0;
+    }
+
+    dst[dlen++] = '\\';
+
+    ulen = ngx_http_exchange_health_ntlm_field(dst + dlen, size - dlen, msg, n,
+                                               36);
+    if (ulen == (size_t) -1 || ulen == 0) {
+        return 0;
+    }
+
+    return dlen + ulen;
+}

@@ -86,5 +86,23 @@ unsigned ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len);
 const u_char *ngx_http_exchange_health_cookie(const u_char *p, size_t len,
     const char *name, size_t *vlen);
 
+/*
+ * NTLM and Negotiate sign in a connection, not a request.  The first
+ * says whether an Authorization or WWW-Authenticate value is of either
+ * scheme.  The second finds an NTLM authenticate (type 3) message in an
+ * Authorization value, raw or inside Negotiate's SPNEGO token, and
+ * writes its "DOMAIN\user" (UTF-16LE, as sent; cut to size) to dst;
+ * it returns the length, 0 when there is none (a Kerberos ticket, a
+ * type 1 message, anything malformed).  Only the first
+ * NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN bytes of the token are decoded.
+ */
+
+#define NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN  4096
+#define NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER   128
+
+int ngx_http_exchange_health_ntlm_scheme(const u_char *p, size_t len);
+size_t ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len,
+    u_char *dst, size_t size);
+
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_REQUEST_H_INCLUDED_ */

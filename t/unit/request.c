@@ -85,6 +85,24 @@ same(const char *a, const char *b)
 }
 
 
+static int
+scheme(const char *v)
+{
+    return ngx_http_exchange_health_ntlm_scheme((const u_char *) v,
+                                                strlen(v));
+}
+
+
+static u_char  ubuf[128];
+
+static size_t
+user(const char *v, size_t size)
+{
+    return ngx_http_exchange_health_ntlm_user((const u_char *) v, strlen(v),
+                                              ubuf, size);
+}
+
+
 int
 main(void)
 {
@@ -193,6 +211,40 @@ main(void)
                                                   4), "has not: a cut %4");
     UNIT_OK(!ngx_http_exchange_health_has_mailbox((const u_char *) "/owa/",
                                                   5), "has not: no address");
+
+    UNIT_OK(scheme("NTLM TlRMTVNTUAABAAAA"), "scheme: NTLM and a token");
+    UNIT_OK(scheme("negotiate YIIB"), "scheme: Negotiate, any case");
+    UNIT_OK(scheme("NTLM"), "scheme: a 401's bare NTLM");
+    UNIT_OK(scheme("Negotiate"), "scheme: a 401's bare Negotiate");
+    UNIT_OK(!scheme("NTLMv2 abc"), "scheme: not a longer word");
+    UNIT_OK(!scheme("Basic YWxpY2U6eA=="), "scheme: not Basic");
+    UNIT_OK(!scheme("NTL"), "scheme: not a cut one");
+    UNIT_OK(!scheme(""), "scheme: not empty");
+
+    UNIT_OK(user("NTLM TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQAAAAA4ADgBIAAAACgAKAF"
+                 "YAAAAAAAAAYAAAAAAAAABgAAAABYIIADEyMzQ1Njc4QwBPAE4AVABPAFMATwBh"
+                 "AGwAaQBjAGUA", 128) == 25
+            && memcmp(ubuf, "C\0O\0N\0T\0O\0S\0O\0\\a\0l\0i\0c\0e\0",
+                      25) == 0,
+            "user: DOMAIN\\user of a type-3, as sent");
+    UNIT_OK(user("Negotiate YEgGBisGAQUFAqE+TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQ"
+                 "AAAAAIAAgBIAAAABgAGAEoAAAAAAAAAUAAAAAAAAABQAAAABYIIADEyMzQ1Njc4"
+                 "WABiAG8AYgA=", 128) == 9
+            && memcmp(ubuf, "X\0\\b\0o\0b\0", 9) == 0,
+            "user: a type-3 inside Negotiate's SPNEGO token");
+    UNIT_OK(user("NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA=", 128)
+            == 0, "user: none in a type-1");
+    UNIT_OK(user("NTLM TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQAAAAAIAAgBIAAAABgAGAI"
+                 "gTAAAAAAAAUAAAAAAAAABQAAAABYIIADEyMzQ1Njc4WABiAG8AYgA=", 128)
+            == 0, "user: none when a buffer points past the message");
+    UNIT_OK(user("NTLM TlRMTVNTUAADAAAA", 128) == 0, "user: none, cut short");
+    UNIT_OK(user("Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEF", 128)
+            == 0, "user: none in a Kerberos ticket");
+    UNIT_OK(user("NTLM", 128) == 0, "user: none without a token");
+    UNIT_OK(user("NTLM TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQAAAAA4ADgBIAAAACgAKAF"
+                 "YAAAAAAAAAYAAAAAAAAABgAAAABYIIADEyMzQ1Njc4QwBPAE4AVABPAFMATwBh"
+                 "AGwAaQBjAGUA", 20) == 20,
+            "user: cut to the room given");
 
     return unit_done();
 }
