@@ -271,6 +271,8 @@ typedef struct {
     ngx_uint_t              line;
     ngx_uint_t              per_server;
     ngx_uint_t              balancing;      /* its init_upstream ran */
+    ngx_flag_t              ntlm;           /* exchange_health_ntlm */
+    ngx_http_upstream_init_peer_pt        bind_init_peer;
 
     ngx_uint_t              fails;
     ngx_msec_t              window;
@@ -334,6 +336,10 @@ typedef struct {
 #define NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED  ((ngx_uint_t) -1)
 
 
+typedef struct ngx_http_exchange_health_binding_s
+    ngx_http_exchange_health_binding_t;
+
+
 /* one server tried for a request */
 typedef struct {
     ngx_uint_t              peer;           /* index: primaries first */
@@ -394,6 +400,16 @@ typedef struct {
     ngx_str_t                             fe_name;   /* its X-FEServer */
     ngx_str_t                             verdict_text;
 
+    /* connection-bound sign-in (NTLM, Negotiate), and the peer below */
+    ngx_http_exchange_health_binding_t   *binding;
+    ngx_event_get_peer_pt                 bind_get;
+    ngx_event_free_peer_pt                bind_free;
+    void                                 *bind_data;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt         bind_set_session;
+    ngx_event_save_peer_session_pt        bind_save_session;
+#endif
+
     unsigned                              detect:1;
     unsigned                              signed_in:1;
     unsigned                              holding:1;
@@ -401,6 +417,9 @@ typedef struct {
     unsigned                              retried:1;
     unsigned                              header_sent:1;
     unsigned                              settled:1;
+    unsigned                              ntlm:1;    /* its credentials */
+    unsigned                              bound:1;   /* a bound line */
+    unsigned                              bypass:1;  /* this try's */
 } ngx_http_exchange_health_ctx_t;
 
 
@@ -469,6 +488,8 @@ ngx_uint_t ngx_http_exchange_health_drained(
     ngx_http_exchange_health_slot_t *slot);
 void ngx_http_exchange_health_recount_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
+ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer);
 
 /* ngx_http_exchange_health_balancer.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -478,6 +499,13 @@ char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_http_exchange_health_needs_zone(ngx_conf_t *cf,
     ngx_http_exchange_health_srv_conf_t *hscf);
 ngx_int_t ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf);
+void ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer);
+ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t state);
+
+/* ngx_http_exchange_health_bind.c */
+ngx_int_t ngx_http_exchange_health_bind_init(ngx_conf_t *cf);
 
 /* ngx_http_exchange_health_filter.c */
 ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);

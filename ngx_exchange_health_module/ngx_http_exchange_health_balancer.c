@@ -557,11 +557,10 @@ ngx_http_exchange_health_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
-    ngx_int_t                            rc;
-    ngx_uint_t                           i;
-    ngx_http_upstream_rr_peer_t         *peer;
-    ngx_http_upstream_rr_peers_t        *peers;
-    ngx_http_exchange_health_attempt_t  *a;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
 
     /*
      * The configuration widened for this module's retry served nginx's
@@ -601,21 +600,36 @@ ngx_http_exchange_health_get_peer(ngx_peer_connection_t *pc, void *data)
         i = NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED;
     }
 
+    ngx_http_exchange_health_attempt(ctx, i);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer)
+{
+    ngx_http_exchange_health_attempt_t  *a;
+
+    /* a server is tried: chosen here, or the one a binding holds */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: try %ui", peer);
+
     if (ctx->nattempts < NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS) {
         ctx->nattempts++;
     }
 
     a = &ctx->attempt[ctx->nattempts - 1];
     ngx_memzero(a, sizeof(ngx_http_exchange_health_attempt_t));
-    a->peer = i;
+    a->peer = peer;
 
     ctx->scan = NULL;
     ctx->holding = 0;
     ctx->fe_name.len = 0;
 
     ngx_http_exchange_health_picked(ctx, a);
-
-    return NGX_OK;
 }
 
 
@@ -742,6 +756,16 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
+    state = ngx_http_exchange_health_judge_free(pc, ctx, state);
+
+    ngx_http_upstream_free_round_robin_peer(pc, &ctx->rrp, state);
+}
+
+
+ngx_uint_t
+ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t state)
+{
     ngx_uint_t                           timedout;
     ngx_connection_t                    *c;
     ngx_http_upstream_t                 *u;
@@ -794,7 +818,7 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
         ngx_http_exchange_health_blame(ctx, a, 1);
     }
 
-    ngx_http_upstream_free_round_robin_peer(pc, &ctx->rrp, state);
+    return state;
 }
 
 
@@ -964,8 +988,16 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
 
     /* one retry per request: a second failure is a diagnosis, not a cue */
 
+    /*
+     * A request signed in by its connection (NTLM, Negotiate) holds
+     * credentials that are good on that connection only: elsewhere it
+     * would meet a 401.  Its answer goes to the client as it is.
+     */
+
     if (hlcf->retry == NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF
         || ctx->retried
+        || ctx->ntlm
+        || ctx->bound
         || u->peer.tries <= 1
         || (timeout && ngx_current_msec - u->peer.start_time >= timeout)
         || (u->request_sent && r->request_body_no_buffering))

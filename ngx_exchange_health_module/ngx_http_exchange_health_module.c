@@ -39,6 +39,13 @@ static ngx_command_t  ngx_http_exchange_health_commands[] = {
       0,
       NULL },
 
+    { ngx_string("exchange_health_ntlm"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_exchange_health_srv_conf_t, ntlm),
+      NULL },
+
     { ngx_string("exchange_health_eject"),
       NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
       ngx_http_exchange_health_eject,
@@ -158,6 +165,10 @@ ngx_http_exchange_health_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_exchange_health_bind_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_exchange_health_filter_init(cf);
 }
 
@@ -203,6 +214,7 @@ ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf)
      *     hscf->servers = NULL;
      */
 
+    hscf->ntlm = NGX_CONF_UNSET;
     hscf->fails = NGX_CONF_UNSET_UINT;
     hscf->window = NGX_CONF_UNSET_MSEC;
     hscf->users = NGX_CONF_UNSET_UINT;

@@ -448,6 +448,39 @@ ngx_http_exchange_health_drained(ngx_http_exchange_health_srv_conf_t *conf,
 }
 
 
+ngx_uint_t
+ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer)
+{
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_server_t    *srv;
+    ngx_http_exchange_health_upstream_t  *up;
+
+    /*
+     * Whether a server takes no new work of the request's protocol now:
+     * ejected (unless the farm is at fault) or drained.  Read unlocked:
+     * a stale answer keeps or drops one connection one request early.
+     */
+
+    up = ctx->conf->sh;
+
+    if (up == NULL || peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
+        return 0;
+    }
+
+    srv = ctx->conf->servers[peer];
+    if (srv == NULL) {
+        return 0;
+    }
+
+    slot = &srv->slot[ctx->slot];
+
+    return (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+            && !up->farm[ctx->slot].fault)
+           || ngx_http_exchange_health_drained(ctx->conf, slot);
+}
+
+
 void
 ngx_http_exchange_health_recount_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)

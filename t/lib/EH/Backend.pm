@@ -84,7 +84,7 @@ my %MATCH_KEYS = map { $_ => 1 } qw(method path signed_in user match_headers
 # Actions:
 my %ACTION_KEYS = map { $_ => 1 } qw(name capture status reason body headers
     add_headers remove_headers chunked gzip deflate delay trickle split
-    split_pause close reset truncate raw vars keepalive beserver);
+    split_pause close reset truncate raw vars keepalive beserver ntlm);
 
 # ---------------------------------------------------------------- object
 
@@ -654,6 +654,7 @@ sub _respond {
 
     my ($idx, $r) = $req->{bad} ? (-1, { name => 'bad-request', status => 400 })
                                 : $self->_match($req);
+    $r = $self->_ntlm($io, $req, $r) if $r->{ntlm};
 
     my $vars = $self->vars;
     $vars->{BESERVER} = $r->{beserver} if defined $r->{beserver};
@@ -722,6 +723,8 @@ sub _respond {
         query      => ($req->{target} =~ /\?(.*)/s ? $1 : undef),
         version    => $req->{version},
         signed_in  => $req->{signed_in},
+        (defined $req->{ntlm} ? (ntlm => $req->{ntlm},
+                                 ntlm_user => $req->{ntlm_user}) : ()),
         user       => $req->{user},
         cadata     => $cadata,
         cookies    => $cookies,
@@ -775,6 +778,68 @@ sub _respond {
     return 0 if $action eq 'truncate' || (defined $status && $status == 599);
     return 0 if defined $r->{keepalive} && !$r->{keepalive};
     return _keepalive($req, $bytes);
+}
+
+# NTLM as IIS does it: it signs in a connection, not a request.  A
+# type-1 message gets a 401 with a challenge made for this connection; a
+# type-3 that answers that challenge, on the same connection, signs the
+# connection in (the simulated type-3 carries the challenge as its NT
+# response); later requests on it need no Authorization.  Anything else
+# gets a 401 offering Negotiate and NTLM.  The route answers signed-in
+# requests; $req->{ntlm} says what happened, for the request log.
+sub _ntlm {
+    my ($self, $io, $req, $r) = @_;
+    my $st = $io->{ntlm} //= {};
+    my ($auth) = @{ $req->{headers}{authorization} || [] };
+    my $offer = [ [ 'WWW-Authenticate' => 'Negotiate' ],
+                  [ 'WWW-Authenticate' => 'NTLM' ] ];
+    my $deny = sub {
+        my ($why, @h) = @_;
+        $req->{ntlm} = $why;
+        return { name => "ntlm-$why", status => 401, body => "401 $why\n",
+                 add_headers => @h ? [ \@h ] : $offer };
+    };
+    if (defined $auth) {
+        my ($scheme, $tok) = $auth =~ /\A(NTLM|Negotiate) +([A-Za-z0-9+\/=]+)\z/i
+            or return $deny->('bad-authorization');
+        require MIME::Base64;
+        my $msg = MIME::Base64::decode_base64($tok);
+        my ($sig, $type) = unpack 'a8 V', $msg;
+        return $deny->('bad-authorization') unless ($sig // '') eq "NTLMSSP\0";
+        if ($type == 1) {
+            my $ch = join '', map { chr int rand 256 } 1 .. 8;
+            %$st = (challenge => $ch);
+            my $t2 = "NTLMSSP\0" . pack('V', 2) . pack('vvV', 0, 0, 48)
+                   . pack('V', 0x00088207) . $ch . ("\0" x 16);
+            return $deny->('challenge',
+                'WWW-Authenticate' => "$scheme " . MIME::Base64::encode_base64($t2, ''));
+        }
+        if ($type == 3 && length $msg >= 64) {
+            my ($ntlen, $ntoff) = unpack 'v x2 V', substr($msg, 20, 8);
+            my ($ulen, $uoff) = unpack 'v x2 V', substr($msg, 36, 8);
+            my $fits = $ntoff + $ntlen <= length $msg && $uoff + $ulen <= length $msg;
+            my $nt = $fits ? substr($msg, $ntoff, $ntlen) : '';
+            my $user = $fits ? substr($msg, $uoff, $ulen) : '';
+            $user =~ s/\0//g;
+            if ($fits && defined $st->{challenge} && $nt eq $st->{challenge}) {
+                %$st = (user => $user);
+            }
+            else {
+                %$st = ();
+                return $deny->('wrong-challenge');
+            }
+        }
+        else {
+            %$st = ();
+            return $deny->('bad-message');
+        }
+    }
+    return $deny->('anonymous') unless defined $st->{user};
+    $req->{ntlm} = defined $auth ? 'authenticated' : 'connection';
+    $req->{ntlm_user} = $st->{user};
+    return { %$r, body => "signed in as $st->{user} on $self->{name}\n" }
+        if !defined $r->{capture} && !defined $r->{body};
+    return $r;
 }
 
 # May the connection carry another request after this exchange?
