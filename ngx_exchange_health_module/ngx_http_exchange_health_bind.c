@@ -16,8 +16,7 @@
  * each request; either way the handshake never completes.
  *
  * Once a request carries "Authorization: NTLM ..." or "Negotiate ...",
- * or its server answers 401 offering one of them, its upstream connection
- * is bound to the client connection: it is never given to anyone else,
+ * its upstream connection is bound to the client connection: it is never given to anyone else,
  * the client's later requests go through it, and it is closed when the
  * client connection closes.  The binding is a cleanup of the client
  * connection's pool, so it lives and dies with that connection; bound
@@ -70,8 +69,6 @@ static ngx_http_exchange_health_binding_t *
     ngx_http_exchange_health_srv_conf_t *conf);
 static ngx_uint_t ngx_http_exchange_health_keepable(ngx_peer_connection_t *pc,
     ngx_http_upstream_t *u, ngx_uint_t state);
-static ngx_uint_t ngx_http_exchange_health_offers_auth(
-    ngx_http_upstream_t *u);
 static void ngx_http_exchange_health_bind_idle(ngx_event_t *ev);
 static void ngx_http_exchange_health_bind_dummy(ngx_event_t *ev);
 static void ngx_http_exchange_health_bind_close(ngx_connection_t *c);
@@ -146,10 +143,12 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
                                                          auth->value.len);
 
     /*
+     * One main request at a time uses an HTTP/1.x connection (pipelined
+     * ones wait their turn), so a binding is never wanted twice at once.
      * Many requests share an HTTP/2 or HTTP/3 connection, and
      * subrequests share their request's: a connection's sign-in cannot
      * be theirs.  Such requests go through unbound; NTLM over them fails
-     * as it would with no module (document: offer HTTP/1.1 there).
+     * as it would with no module (offer HTTP/1.1 there).
      */
 
     if (r->http_version >= NGX_HTTP_VERSION_20 || r != r->main) {
@@ -163,6 +162,21 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
 
         return NGX_OK;
     }
+
+    b = ngx_http_exchange_health_binding(r, hscf);
+
+    /*
+     * Neither credentials nor a binding: nothing to keep, and the
+     * balancer below is left as it is, at no cost.  A 401 alone holds
+     * no sign-in on its connection, so it binds nothing: the type-1
+     * message that follows it starts the handshake, and the binding.
+     */
+
+    if (!ctx->ntlm && b == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->binding = b;
 
     ctx->bind_get = u->peer.get;
     ctx->bind_free = u->peer.free;
@@ -178,14 +192,6 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
     u->peer.set_session = ngx_http_exchange_health_bind_set_session;
     u->peer.save_session = ngx_http_exchange_health_bind_save_session;
 #endif
-
-    /*
-     * One main request at a time uses an HTTP/1.x connection (pipelined
-     * ones wait their turn), so a binding is never wanted twice at once.
-     */
-
-    b = ngx_http_exchange_health_binding(r, hscf);
-    ctx->binding = b;
 
     /* who the request is: the NTLM user, else who signed the line in */
 
@@ -208,12 +214,10 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
         ctx->user_key = b->user;
     }
 
-    if (b || ctx->ntlm) {
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "exchange health: connection-bound auth, "
-                       "ntlm:%ui bound:%p user:\"%V\"",
-                       (ngx_uint_t) ctx->ntlm, b, &ctx->user_key);
-    }
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "exchange health: connection-bound auth, "
+                   "ntlm:%ui bound:%p user:\"%V\"",
+                   (ngx_uint_t) ctx->ntlm, b, &ctx->user_key);
 
     return NGX_OK;
 }
@@ -296,7 +300,7 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
-    ngx_uint_t                           bypass, want, peer;
+    ngx_uint_t                           bypass, peer;
     ngx_connection_t                    *c;
     ngx_http_request_t                  *r;
     ngx_http_upstream_t                 *u;
@@ -313,11 +317,7 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
     peer = ctx->nattempts ? ctx->attempt[ctx->nattempts - 1].peer
                           : NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED;
 
-    want = bypass || ctx->ntlm
-           || (u->headers_in.status_n == NGX_HTTP_UNAUTHORIZED
-               && ngx_http_exchange_health_offers_auth(u));
-
-    if (!want || c == NULL) {
+    if (!(bypass || ctx->ntlm) || c == NULL) {
         goto done;
     }
 
@@ -524,42 +524,6 @@ ngx_http_exchange_health_keepable(ngx_peer_connection_t *pc,
            && u->request_body_sent
            && !ngx_terminate && !ngx_exiting
            && ngx_handle_read_event(c->read, 0) == NGX_OK;
-}
-
-
-static ngx_uint_t
-ngx_http_exchange_health_offers_auth(ngx_http_upstream_t *u)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    /* a 401 is rare: every WWW-Authenticate of it is looked at */
-
-    part = &u->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("WWW-Authenticate") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "WWW-Authenticate",
-                               sizeof("WWW-Authenticate") - 1) == 0
-            && ngx_http_exchange_health_ntlm_scheme(h[i].value.data,
-                                                    h[i].value.len))
-        {
-            return 1;
-        }
-    }
 }
 
 
