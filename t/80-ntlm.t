@@ -60,9 +60,16 @@ ntlm_routes();
         is $same, $N, "$scheme: every client stays on one server, as itself";
     }
 
-    # the user was read from the type-3 message: one user, one key
+    # the back ends saw the later requests signed in by their connection
     my @log = grep { ($_->{ntlm} // '') eq 'connection' } $farm->requests;
     ok @log >= 3 * $N, 'the back ends saw requests signed in by their connection';
+
+    # 401 challenges are no failures: nothing judged failing, nothing out
+    my @v = grep { $_->{uri} =~ m{^/mapi/} } EH::Front::verdicts($ng);
+    ok @v >= 2 * 5 * $N, 'the module logged the Outlook requests';
+    is scalar(grep { $_->{verdict} =~ /fail|error/ } @v), 0,
+        'no 401 of the handshakes was judged a failure';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'no server ejected';
 
     $plain->stop;
     $ng->stop;
