@@ -435,4 +435,23 @@ sub c_strings {
     $ng->stop;
 }
 
+# --------------------------------------------------------------------
+# docs/architecture.md: names every source file, and the functions it
+# names exist
+{
+    my $arch = slurp("$docs/architecture.md");
+    my $src = "$repo/ngx_exchange_health_module";
+    opendir my $dh, $src or die "$src: $!";
+    my @files = sort grep { /\.[ch]\z/ } readdir $dh;
+    my @missing = grep { my $f = $_; my $stem = $f =~ s/\.[ch]\z//r;
+                         $arch !~ /\Q$f\E/ && $arch !~ /`\Q$stem\E\.c` \/ `\.h`/ } @files;
+    is "@missing", '', 'architecture.md names every source file (' . scalar(@files) . ')';
+    my $code = join '', map { slurp("$src/$_") } @files;
+    my ($life) = $arch =~ /## The life of a proxied request(.*?)## Shared memory/s;
+    my @names = $life =~ /`([a-z_]+)`/g;
+    my @unknown = grep { $code !~ /\bngx_http_exchange_health_\Q$_\E\(/ } @names;
+    ok @names >= 30, 'architecture.md: the request\'s path names its functions (' . scalar(@names) . ')';
+    is "@unknown", '', 'architecture.md: every function it names exists';
+}
+
 done_testing;
