@@ -713,6 +713,7 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     ngx_uint_t                            i, k, status;
     ngx_list_t                           *headers;
     ngx_http_upstream_t                  *u;
+    ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_rule_t     **rule;
     ngx_http_exchange_health_attempt_t   *a;
     ngx_http_exchange_health_loc_conf_t  *hlcf;
@@ -732,11 +733,16 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
      * server's signed-in path works: a 2xx that a mailbox server took
      * part in.  Exchange's front end proxies to a mailbox only for a user
      * it signed in; the logon redirect a forged or expired cookie gets,
-     * even from a broken server, names none.  Looked at only then.
+     * even from a broken server, names none.  So does the end of a
+     * server's part in requests that failed on every server tried.
+     * Looked at only then.
      */
 
+    farm = ctx->conf->sh ? &ctx->conf->sh->farm[ctx->slot] : NULL;
+
     if (a->trial
-        || (ctx->conf->sh && ctx->conf->sh->farm[ctx->slot].fault))
+        || (farm && (farm->fault
+                     || (a->peer < 64 && (farm->failing >> a->peer & 1)))))
     {
         a->mailbox = status >= 200 && status < 300
                      && (ngx_http_exchange_health_header(headers,

@@ -554,13 +554,15 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     up = ctx->conf->sh;
     farm = &up->farm[ctx->slot];
 
-    /* only a signed-in answer from a mailbox shows the path works */
+    /*
+     * Only a signed-in answer from a mailbox shows the path works.  Read
+     * unlocked first: on healthy traffic there is nothing to change.
+     */
 
     if (!ctx->signed_in
         || !a->mailbox
         || (!a->trial
-            && !(farm->fault
-                 && (farm->failing & ngx_http_exchange_health_bit(a->peer)))))
+            && !(farm->failing & ngx_http_exchange_health_bit(a->peer))))
     {
         return;
     }
@@ -593,6 +595,21 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
 
         ev.change = ngx_http_exchange_health_farm_cleared;
         ev.name = ctx->conf->servers[a->peer]->name;
+
+    } else if (!farm->fault) {
+
+        /*
+         * A server that failed a request on every server tried now
+         * serves a signed-in user well: those failures were the
+         * request's.  It is no longer counted toward a farm-wide fault,
+         * nor passed over by a retry.
+         */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                       "exchange health: peer %ui answers well, no longer "
+                       "failing for the farm", a->peer);
+
+        farm->failing &= ~ngx_http_exchange_health_bit(a->peer);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);

@@ -292,4 +292,41 @@ subtest 'ActiveSync\'s answers for one device or user are no failure' => sub {
     }
 };
 
+subtest 'a request that fails on every server, among users served well, is no farm fault' => sub {
+    # One OWA call fails the same way on every server (a 500 naming the
+    # server), for many users, while the same servers answer everyone's
+    # pages well: the request's failure, not the farm's.  Before a good
+    # signed-in answer cleared a server from the farm's failing set,
+    # three such users raised a farm-wide fault, and a retry passed over
+    # every server that had failed the request.
+    $farm->heal;
+    for my $b ($farm->servers) {
+        $b->prepend({ name => 'poison', path => '^/owa/service\.svc\?action=Poison',
+                      signed_in => 1, status => 500,
+                      add_headers => [ [ 'X-FEServer' => $b->name ] ] });
+    }
+    $farm->clear_logs;
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=1m;',
+                              location => 'exchange_health_retry on non_idempotent;');
+    $ng->start;
+
+    for my $i (1 .. 8) {
+        for my $u (1 .. 3) {
+            $ng->request(GET => '/owa/', signed_in => "ok$i-$u");
+        }
+        my $r = $ng->request(POST => '/owa/service.svc?action=Poison',
+                             signed_in => "user$i", body => '{}');
+        is $r->{status}, 500, "poison $i: the client gets the server's 500";
+    }
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0, 'no farm-wide fault';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'no server ejected';
+
+    # the pages after it spread evenly: first tries are round robin's
+    $farm->clear_logs;
+    $ng->request(GET => '/owa/', signed_in => "after$_") for 1 .. 30;
+    is_deeply $farm->hits(path => '^/owa/$'), { EXCH1 => 10, EXCH2 => 10, EXCH3 => 10 },
+        'load stays even';
+    $ng->stop;
+};
+
 done_testing;

@@ -117,7 +117,7 @@ ntlm_routes();
     ok $upstream_conns->() >= 1, 'the last client still holds its upstream connection';
     $last->close;
     my $left;
-    wait_until(sub { ($left = $upstream_conns->()) == 0 }, 5);
+    wait_until(sub { ($left = $upstream_conns->()) == 0 }, timeout => 5);
     is $left, 0, "no upstream connection left open after $n clients (keepalive 4)";
     $ng->stop;
 }
