@@ -164,6 +164,31 @@ ntlm_routes();
 }
 
 # --------------------------------------------------------------------
+# 4b. an operator drains the server a client is bound to, for mapi only:
+#     the client's next request signs in again on another server
+{
+    ntlm_routes();
+    my $ng = EH::Front::nginx($farm, upstream => 'keepalive 16;',
+        server => "server_name mail.contoso.com;\n"
+                . 'location = /admin { exchange_health_status admin=on; }');
+    $ng->start;
+    my @clients = map { EH::Ntlm::outlook(port => $ng->port, user => "d$_") } 1 .. 6;
+    is count_ok(@clients), 6, 'drain: six clients signed in';
+    my $r = $ng->request(POST => '/admin?action=drain&server=EXCH1&protocol=mapi',
+                         body => '', headers => { 'X-Exchange-Health-Admin' => 1 });
+    is $r->{status}, 200, 'drain: EXCH1 drained for mapi';
+    $farm->clear_logs;
+    for my $i (0 .. $#clients) {
+        my ($st, $r) = EH::Ntlm::again($clients[$i]{client}, user => "d$i");
+        is $r->{status}, 200, "drain: client $i answered 200 (@$st)";
+        ok !(grep { $_ != 200 && $_ != 401 } @$st), "drain: client $i saw no error";
+    }
+    is $farm->server('EXCH1')->hits(path => '^/mapi/'), 0,
+        'drain: EXCH1 gets no more Outlook requests';
+    $ng->stop;
+}
+
+# --------------------------------------------------------------------
 # 5. a bound request that fails is not retried elsewhere (its
 #    credentials belong to its connection); bad input gets a clear answer
 {
