@@ -16,11 +16,11 @@
  * each request; either way the handshake never completes.
  *
  * Once a request carries "Authorization: NTLM ..." or "Negotiate ...",
- * its upstream connection is bound to the client connection: it is never given to anyone else,
- * the client's later requests go through it, and it is closed when the
- * client connection closes.  The binding is a cleanup of the client
- * connection's pool, so it lives and dies with that connection; bound
- * connections are never in keepalive's cache.
+ * its upstream connection is bound to the client connection: it is never
+ * given to anyone else, the client's later requests go through it, and it
+ * is closed when the client connection closes.  The binding is a cleanup
+ * of the client connection's pool, so it lives and dies with that
+ * connection; bound connections are never in keepalive's cache.
  *
  * This layer wraps whatever the upstream's balancer is after nginx read
  * the configuration (this module's, under keepalive when configured), so
@@ -435,9 +435,7 @@ ngx_http_exchange_health_bind_save_session(ngx_peer_connection_t *pc,
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
-    if (ctx->bypass) {
-        return;
-    }
+    /* only after a handshake: never on a bound connection handed back */
 
     ctx->bind_save_session(pc, ctx->bind_data);
 }

@@ -93,6 +93,12 @@ scheme(const char *v)
 }
 
 
+/* CONTOSO\alice: an NTLM type-3 message as EH::Ntlm::type3 makes it */
+#define TYPE3_ALICE                                                          \
+    "NTLM TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQAAAAA4ADgBIAAAACgAKAFYAAAAA"    \
+    "AAAAYAAAAAAAAABgAAAABYIIADEyMzQ1Njc4QwBPAE4AVABPAFMATwBhAGwAaQBj"    \
+    "AGUA"
+
 static u_char  ubuf[128];
 
 static size_t
@@ -221,15 +227,13 @@ main(void)
     UNIT_OK(!scheme("NTL"), "scheme: not a cut one");
     UNIT_OK(!scheme(""), "scheme: not empty");
 
-    UNIT_OK(user("NTLM TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQAAAAA4ADgBIAAAACgAKAF"
-                 "YAAAAAAAAAYAAAAAAAAABgAAAABYIIADEyMzQ1Njc4QwBPAE4AVABPAFMATwBh"
-                 "AGwAaQBjAGUA", 128) == 25
+    UNIT_OK(user(TYPE3_ALICE, 128) == 25
             && memcmp(ubuf, "C\0O\0N\0T\0O\0S\0O\0\\a\0l\0i\0c\0e\0",
                       25) == 0,
             "user: DOMAIN\\user of a type-3, as sent");
-    UNIT_OK(user("Negotiate YEgGBisGAQUFAqE+TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQ"
-                 "AAAAAIAAgBIAAAABgAGAEoAAAAAAAAAUAAAAAAAAABQAAAABYIIADEyMzQ1Njc4"
-                 "WABiAG8AYgA=", 128) == 9
+    UNIT_OK(user("Negotiate YEgGBisGAQUFAqE+TlRMTVNTUAADAAAAAAAAAEAAAAAI"
+                 "AAgAQAAAAAIAAgBIAAAABgAGAEoAAAAAAAAAUAAAAAAAAABQAAAABYII"
+                 "ADEyMzQ1Njc4WABiAG8AYgA=", 128) == 9
             && memcmp(ubuf, "X\0\\b\0o\0b\0", 9) == 0,
             "user: a type-3 inside Negotiate's SPNEGO token");
     UNIT_OK(user("NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA=", 128)
@@ -241,9 +245,7 @@ main(void)
     UNIT_OK(user("Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEF", 128)
             == 0, "user: none in a Kerberos ticket");
     UNIT_OK(user("NTLM", 128) == 0, "user: none without a token");
-    UNIT_OK(user("NTLM TlRMTVNTUAADAAAAAAAAAEAAAAAIAAgAQAAAAA4ADgBIAAAACgAKAF"
-                 "YAAAAAAAAAYAAAAAAAAABgAAAABYIIADEyMzQ1Njc4QwBPAE4AVABPAFMATwBh"
-                 "AGwAaQBjAGUA", 20) == 20,
+    UNIT_OK(user(TYPE3_ALICE, 20) == 20,
             "user: cut to the room given");
 
     return unit_done();
