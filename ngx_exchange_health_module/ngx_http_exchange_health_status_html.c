@@ -268,9 +268,14 @@ ngx_http_exchange_health_html_farm(ngx_http_exchange_health_writer_t *w,
                                            "since");
         ngx_http_exchange_health_write(w,
             ": requests fail on every server they try, so no server is "
-            "taken out. The cause is shared by all servers: an Auth "
-            "certificate expired everywhere, a failed update, Active "
-            "Directory, a database.");
+            "taken out. The cause is shared by all servers. The Auth "
+            "certificate is one for the whole organisation: when it has "
+            "expired, or a new one was made current without being "
+            "published to every server, signed-in OWA and ECP fail "
+            "everywhere (<code>Get-AuthConfig</code>, then "
+            "<code>Get-ExchangeCertificate</code> with its "
+            "<code>CurrentCertificateThumbprint</code>). Other shared "
+            "causes: a failed update, Active Directory, a database.");
 
         ngx_http_exchange_health_html_failure(w, snap, &farm->last, NULL);
 
