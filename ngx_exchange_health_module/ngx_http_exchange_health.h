@@ -414,7 +414,7 @@ typedef struct {
     unsigned                              signed_in:1;
     unsigned                              holding:1;
     unsigned                              retrying:1;
-    unsigned                              retried:1;
+    unsigned                              retried:2;
     unsigned                              header_sent:1;
     unsigned                              settled:1;
     unsigned                              ntlm:1;    /* its credentials */
@@ -477,6 +477,8 @@ void ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
 void ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_str_t *name, ngx_uint_t fqdn);
 void ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_same_failure(
+    ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed);
 ngx_str_t ngx_http_exchange_health_log_text(u_char *buf, size_t size,

@@ -986,7 +986,21 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
     hlcf = ctx->lcf;
     timeout = u->conf->next_upstream_timeout;
 
-    /* one retry per request: a second failure is a diagnosis, not a cue */
+    /*
+     * One retry per request: a second failure of the same kind is a
+     * diagnosis (the request fails everywhere), not a cue.  A second
+     * failure of another kind (an errorFE page, then HTTP.SYS's 503) is a
+     * second broken server: the request goes to a third, no further.
+     */
+
+    if (ctx->retried
+        && (ctx->retried >= 2 || ngx_http_exchange_health_same_failure(ctx)))
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: no retry after %ui retries",
+                       (ngx_uint_t) ctx->retried);
+        return 0;
+    }
 
     /*
      * A request signed in by its connection (NTLM, Negotiate) holds
@@ -995,7 +1009,6 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
      */
 
     if (hlcf->retry == NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF
-        || ctx->retried
         || ctx->ntlm
         || ctx->bound
         || u->peer.tries <= 1
@@ -1081,7 +1094,7 @@ ngx_http_exchange_health_retry(ngx_http_request_t *r,
     }
 
     ctx->retrying = 1;
-    ctx->retried = 1;
+    ctx->retried++;
 
     uri = ngx_http_exchange_health_log_text(buf, sizeof(buf), ctx->uri.data,
                                             ctx->uri.len);

@@ -66,8 +66,6 @@ static void ngx_http_exchange_health_request_failure(
     ngx_http_exchange_health_attempt_t *a);
 static void ngx_http_exchange_health_unconfirmed(
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t n);
-static ngx_uint_t ngx_http_exchange_health_same_failure(
-    ngx_http_exchange_health_ctx_t *ctx);
 static ngx_uint_t ngx_http_exchange_health_backend_known(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
@@ -1016,7 +1014,7 @@ ngx_http_exchange_health_backend_known(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_exchange_health_same_failure(ngx_http_exchange_health_ctx_t *ctx)
 {
     ngx_uint_t                           i;

@@ -2,7 +2,8 @@
 
 # The user who lands on the failing server never sees the failure: the
 # answer is discarded before any byte reaches the client and the request
-# goes to another server, once.  The retry is also the diagnosis: another
+# goes to another server, once (to a third when the second failed in
+# another way: two broken servers).  The retry is also the diagnosis: another
 # server's good answer blames the first; the same failure on another
 # server blames none.
 
@@ -10,6 +11,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use EH::Test;
 use EH::Front;
+use EH::Day;
 
 my $farm = farm(tls => 1);
 my $user = 0;
@@ -244,6 +246,32 @@ subtest 'two broken servers of three: the retry goes to the good one' => sub {
         [ qw(EXCH1 EXCH2) ], 'both broken servers ejected';
     is scalar(EH::Front::changes($ng, 'farm-fault')), 0,
         'and no farm-wide fault: EXCH3 never failed';
+    $ng->stop;
+};
+
+subtest 'two servers broken in two ways: the request goes on to the third' => sub {
+    # EXCH1 lost its Auth certificate (an errorFE redirect), EXCH2's app
+    # pool stopped (HTTP.SYS's 503): the first request meets both, in
+    # that order (the weights), and only a third try rescues it.  The
+    # same failure twice is the request's: no third try (above).
+    $farm->heal;
+    $farm->clear_logs;
+    my $day = EH::Day->new(farm => $farm);
+    $day->set(EXCH1 => 'seed');
+    $day->set(EXCH2 => 'app-pool-stopped');
+    $day->set(EXCH3 => 'healthy');
+    my $ng = EH::Front::nginx($farm,
+        upstream => 'exchange_health_eject fails=100;',
+        params => { EXCH1 => 'weight=10', EXCH2 => 'weight=10' });
+    $ng->start;
+
+    my $r = $ng->request(GET => '/owa/', signed_in => 'v' . ++$user);
+    is $r->{status}, 200, 'the user is served';
+    is $r->header('X-FEServer'), 'EXCH3', '... by the third server';
+    is_deeply $farm->hits(path => '^/owa/'), { EXCH1 => 1, EXCH2 => 1, EXCH3 => 1 },
+        'after the two broken ones, once each';
+    my ($v) = EH::Front::wait_verdicts($ng, 1);
+    is $v->{verdict}, 'rescued', 'verdict rescued';
     $ng->stop;
 };
 
