@@ -17,8 +17,10 @@
 #   make fuzz-captures  mutated captures through the replay tool's readers
 #   make fuzz-smoke  all of them for 10 s each, for CI
 #   make bench    benchmarks: the module against plain nginx in one run
-#                 (wrk), the matcher alone, reaction times; not part of
-#                 make test; BENCH_ARGS=--quick for a short run
+#                 (wrk), the matcher alone, reaction times, then a day of
+#                 real traffic beside plain nginx and HAProxy
+#                 (bench/real-traffic); not part of make test;
+#                 BENCH_ARGS=--quick for a short run, REAL_TRAFFIC_ARGS
 #   make load     minutes of load with a flapping server and workers
 #                 killed (bench/load-flapping); LOAD_ARGS=--seconds=30
 #   make deb      the Debian package, as Debian builds its nginx modules
@@ -207,6 +209,7 @@ $(BUILD)/bench/scan-speed: bench/scan-speed.c t/unit/encode.h \
 bench: $(MODULE) $(BUILD)/bench/scan-speed
 	@tools/install-deps bench
 	$(BENCH_ENV) perl bench/run $(BENCH_ARGS)
+	$(BENCH_ENV) perl bench/real-traffic $(REAL_TRAFFIC_ARGS)
 
 load: $(MODULE)
 	@tools/install-deps bench

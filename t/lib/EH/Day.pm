@@ -17,6 +17,7 @@ use strict;
 use warnings;
 
 use POSIX ();
+use Time::HiRes qw(time sleep);
 
 use EH::Nginx;
 use EH::Front;
@@ -30,10 +31,12 @@ my $HTTPSYS = "<HTML><HEAD><TITLE>Service Unavailable</TITLE></HEAD><BODY>"
             . "is unavailable.</p></BODY></HTML>\r\n";
 
 # new(farm => $farm, users => N signed-in users, rounds => R,
-#     clients => C concurrent clients per front end)
+#     clients => C concurrent clients per front end,
+#     seconds => S to spread a phase's requests over S seconds)
 sub new {
     my ($class, %o) = @_;
-    return bless { users => 20, rounds => 3, clients => 1, %o }, $class;
+    return bless { users => 20, rounds => 3, clients => 1, seconds => 0, %o },
+                 $class;
 }
 
 # Requests of one traffic() call that a signed-in user makes to /owa/.
@@ -81,33 +84,46 @@ sub forged {
 }
 
 # One client's share of a phase: users $first, $first + C, ...; returns
-# the number of signed-in requests whose final answer was not 200.
+# the number of signed-in requests whose final answer was not 200.  With
+# seconds => S, its requests are spread over S seconds.
 sub _client {
-    my ($self, $front, $first) = @_;
+    my ($self, $front, $first, $tag) = @_;
     my $failed = 0;
+    my @h = defined $tag ? (headers => { 'X-EH-Front' => $tag }) : ();
+    my $mine = int(($self->{users} - $first) / $self->{clients}) + 1;
+    my $pause = $self->{seconds} ? $self->{seconds} / ($mine * $self->{rounds})
+                                 : 0;
+    my $next = time;
     for my $round (1 .. $self->{rounds}) {
         for (my $u = $first; $u <= $self->{users}; $u += $self->{clients}) {
-            my $r = $front->request(GET => '/owa/', signed_in => "user$u");
+            my $r = $front->request(GET => '/owa/', signed_in => "user$u", @h);
             $failed++ unless ($r->{status} // 0) == 200;
+            $next += $pause;
+            sleep $next - time if $next > time;
         }
         next unless $first == 1;
-        $front->request(GET => '/owa/auth/logon.aspx?replaceCurrent=1') for 1 .. 3;
-        $front->request(GET => '/owa/old/inbox.aspx', signed_in => "user$_") for 1 .. 2;
-        $front->request(GET => '/owa/', signed_in => "db$_") for 1 .. 3;
+        $front->request(GET => '/owa/auth/logon.aspx?replaceCurrent=1', @h)
+            for 1 .. 3;
+        $front->request(GET => '/owa/old/inbox.aspx', signed_in => "user$_", @h)
+            for 1 .. 2;
+        $front->request(GET => '/owa/', signed_in => "db$_", @h) for 1 .. 3;
     }
     return $failed;
 }
 
 # One phase of traffic through a front end: what the users saw, and the
-# signed-in users' requests each server took.
+# signed-in users' requests each server took.  With tag => T, the logs
+# are not cleared and only the requests sent with that tag are counted:
+# several front ends can then run the same phase at once (phase()).
 sub traffic {
-    my ($self, $front) = @_;
+    my ($self, $front, %o) = @_;
     my $farm = $self->{farm};
-    $farm->clear_logs;
+    my $tag = $o{tag};
+    $farm->clear_logs unless defined $tag;
 
     my $failed = 0;
     if ($self->{clients} <= 1) {
-        $failed = $self->_client($front, 1);
+        $failed = $self->_client($front, 1, $tag);
     }
     else {
         my @kids;
@@ -116,7 +132,8 @@ sub traffic {
             my $pid = fork // die "fork: $!";
             if (!$pid) {
                 close $r;
-                my $f = eval { $self->_client($front, $c) } // $self->signed_in;
+                my $f = eval { $self->_client($front, $c, $tag) }
+                        // $self->signed_in;
                 print $w "$f\n";
                 close $w;
                 POSIX::_exit(0);
@@ -132,13 +149,54 @@ sub traffic {
         }
     }
 
-    my %load = map {
-        my $s = $_;
-        $s => scalar(grep { ($_->{user} // '') =~ /^user\d+$/ }
-                     $farm->server($s)->requests(path => '^/owa/$'))
-    } $farm->names;
     return { failed => $failed, requests => $self->signed_in,
-             load => \%load };
+             load => $self->load($tag) };
+}
+
+# The signed-in users' requests each server took (those sent with $tag).
+sub load {
+    my ($self, $tag) = @_;
+    my $farm = $self->{farm};
+    return { map {
+        my $s = $_;
+        $s => scalar(grep {
+                  ($_->{user} // '') =~ /^user\d+$/
+                  && (!defined $tag
+                      || ($_->{headers}{'x-eh-front'} // '') eq $tag)
+              } $farm->server($s)->requests(path => '^/owa/$'))
+    } $farm->names };
+}
+
+# The same phase through several front ends at once, { name => front }:
+# { name => traffic() result }.
+sub phase {
+    my ($self, $fronts) = @_;
+    $self->{farm}->clear_logs;
+    my %kid;
+    for my $name (sort keys %$fronts) {
+        pipe my $r, my $w or die "pipe: $!";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $r;
+            my $t = eval { $self->traffic($fronts->{$name}, tag => $name) };
+            print $w ($t ? $t->{failed} : $self->signed_in), "\n";
+            close $w;
+            POSIX::_exit(0);
+        }
+        close $w;
+        $kid{$name} = [ $pid, $r ];
+    }
+    my %res;
+    for my $name (sort keys %kid) {
+        my ($pid, $r) = @{ $kid{$name} };
+        my $failed = <$r>;
+        waitpid $pid, 0;
+        chomp $failed if defined $failed;
+        $res{$name} = { failed => $failed // $self->signed_in,
+                        requests => $self->signed_in,
+                        load => $self->load($name) };
+    }
+    return \%res;
 }
 
 # Is the load within 10 % of even over @healthy?
