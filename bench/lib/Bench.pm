@@ -545,6 +545,65 @@ CONF
     return $ng;
 }
 
+# HAProxy in front of the same back ends, as a peer (EH::Haproxy): one
+# thread, keep-alive to the back ends, round robin; lua => 1 adds the
+# do-it-yourself reading of answers (bench/haproxy-exchange.lua after
+# "http-response wait-for-body").  No health checks: they cost nothing
+# per request.  undef when HAProxy is not installed.
+sub haproxy {
+    my ($b, %o) = @_;
+    require EH::Haproxy;
+    return undef unless EH::Haproxy::available();
+    my $lua_file = repo_root() . "/bench/haproxy-exchange.lua";
+    my ($lua_load, $judge) = ('', '');
+    if ($o{lua}) {
+        $lua_load = "    lua-load $lua_file";
+        $judge = <<'J';
+    http-response wait-for-body time 1s at-least 4k if { res.hdr(content-type) -m beg text/html }
+    http-response lua.exchange_judge
+J
+    }
+    my $servers = sub {
+        my ($scheme) = @_;
+        my $ssl = $scheme eq 'https' ? ' ssl verify none' : '';
+        return join '', map { "    server $_ " . $b->addr($_, $scheme) . "$ssl\n" }
+                        $b->names;
+    };
+    my $hp = EH::Haproxy->new(config => <<"CONF");
+global
+    nbthread 1
+    maxconn 4096
+    stats socket {{SOCK}} level admin
+$lua_load
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 60s
+    timeout http-keep-alive 300s
+
+frontend http_to_http
+    bind 127.0.0.1:{{PORT}}
+    default_backend exchange
+
+frontend http_to_https
+    bind 127.0.0.1:{{PORT_TLS}}
+    default_backend exchange_tls
+
+backend exchange
+    balance roundrobin
+$judge@{[ $servers->('http') ]}
+backend exchange_tls
+    balance roundrobin
+$judge@{[ $servers->('https') ]}
+CONF
+    $hp->start;
+    return $hp;
+}
+
 # port of a front for a transport to the back ends ('http' / 'https')
 sub front_port {
     my ($ng, $transport) = @_;
