@@ -19,6 +19,7 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_RULES        64    /* per location */
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
+#define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions proven, a page */
 
 /* a trial request that has not answered by then no longer blocks others */
 #define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
@@ -207,6 +208,13 @@ typedef struct {
     ngx_uint_t              layout;
     ngx_msec_t              save_next;      /* of the state file */
     ngx_queue_t             upstreams;
+
+    /*
+     * Sessions seen signed in for real: hashes of users that got an
+     * answer a mailbox server took part in, one per slot, the newest
+     * wins.  Only they vote for a failure no other server confirmed.
+     */
+    uint32_t               *proven;
 } ngx_http_exchange_health_shctx_t;
 
 
@@ -277,6 +285,7 @@ typedef struct {
     ngx_uint_t              fails;
     ngx_msec_t              window;
     ngx_uint_t              users;
+    ngx_flag_t              any_voter;      /* voters=any */
     ngx_msec_t              time;
     ngx_msec_t              max_time;
     ngx_uint_t              max_ejected;    /* of primary servers */
@@ -417,6 +426,7 @@ typedef struct {
     unsigned                              retried:2;
     unsigned                              header_sent:1;
     unsigned                              settled:1;
+    unsigned                              voter:1;   /* believed signed in */
     unsigned                              ntlm:1;    /* its credentials */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */

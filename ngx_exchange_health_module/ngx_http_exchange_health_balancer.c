@@ -207,6 +207,14 @@ ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
             num = &hscf->users;
             s.data = value[i].data + 6;
 
+        } else if (ngx_strcmp(value[i].data, "voters=signed_in") == 0) {
+            hscf->any_voter = 0;
+            continue;
+
+        } else if (ngx_strcmp(value[i].data, "voters=any") == 0) {
+            hscf->any_voter = 1;
+            continue;
+
         } else if (ngx_strncmp(value[i].data, "window=", 7) == 0) {
             ms = &hscf->window;
             s.data = value[i].data + 7;
@@ -245,8 +253,9 @@ ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\", use \"fails=\", "
-                               "\"window=\", \"users=\", \"time=\", "
-                               "\"max_time=\" or \"max_ejected=\"",
+                               "\"window=\", \"users=\", \"voters=\", "
+                               "\"time=\", \"max_time=\" or "
+                               "\"max_ejected=\"",
                                &value[i]);
             return NGX_CONF_ERROR;
         }
@@ -412,6 +421,8 @@ ngx_http_exchange_health_init_upstream(ngx_conf_t *cf,
     if (hscf->users == NGX_CONF_UNSET_UINT) {
         hscf->users = 2;
     }
+
+    ngx_conf_init_value(hscf->any_voter, 0);
 
     if (hscf->window == NGX_CONF_UNSET_MSEC) {
         hscf->window = 30000;

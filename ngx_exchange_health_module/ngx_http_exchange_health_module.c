@@ -218,6 +218,7 @@ ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf)
     hscf->fails = NGX_CONF_UNSET_UINT;
     hscf->window = NGX_CONF_UNSET_MSEC;
     hscf->users = NGX_CONF_UNSET_UINT;
+    hscf->any_voter = NGX_CONF_UNSET;
     hscf->time = NGX_CONF_UNSET_MSEC;
     hscf->max_time = NGX_CONF_UNSET_MSEC;
     hscf->max_ejected = NGX_CONF_UNSET_UINT;

@@ -133,6 +133,10 @@ static ngx_str_t  ngx_http_exchange_health_default_user_errors =
                "|ObjectNotFound|MailboxCrossSiteFailover)Exception");
 
 
+/* signed-in answers seen by this worker, for sampling the proof */
+static ngx_uint_t  ngx_http_exchange_health_samples;
+
+
 static ngx_str_t  ngx_http_exchange_health_x_feserver =
     ngx_string("X-FEServer");
 static ngx_str_t  ngx_http_exchange_health_x_owa_error =
@@ -740,9 +744,18 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
 
     farm = ctx->conf->sh ? &ctx->conf->sh->farm[ctx->slot] : NULL;
 
+    /*
+     * The same proof makes a session a voter (state.c): looked for on the
+     * first request of a client connection and on one in 16 others, so
+     * that a healthy answer mostly costs no header walk.
+     */
+
     if (a->trial
         || (farm && (farm->fault
-                     || (a->peer < 64 && (farm->failing >> a->peer & 1)))))
+                     || (a->peer < 64 && (farm->failing >> a->peer & 1))))
+        || (farm && ctx->signed_in
+            && (r->connection->requests == 1
+                || (++ngx_http_exchange_health_samples & 15) == 0)))
     {
         a->mailbox = status >= 200 && status < 300
                      && (ngx_http_exchange_health_header(headers,

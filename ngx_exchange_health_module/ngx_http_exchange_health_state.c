@@ -86,6 +86,10 @@ static void ngx_http_exchange_health_record(
     ngx_http_exchange_health_failure_t *f);
 static uint32_t ngx_http_exchange_health_user(
     ngx_http_exchange_health_ctx_t *ctx);
+static void ngx_http_exchange_health_prove(ngx_http_exchange_health_ctx_t *ctx);
+static ngx_uint_t ngx_http_exchange_health_voter(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
 static ngx_uint_t ngx_http_exchange_health_max_ejected(
     ngx_http_exchange_health_srv_conf_t *conf);
 static void ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
@@ -552,6 +556,10 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     up = ctx->conf->sh;
     farm = &up->farm[ctx->slot];
 
+    if (ctx->signed_in && a->mailbox) {
+        ngx_http_exchange_health_prove(ctx);
+    }
+
     /*
      * Only a signed-in answer from a mailbox shows the path works.  Read
      * unlocked first: on healthy traffic there is nothing to change.
@@ -637,7 +645,7 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     if (!confirmed) {
-        ctx->user = ngx_http_exchange_health_user(ctx);
+        ctx->voter = ngx_http_exchange_health_voter(ctx, a);
     }
 
     (void) ngx_atomic_fetch_add(&slot->requests, 1);
@@ -904,7 +912,7 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
         }
     }
 
-    ctx->user = ngx_http_exchange_health_user(ctx);
+    ctx->voter = ngx_http_exchange_health_voter(ctx, a);
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -1159,7 +1167,7 @@ ngx_http_exchange_health_count(ngx_http_exchange_health_ctx_t *ctx,
     if (confirmed) {
         w->confirmed = 1;
 
-    } else {
+    } else if (ctx->voter) {
         for (i = 0; i < w->nusers; i++) {
             if (w->users[i] == ctx->user) {
                 break;
@@ -1205,7 +1213,69 @@ ngx_http_exchange_health_user(ngx_http_exchange_health_ctx_t *ctx)
 {
     /* who is asking: the OWA session, else the credentials, else the IP */
 
-    return ngx_crc32_short(ctx->user_key.data, ctx->user_key.len);
+    return ngx_murmur_hash2(ctx->user_key.data, ctx->user_key.len);
+}
+
+
+static void
+ngx_http_exchange_health_prove(ngx_http_exchange_health_ctx_t *ctx)
+{
+    uint32_t                          *proven;
+    ngx_http_exchange_health_shctx_t  *sh;
+
+    /*
+     * The session got an answer a mailbox server took part in: Exchange
+     * signed it in.  Unlocked: a slot is one aligned word, written only
+     * when it changes, and a write lost to a race costs one vote.
+     */
+
+    sh = ctx->conf->shpool->data;
+    ctx->user = ngx_http_exchange_health_user(ctx);
+    proven = &sh->proven[ctx->user % NGX_HTTP_EXCHANGE_HEALTH_PROVEN];
+
+    if (*proven != ctx->user) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                       "exchange health: session %08xD proven", ctx->user);
+        *proven = ctx->user;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    ngx_http_exchange_health_shctx_t  *sh;
+
+    /*
+     * Whether a failure no other server confirmed may count toward an
+     * ejection or a farm-wide fault.  OWA is on the internet: anyone can
+     * send a made-up cookie or credentials, and each would be a user.  A
+     * session votes when Exchange is known to have signed it in: it got
+     * an answer a mailbox server took part in before, or this failure
+     * names its mailbox server (X-BEServer): the front end proxies only
+     * requests it signed in.
+     */
+
+    ctx->user = ngx_http_exchange_health_user(ctx);
+
+    if (a->backend.len || ctx->conf->any_voter) {
+        return 1;
+    }
+
+    sh = ctx->conf->shpool->data;
+
+    if (ctx->user != 0
+        && sh->proven[ctx->user % NGX_HTTP_EXCHANGE_HEALTH_PROVEN] == ctx->user)
+    {
+        return 1;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: session %08xD not known signed in: "
+                   "no vote", ctx->user);
+
+    return 0;
 }
 
 

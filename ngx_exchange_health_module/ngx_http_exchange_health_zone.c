@@ -19,7 +19,8 @@
 /* changes whenever the records change shape: a reload then starts afresh */
 #define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT                                      \
     (0x45480000 ^ sizeof(ngx_http_exchange_health_server_t)                  \
-     ^ sizeof(ngx_http_exchange_health_upstream_t) << 12)
+     ^ sizeof(ngx_http_exchange_health_upstream_t) << 12                     \
+     ^ sizeof(ngx_http_exchange_health_shctx_t) << 24)
 
 
 /* a record over a page takes two: fail the build instead */
@@ -173,6 +174,14 @@ ngx_http_exchange_health_new_sh(ngx_shm_zone_t *shm_zone)
 
     zone->sh->layout = NGX_HTTP_EXCHANGE_HEALTH_LAYOUT;
     ngx_queue_init(&zone->sh->upstreams);
+
+    /* zeroed: no session is proven yet */
+
+    zone->sh->proven = ngx_slab_calloc(zone->shpool,
+                          NGX_HTTP_EXCHANGE_HEALTH_PROVEN * sizeof(uint32_t));
+    if (zone->sh->proven == NULL) {
+        return NGX_ERROR;
+    }
 
     len = sizeof(" in exchange_health zone \"\"") + shm_zone->shm.name.len;
 

@@ -6,6 +6,10 @@
 # other protocols still reach EXCH2.  Retry is off here, so detection
 # and ejection are seen alone.
 
+# The users here make one request each and never opened OWA before, so
+# the upstreams say voters=any: these tests are about what is found in
+# answers, t/19-who-votes.t about who may vote.
+
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use EH::Test;
@@ -131,7 +135,7 @@ for my $f (@forms) {
     }
 
     my $ng = EH::Front::nginx($farm,
-                              upstream => 'exchange_health_eject time=60s;',
+                              upstream => 'exchange_health_eject time=60s voters=any;',
                               location => 'exchange_health_retry off;');
     $ng->start;
 

@@ -6,6 +6,10 @@
 # location levels, exchange_health_detect off, exchange_health_protocol,
 # and $exchange_health_verdict / _server / _protocol.
 
+# The users here make one request each and never opened OWA before, so
+# the upstreams say voters=any: these tests are about what is found in
+# answers, t/19-who-votes.t about who may vote.
+
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use EH::Test;
@@ -82,7 +86,7 @@ my $MAINT_ROUTE = { status => 503, headers => { 'X-Custom' => 'Scheduled MAINTEN
     $farm->heal;
     $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/', %$MAINT_ROUTE });
 
-    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
                               location => "exchange_health_retry off;\n$MAINT");
     $ng->start;
     my @r = drive($ng, '/owa/', 9, 'maint');
@@ -98,7 +102,7 @@ my $MAINT_ROUTE = { status => 503, headers => { 'X-Custom' => 'Scheduled MAINTEN
     $farm->heal;
     $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/', status => 503,
                                       headers => { 'X-Custom' => 'upgrade' } });
-    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
                            location => "exchange_health_retry off;\n$MAINT");
     $ng->start;
     drive($ng, '/owa/', 12, 'upgrade');
@@ -116,7 +120,7 @@ my $MAINT_ROUTE = { status => 503, headers => { 'X-Custom' => 'Scheduled MAINTEN
     $farm->heal;
     $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/', body => $page });
 
-    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
         location => qq{exchange_health_retry off;\nexchange_health_rule custom "body=Our custom error page";});
     $ng->start;
     my @r = drive($ng, '/owa/', 9, 'custom');
@@ -138,7 +142,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
     $farm->clear_logs;
     $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/', body => $page });
 
-    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
         location => qq{exchange_health_retry off;\n}
                   . qq{exchange_health_rule custom "body=Our custom error page" scan=1k;});
     $ng->start;
@@ -161,7 +165,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
 
     $farm->heal;
     $farm->server('EXCH2')->preset('seed');
-    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
                               location => "exchange_health_retry off;\n$FE500");
     $ng->start;
     my @r = drive($ng, '/owa/service.svc?action=GetFolder', 12, 'fe500-');
@@ -177,7 +181,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
     $farm->heal;
     $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/service\.svc',
         capture => 'owa-service-500', headers => { 'X-FEServer' => 'NOBODY' } });
-    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
                            location => "exchange_health_retry off;\n$FE500");
     $ng->start;
     drive($ng, '/owa/service.svc?action=GetFolder', 9, 'nobody');
@@ -187,7 +191,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
     # errorfe-redirect off: the seed case does not eject
     $farm->heal;
     $farm->server('EXCH2')->preset('seed');
-    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
         location => "exchange_health_retry off;\nexchange_health_rule errorfe-redirect off;");
     $ng->start;
     @r = drive($ng, '/owa/', 12, 'redir-off');
@@ -207,7 +211,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
 {
     $farm->heal;
     $farm->server('EXCH2')->prepend({ signed_in => 1, path => '^/owa/', %$MAINT_ROUTE });
-    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
         location => 'exchange_health_rule mine status=503 header=X-Custom scope=user;');
     $ng->start;
     my @r = drive($ng, '/owa/', 15, 'mine');
@@ -222,7 +226,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
 
     $farm->heal;
     $farm->server('EXCH2')->preset('seed');
-    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s;',
+    $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=60s voters=any;',
         location => 'exchange_health_user_errors "ExAssertException";');
     $ng->start;
     @r = drive($ng, '/owa/', 15, 'assert');
@@ -244,7 +248,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
 
 {
     my %conf = (
-        upstream => 'exchange_health_eject time=60s;',
+        upstream => 'exchange_health_eject time=60s voters=any;',
         http     => $MAINT,
         location => 'exchange_health_retry off;',
         server   => "exchange_health_rule srv status=409;\n"
@@ -324,7 +328,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
     $farm->heal;
     $farm->server('EXCH2')->preset('seed');
     my $ng = EH::Front::nginx($farm,
-        upstream => 'exchange_health_eject time=60s;',
+        upstream => 'exchange_health_eject time=60s voters=any;',
         http     => $KIND_LOG,
         server   => loc('/owa/', 'exchange_health_detect off;')
                   . loc('/owa/service.svc', 'exchange_health_retry off;'));
@@ -362,7 +366,7 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
                       capture => $b->name eq 'EXCH2' ? 'errorfe-redirect' : 'owa-signed-in' });
     }
     my $ng = EH::Front::nginx($farm,
-        upstream => 'exchange_health_eject time=60s;',
+        upstream => 'exchange_health_eject time=60s voters=any;',
         location => 'exchange_health_retry off;',
         server   => loc('/mail/', 'exchange_health_protocol owa;',
                         'exchange_health_retry off;'));

@@ -10,6 +10,10 @@
 # in the window, in answers that name an OWA error.  HEAD and non-HTML
 # answers are judged by their header alone.
 
+# The users here make one request each and never opened OWA before, so
+# the upstreams say voters=any: these tests are about what is found in
+# answers, t/19-who-votes.t about who may vote.
+
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use EH::Test;
@@ -170,7 +174,7 @@ for my $gz (0, 1) {
                                       headers => $OWA_ERROR });
 
     my $ng = EH::Front::nginx($farm,
-                              upstream => 'exchange_health_eject time=60s;',
+                              upstream => 'exchange_health_eject time=60s voters=any;',
                               location => 'exchange_health_hold 1k;');
     $ng->start;
 

@@ -166,6 +166,12 @@ bad('exchange_health_eject with an unknown parameter',
     upstream => 'exchange_health_eject fails=3 bogus=1;',
     marker => 'exchange_health_eject fails=3 bogus=1;',
     re => qr/invalid parameter "bogus=1"/);
+bad('exchange_health_eject voters= with an unknown kind',
+    upstream => 'exchange_health_eject voters=everyone;',
+    marker => 'exchange_health_eject voters=everyone;',
+    re => qr/invalid parameter "voters=everyone", use .*"voters="/);
+good('exchange_health_eject voters=any and voters=signed_in',
+    upstream => 'exchange_health_eject users=3 voters=any;');
 bad('exchange_health_eject twice',
     upstream => "exchange_health_eject fails=3;\n    exchange_health_eject time=1m;",
     marker => 'exchange_health_eject time=1m;',

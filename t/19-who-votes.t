@@ -5,7 +5,9 @@
 # the logon) are routed, not judged, whatever cookie they carry; an errorFE
 # redirect for a page that is not there (httpCode 4xx) is the request's,
 # not the server's; a trial passes only on a 2xx a mailbox server took part
-# in, never on the logon redirect a forged cookie gets from a broken server.
+# in, never on the logon redirect a forged cookie gets from a broken server;
+# a failure no other server confirmed counts only for a session Exchange
+# is known to have signed in.
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -55,6 +57,58 @@ subtest 'forged cookies on the errorFE page vote for nothing' => sub {
     is_deeply [grep { $_ ne '-' && $_ ne '' } verdicts($ng, 'errorFE')], [],
         'no verdict on any of them';
 
+    $ng->stop;
+};
+
+# What a scanner's POST gets from every server alike: a 500 from the front
+# end (X-FEServer), before any mailbox server took part (no X-BEServer).
+sub scanner_500 {
+    my ($s) = @_;
+    $farm->server($s)->prepend({ name => 'scanner', method => 'POST',
+        path => '^/ecp/probe\.js', status => 500,
+        headers => { 'X-FEServer' => $s, 'Content-Type' => 'text/html' },
+        body => '<html><body>Server Error</body></html>' });
+}
+
+subtest 'made-up sessions have no vote: a failure no server confirms' => sub {
+    $farm->heal;
+    $farm->clear_logs;
+    scanner_500($_) for qw(EXCH1 EXCH2 EXCH3);
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=1m;');
+    $ng->start;
+
+    # a POST is not retried: nothing tells the request's failure from the
+    # server's but who sends it.  Thirty made-up cookies, ten per server.
+    my @r = map { $ng->request(POST => '/ecp/probe.js', body => 'x',
+                               cookies => { cadata => "made-up$_" }) } 1 .. 30;
+    is scalar(grep { $_->{status} == 500 } @r), 30, 'each gets the 500';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'no server ejected';
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0, 'no farm-wide fault';
+
+    $farm->clear_logs;
+    $ng->request(GET => '/owa/', signed_in => 'after' . $_) for 1 .. 9;
+    is_deeply $farm->hits(path => '^/owa/$'), { EXCH1 => 3, EXCH2 => 3, EXCH3 => 3 },
+        'the load stays even';
+    $ng->stop;
+};
+
+subtest 'sessions Exchange signed in vote: the same failure on one server ejects it' => sub {
+    $farm->heal;
+    $farm->clear_logs;
+    scanner_500('EXCH2');
+    my $ng = EH::Front::nginx($farm, upstream => 'exchange_health_eject time=1m;');
+    $ng->start;
+
+    # each user first opens OWA (an answer from a mailbox server: proof),
+    # then posts; EXCH2 alone fails the post
+    for my $u (1 .. 12) {
+        $ng->request(GET => '/owa/', signed_in => "real$u");
+        $ng->request(POST => '/ecp/probe.js', body => 'x', signed_in => "real$u");
+        last if EH::Front::changes($ng, 'ejected');
+    }
+    my @ej = EH::Front::changes($ng, 'ejected');
+    is scalar(@ej), 1, 'one server ejected';
+    is $ej[0]{server}, 'EXCH2', '... EXCH2';
     $ng->stop;
 };
 

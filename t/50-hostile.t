@@ -99,15 +99,20 @@ sub junk {
 
 # The front end: EH::Front's configuration with the status page,
 # max_fails=0 and proxy_read_timeout 3s (read_timeout => to change it).
+# Its users make one request each and never opened OWA before: the
+# upstream says voters=any, as these tests are about what is found in
+# answers; t/19-who-votes.t is about who votes.
 sub front {
     my (%o) = @_;
     my $rt = delete $o{read_timeout} // '3s';
     my $location = join "\n        ", "proxy_read_timeout $rt;",
         grep { defined && length } delete $o{location};
     my $server = join "\n    ", $STATUS, grep { defined && length } delete $o{server};
+    my $upstream = join "\n    ", 'exchange_health_eject voters=any;',
+        grep { defined && length } delete $o{upstream};
     my $ng = EH::Front::nginx($farm,
         params => { %NO_MAX_FAILS, %{ delete $o{params} || {} } },
-        server => $server, location => $location, %o);
+        server => $server, location => $location, upstream => $upstream, %o);
     $ng->start;
     return $ng;
 }
