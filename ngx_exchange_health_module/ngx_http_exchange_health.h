@@ -19,7 +19,7 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_RULES        64    /* per location */
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
-#define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions proven, a page */
+#define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions signed in */
 
 /* a trial request that has not answered by then no longer blocks others */
 #define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
@@ -279,6 +279,7 @@ typedef struct {
     ngx_uint_t              line;
     ngx_uint_t              per_server;
     ngx_uint_t              balancing;      /* its init_upstream ran */
+    ngx_uint_t              eject_set;      /* exchange_health_eject */
     ngx_flag_t              ntlm;           /* exchange_health_ntlm */
     ngx_http_upstream_init_peer_pt        bind_init_peer;
 
@@ -503,7 +504,7 @@ void ngx_http_exchange_health_recount_locked(
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
 
-/* ngx_http_exchange_health_balancer.c */
+/* ngx_http_exchange_health_upstream.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -511,8 +512,18 @@ char *ngx_http_exchange_health_eject(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_http_exchange_health_needs_zone(ngx_conf_t *cf,
     ngx_http_exchange_health_srv_conf_t *hscf);
 ngx_int_t ngx_http_exchange_health_check_upstreams(ngx_conf_t *cf);
+
+/* ngx_http_exchange_health_balancer.c */
+ngx_int_t ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
 void ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
+ngx_uint_t ngx_http_exchange_health_usable(
+    ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
+
+/* ngx_http_exchange_health_judge.c */
+void ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t state);
 

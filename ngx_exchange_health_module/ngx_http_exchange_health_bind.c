@@ -98,9 +98,9 @@ ngx_http_exchange_health_bind_init(ngx_conf_t *cf)
     for (i = 0; i < hmcf->upstreams.nelts; i++) {
         hscf = hscfp[i];
 
-        ngx_conf_init_value(hscf->ntlm, 1);
+        /* ntlm is set by init_upstream, which ran for every upstream */
 
-        if (!hscf->ntlm || hscf->upstream->peer.init == NULL) {
+        if (hscf->ntlm != 1 || hscf->upstream->peer.init == NULL) {
             continue;
         }
 

@@ -223,6 +223,7 @@ ngx_http_exchange_health_create_srv_conf(ngx_conf_t *cf)
     hscf->max_time = NGX_CONF_UNSET_MSEC;
     hscf->max_ejected = NGX_CONF_UNSET_UINT;
     hscf->max_ejected_percent = NGX_CONF_UNSET_UINT;
+    hscf->probe_fails = NGX_CONF_UNSET_UINT;
 
     return hscf;
 }

@@ -792,9 +792,15 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     }
 
     if (ctx->eligible && ngx_http_exchange_health_scannable(r)) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: status %ui, the body decides",
+                       status);
         a->verdict = NGX_HTTP_EXCHANGE_HEALTH_PENDING;
         return;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "exchange health: status %ui, healthy", status);
 
     a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
 }
@@ -810,6 +816,8 @@ ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
     a = &ctx->attempt[ctx->nattempts - 1];
 
     if (found < 0) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: no marker in the body, healthy");
         a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
         return;
     }
@@ -857,6 +865,10 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
             return;
         }
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "exchange health: rule \"%V\" matched, status %ui, "
+                   "scope %ui", &rule->name, a->status, rule->scope);
 
     a->verdict = NGX_HTTP_EXCHANGE_HEALTH_FAILED;
     a->rule = rule->name;

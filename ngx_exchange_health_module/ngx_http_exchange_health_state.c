@@ -431,6 +431,10 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     }
 
     ctx->verdict_text = ngx_http_exchange_health_verdicts[verdict];
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: settled \"%V\" after %ui tries",
+                   &ctx->verdict_text, n);
 }
 
 
@@ -1178,6 +1182,13 @@ ngx_http_exchange_health_count(ngx_http_exchange_health_ctx_t *ctx,
             w->users[w->nusers++] = ctx->user;
         }
     }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: counted, %ui of %ui failures, "
+                   "%ui of %ui users, confirmed %ui",
+                   (ngx_uint_t) w->fails, conf->fails,
+                   (ngx_uint_t) w->nusers, conf->users,
+                   (ngx_uint_t) w->confirmed);
 
     return w->fails >= conf->fails
            && (w->confirmed || w->nusers >= conf->users);
