@@ -204,6 +204,10 @@ typedef struct {
 } ngx_http_exchange_health_upstream_t;
 
 
+/*
+ * shared memory: the zone's header.  A change to any structure marked
+ * "shared memory" bumps NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION (zone.c).
+ */
 typedef struct {
     ngx_uint_t              layout;
     ngx_msec_t              save_next;      /* of the state file */

@@ -16,11 +16,20 @@
  */
 
 
-/* changes whenever the records change shape: a reload then starts afresh */
+/*
+ * The shape of the shared records.  Bump the version with any change to
+ * the structures of ngx_http_exchange_health.h marked "shared memory" (a
+ * field added, removed, resized or moved): a reload onto a module of
+ * another shape then starts the zone afresh instead of reading it wrong.
+ * The sizes are a safety net for a forgotten bump that changes one.
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION  2
+
 #define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT                                      \
-    (0x45480000 ^ sizeof(ngx_http_exchange_health_server_t)                  \
-     ^ sizeof(ngx_http_exchange_health_upstream_t) << 12                     \
-     ^ sizeof(ngx_http_exchange_health_shctx_t) << 24)
+    ((0x4548 + NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION) << 16                \
+     ^ sizeof(ngx_http_exchange_health_server_t)                             \
+     ^ sizeof(ngx_http_exchange_health_upstream_t) << 4                      \
+     ^ sizeof(ngx_http_exchange_health_shctx_t) << 8)
 
 
 /* a record over a page takes two: fail the build instead */
