@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ngx_http_exchange_health_request.h"
 
@@ -29,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void fuzz_uri(const u_char *p, size_t len);
 static void fuzz_name(const u_char *p, size_t len);
 static void fuzz_ntlm(const u_char *p, size_t len);
+static void fuzz_healthcheck(const u_char *p, size_t len);
 static void fuzz_cookie(const u_char *p, size_t len, const char *name);
 static const u_char *fuzz_cookie_ref(const u_char *p, size_t len,
     const char *name, size_t *vlen);
@@ -58,6 +60,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_errorfe(data, size);
     fuzz_mask(data, size);
     fuzz_ntlm(data, size);
+    fuzz_healthcheck(data, size);
 
     for (i = 0; i < sizeof(fuzz_cookie_name) / sizeof(char *); i++) {
         fuzz_cookie(data, size, fuzz_cookie_name[i]);
@@ -329,6 +332,37 @@ fuzz_ntlm(const u_char *p, size_t len)
 
         if (n > size || dst[size] != 0xa5) {
             fprintf(stderr, "fuzz: NTLM user of %zu bytes in %zu\n", n, size);
+            abort();
+        }
+    }
+}
+
+
+static void
+fuzz_healthcheck(const u_char *p, size_t len)
+{
+    size_t         n, i;
+    const u_char  *name;
+
+    /* any body: a name inside it, printable, right after "<br/>" */
+
+    name = NULL;
+    n = ngx_http_exchange_health_healthcheck_name(p, len, &name);
+
+    if (n == 0) {
+        return;
+    }
+
+    if (name < p + 5 || name + n > p + len
+        || strncasecmp((const char *) name - 5, "<br/>", 5) != 0)
+    {
+        fprintf(stderr, "fuzz: healthcheck name outside its body\n");
+        abort();
+    }
+
+    for (i = 0; i < n; i++) {
+        if (name[i] <= ' ' || name[i] >= 0x7f) {
+            fprintf(stderr, "fuzz: healthcheck name byte %02x\n", name[i]);
             abort();
         }
     }

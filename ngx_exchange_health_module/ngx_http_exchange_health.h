@@ -441,9 +441,6 @@ typedef struct {
 /* ngx_http_exchange_health_module.c */
 extern ngx_module_t  ngx_http_exchange_health_module;
 
-void ngx_http_exchange_health_protocol_name(
-    ngx_http_exchange_health_ctx_t *ctx, ngx_str_t *name);
-
 /* ngx_http_exchange_health_rules.c */
 char *ngx_http_exchange_health_rule(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

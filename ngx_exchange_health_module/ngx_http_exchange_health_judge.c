@@ -454,7 +454,6 @@ static void
 ngx_http_exchange_health_learn(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
-    u_char                              *p, *last;
     ngx_str_t                            fqdn;
     ngx_buf_t                           *b;
     ngx_table_elt_t                     *h;
@@ -502,21 +501,11 @@ ngx_http_exchange_health_learn(ngx_http_request_t *r,
         return;
     }
 
-    last = b->pos + u->headers_in.content_length_n;
-    p = ngx_strlcasestrn(b->pos, last, (u_char *) "<br/>", 5 - 1);
-
-    if (p == NULL) {
+    fqdn.len = ngx_http_exchange_health_healthcheck_name(b->pos,
+                                  (size_t) u->headers_in.content_length_n,
+                                  (const u_char **) &fqdn.data);
+    if (fqdn.len == 0) {
         return;
-    }
-
-    fqdn.data = p + 5;
-    fqdn.len = last - fqdn.data;
-
-    while (fqdn.len && (fqdn.data[fqdn.len - 1] == '\n'
-                        || fqdn.data[fqdn.len - 1] == '\r'
-                        || fqdn.data[fqdn.len - 1] == ' '))
-    {
-        fqdn.len--;
     }
 
     ngx_http_exchange_health_learn_name(ctx, a, &fqdn, 1);

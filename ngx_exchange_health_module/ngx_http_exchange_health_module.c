@@ -402,21 +402,6 @@ ngx_http_exchange_health_hold(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-void
-ngx_http_exchange_health_protocol_name(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_str_t *name)
-{
-    if (ctx->conf->per_server) {
-        ngx_str_set(name, "all protocols");
-        return;
-    }
-
-    name->data = (u_char *) ngx_http_exchange_health_protocols[ctx->protocol]
-                                                                      .name;
-    name->len = ngx_strlen(name->data);
-}
-
-
 static ngx_int_t
 ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
 {

@@ -836,17 +836,9 @@ ngx_http_exchange_health_probe_judge(ngx_http_exchange_health_probe_t *pr)
 
     ngx_str_null(&fqdn);
 
-    p = ngx_strlcasestrn(body + 4, last, (u_char *) "<br/>", 5 - 1);
-
-    if (p) {
-        fqdn.data = p + 5;
-
-        for (p = fqdn.data; p < last && *p > ' ' && *p < 0x7f; p++) {
-            /* void */
-        }
-
-        fqdn.len = p - fqdn.data;
-    }
+    fqdn.len = ngx_http_exchange_health_healthcheck_name(body + 4,
+                                              last - (body + 4),
+                                              (const u_char **) &fqdn.data);
 
     ngx_http_exchange_health_probe_done(pr, NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK,
                                         NULL, &fqdn);

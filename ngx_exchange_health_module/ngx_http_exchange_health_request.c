@@ -246,6 +246,35 @@ ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len)
 }
 
 
+size_t
+ngx_http_exchange_health_healthcheck_name(const u_char *p, size_t len,
+    const u_char **name)
+{
+    const u_char  *end, *q;
+
+    /* both the probe and live answers read it: one reading */
+
+    end = p + len;
+
+    for ( /* void */ ; end - p >= 5; p++) {
+        if (p[0] == '<' && (p[1] | 0x20) == 'b' && (p[2] | 0x20) == 'r'
+            && p[3] == '/' && p[4] == '>')
+        {
+            p += 5;
+
+            for (q = p; q < end && *q > ' ' && *q < 0x7f; q++) {
+                /* void */
+            }
+
+            *name = p;
+            return q - p;
+        }
+    }
+
+    return 0;
+}
+
+
 const u_char *
 ngx_http_exchange_health_cookie(const u_char *p, size_t len,
     const char *name, size_t *vlen)

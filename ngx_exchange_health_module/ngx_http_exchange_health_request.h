@@ -80,6 +80,14 @@ size_t ngx_http_exchange_health_mask_mailbox(u_char *dst, const u_char *src,
 unsigned ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len);
 
 /*
+ * The server name in a healthcheck.htm body, "200 OK<br/>EXCH1.contoso.
+ * local": the printable run after "<br/>" (any case); its length, 0 when
+ * there is none.  *name points into p.
+ */
+size_t ngx_http_exchange_health_healthcheck_name(const u_char *p,
+    size_t len, const u_char **name);
+
+/*
  * Finds cookie "name" in one Cookie header value; returns its value
  * (and length) or NULL.  Names are compared exactly, as browsers do.
  */

@@ -99,6 +99,8 @@ static ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
 static ngx_msec_t ngx_http_exchange_health_backoff(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t level);
 static uint64_t ngx_http_exchange_health_bit(ngx_uint_t peer);
+static void ngx_http_exchange_health_protocol_name(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_str_t *name);
 
 
 /* the first, for a request not judged, leaves the variable empty */
@@ -1541,4 +1543,21 @@ ngx_http_exchange_health_bit(ngx_uint_t peer)
     /* servers past the 64th share the last bit: a farm that big is rare */
 
     return (uint64_t) 1 << ngx_min(peer, 63);
+}
+
+
+static void
+ngx_http_exchange_health_protocol_name(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_str_t *name)
+{
+    /* what a log line says the state changed for */
+
+    if (ctx->conf->per_server) {
+        ngx_str_set(name, "all protocols");
+        return;
+    }
+
+    name->data = (u_char *) ngx_http_exchange_health_protocols[ctx->protocol]
+                                                                      .name;
+    name->len = ngx_strlen(name->data);
 }

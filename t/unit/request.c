@@ -1,7 +1,8 @@
 
 /*
  * Unit tests of the request facts: protocol from the URI, cookies,
- * anonymous pages, the errorFE redirect's httpCode.
+ * anonymous pages, the errorFE redirect's httpCode, the NTLM user, the
+ * name in a healthcheck.htm body.
  */
 
 
@@ -106,6 +107,27 @@ user(const char *v, size_t size)
 {
     return ngx_http_exchange_health_ntlm_user((const u_char *) v, strlen(v),
                                               ubuf, size);
+}
+
+
+static char  hcbuf[64];
+
+static size_t
+hc(const char *body)
+{
+    size_t         n;
+    const u_char  *name;
+
+    n = ngx_http_exchange_health_healthcheck_name((const u_char *) body,
+                                                  strlen(body), &name);
+    if (n >= sizeof(hcbuf)) {
+        return 0;
+    }
+
+    memcpy(hcbuf, name, n);
+    hcbuf[n] = '\0';
+
+    return n;
 }
 
 
@@ -247,6 +269,20 @@ main(void)
     UNIT_OK(user("NTLM", 128) == 0, "user: none without a token");
     UNIT_OK(user(TYPE3_ALICE, 20) == 20,
             "user: cut to the room given");
+
+    UNIT_OK(hc("200 OK<br/>EXCH1.contoso.local\r\n")
+            && strcmp(hcbuf, "EXCH1.contoso.local") == 0,
+            "healthcheck: the name after <br/>, without the line end");
+    UNIT_OK(hc("200 OK<BR/>exch2") && strcmp(hcbuf, "exch2") == 0,
+            "healthcheck: <BR/> in any case, to the end of the body");
+    UNIT_OK(hc("200 OK<br/>EXCH3 trailing words")
+            && strcmp(hcbuf, "EXCH3") == 0,
+            "healthcheck: the printable run only");
+    UNIT_OK(hc("200 OK") == 0, "healthcheck: none without <br/>");
+    UNIT_OK(hc("200 OK<br/>") == 0, "healthcheck: none after a bare <br/>");
+    UNIT_OK(hc("200 OK<br") == 0, "healthcheck: none in a cut <br/>");
+    UNIT_OK(hc("<br/>\x01name") == 0,
+            "healthcheck: none when a control byte follows");
 
     return unit_done();
 }
