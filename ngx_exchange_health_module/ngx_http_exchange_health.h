@@ -481,6 +481,14 @@ ngx_int_t ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle);
 void ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle);
 
 /* ngx_http_exchange_health_state.c */
+
+/* the policy's two readings of a record, for state.c and the status page */
+#define ngx_http_exchange_health_window_live(w, conf, now)                   \
+    ((w)->fails && (now) - (w)->start <= (conf)->window)
+#define ngx_http_exchange_health_trial_pending(slot, now)                    \
+    ((slot)->trial                                                           \
+     && (now) - (slot)->trial < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT)
+
 ngx_uint_t ngx_http_exchange_health_avoid(
     ngx_http_exchange_health_ctx_t *ctx, uintptr_t *avoid,
     uintptr_t *suspect);

@@ -166,8 +166,9 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    failing = (retry && farm->window.fails
-               && now - farm->window.start <= conf->window)
+    failing = (retry
+               && ngx_http_exchange_health_window_live(&farm->window, conf,
+                                                       now))
               ? farm->failing : 0;
 
     for (i = 0; i < conf->nprimary; i++) {
@@ -191,17 +192,15 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
                 && ((ngx_msec_int_t) (now - slot->until) < 0
                     || !ctx->signed_in
                     || !ctx->detect
-                    || (slot->trial
-                        && now - slot->trial
-                           < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))))
+                    || ngx_http_exchange_health_trial_pending(slot, now))))
         {
             m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
             avoid[i / (8 * sizeof(uintptr_t))] |= m;
             n++;
 
         } else if (retry
-                   && ((slot->window.fails
-                        && now - slot->window.start <= conf->window)
+                   && (ngx_http_exchange_health_window_live(&slot->window,
+                                                            conf, now)
                        || (i < 64 && (failing & ((uint64_t) 1 << i)))))
         {
             m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
@@ -243,8 +242,7 @@ ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
 
     if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
         && (ngx_msec_int_t) (now - slot->until) >= 0
-        && (slot->trial == 0
-            || now - slot->trial >= NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT))
+        && !ngx_http_exchange_health_trial_pending(slot, now))
     {
         slot->trial = now;
         a->trial = 1;

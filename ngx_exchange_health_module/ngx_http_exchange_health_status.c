@@ -406,10 +406,7 @@ ngx_http_exchange_health_snap_states(
                 state = NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED;
                 s->until[p] = ngx_time() + (left + 999) / 1000;
 
-            } else if (slot->trial
-                       && now - slot->trial
-                          < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT)
-            {
+            } else if (ngx_http_exchange_health_trial_pending(slot, now)) {
                 state = NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL;
 
             } else {
@@ -422,8 +419,8 @@ ngx_http_exchange_health_snap_states(
         } else if (ngx_http_exchange_health_drained(up->conf, slot)) {
             state = NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING;
 
-        } else if (slot->window.fails
-                   && now - slot->window.start <= up->conf->window)
+        } else if (ngx_http_exchange_health_window_live(&slot->window,
+                                                        up->conf, now))
         {
             state = NGX_HTTP_EXCHANGE_HEALTH_S_FAILING;
 
@@ -550,7 +547,7 @@ ngx_http_exchange_health_request_failing(
 
     farm = &up->record.farm[p];
 
-    return farm->window.fails && now - farm->window.start <= up->conf->window;
+    return ngx_http_exchange_health_window_live(&farm->window, up->conf, now);
 }
 
 
