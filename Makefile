@@ -117,14 +117,7 @@ static:
 	@test -x "$(NGINX_SOURCE)/configure" \
 	    || { echo "usage: make static NGINX_SOURCE=<nginx source tree>"; exit 2; }
 	@tools/install-deps build test
-	rm -rf $(BUILD)/static
-	mkdir -p $(BUILD)
-	cp -r $(NGINX_SOURCE) $(BUILD)/static
-	cd $(BUILD)/static && ./configure --with-http_ssl_module \
-	    --with-http_v2_module --with-threads --add-module=$(CURDIR) \
-	    > configure.log 2>&1 || { tail -20 configure.log; exit 1; }
-	$(MAKE) -C $(BUILD)/static -j2 > $(BUILD)/static/make.log 2>&1 \
-	    || { grep -B2 -A6 -E "error|warning" $(BUILD)/static/make.log; exit 1; }
+	tools/build-static $(NGINX_SOURCE) $(BUILD)/static
 	EH_MODULE=static EH_NGINX=$(CURDIR)/$(BUILD)/static/objs/nginx \
 	    $(PROVE) -It/lib $(STATIC_TESTS)
 
@@ -135,16 +128,8 @@ sanitize:
 	$(eval NGINX_SOURCE := $(or $(NGINX_SOURCE),$(shell tools/nginx-source)))
 	@test -x "$(NGINX_SOURCE)/configure" \
 	    || { echo "sanitize: no nginx source tree"; exit 2; }
-	rm -rf $(BUILD)/sanitize
-	mkdir -p $(BUILD)
-	cp -r $(NGINX_SOURCE) $(BUILD)/sanitize
-	cd $(BUILD)/sanitize && ./configure --with-http_ssl_module \
-	    --with-http_v2_module --with-threads --add-module=$(CURDIR) \
-	    --with-cc-opt="$(SANITIZE_CFLAGS)" \
-	    --with-ld-opt="-fsanitize=address,undefined" \
-	    > configure.log 2>&1 || { tail -20 configure.log; exit 1; }
-	$(MAKE) -C $(BUILD)/sanitize -j2 > $(BUILD)/sanitize/make.log 2>&1 \
-	    || { grep -B2 -A6 -E "error|warning" $(BUILD)/sanitize/make.log; exit 1; }
+	tools/build-static $(NGINX_SOURCE) $(BUILD)/sanitize \
+	    "$(SANITIZE_CFLAGS)" "-fsanitize=address,undefined"
 	$(SANITIZE_ENV) EH_MODULE=static EH_NGINX=$(CURDIR)/$(BUILD)/sanitize/objs/nginx \
 	    $(PROVE) -It/lib -r t/
 
@@ -162,23 +147,7 @@ $(FUZZ_SEEDS)/.made: fuzz/seeds $(wildcard t/captures/*.http t/*.t)
 	@touch $@
 
 fuzz: $(FUZZ_BINS) $(FUZZ_SEEDS)/.made
-	@mkdir -p $(BUILD)/fuzz/crashes
-	@failed=""; for f in $(FUZZ_NAMES); do \
-	    mkdir -p $(BUILD)/fuzz/corpus/$$f; \
-	    echo "fuzz: $$f for $(FUZZ_SECONDS) s, log in $(BUILD)/fuzz/$$f.log"; \
-	    if $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) \
-	           -dict=fuzz/$$f.dict -print_final_stats=1 \
-	           -artifact_prefix=$(BUILD)/fuzz/crashes/$$f- \
-	           $(BUILD)/fuzz/corpus/$$f $(FUZZ_SEEDS)/$$f \
-	           > $(BUILD)/fuzz/$$f.log 2>&1; then \
-	        grep -E '^#[0-9]+' $(BUILD)/fuzz/$$f.log | tail -1; \
-	    else \
-	        grep -E '^fuzz:|ERROR|SUMMARY|^Test unit|^artifact' \
-	            $(BUILD)/fuzz/$$f.log; \
-	        failed="$$failed $$f"; \
-	    fi; \
-	done; \
-	test -z "$$failed" || { echo "fuzz: failed:$$failed"; exit 1; }
+	fuzz/run $(BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
 # upstream answers mutated at random through nginx with the module; with
 # the sanitizer build of "make sanitize" when there is one
