@@ -238,10 +238,21 @@ typedef struct {
 } ngx_http_exchange_health_zone_t;
 
 
+/* the answer's headers the module reads, found in one pass (rules.c) */
+#define NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER   0
+#define NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER   1
+#define NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR  2
+#define NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR  3
+#define NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET   4
+#define NGX_HTTP_EXCHANGE_HEALTH_H_N          5
+
+
 /* an "exchange_health_rule" */
 typedef struct {
     ngx_str_t               name;
     ngx_regex_t            *regex;          /* NULL: header present */
+    ngx_int_t               known;          /* NGX_HTTP_EXCHANGE_HEALTH_H_*,
+                                               or -1 */
 } ngx_http_exchange_health_header_cond_t;
 
 
@@ -363,6 +374,7 @@ typedef struct {
     ngx_str_t               rule;
     ngx_str_t               error;          /* X-OWA-Error, owaError= */
     ngx_str_t               backend;        /* X-BEServer of a failure */
+    unsigned                backend_computed:1;  /* X-CalculatedBETarget */
     unsigned                trial:1;
     unsigned                mailbox:1;      /* 2xx from a mailbox: proof */
 } ngx_http_exchange_health_attempt_t;
@@ -412,6 +424,9 @@ typedef struct {
     off_t                                 passed;    /* body filter */
 
     ngx_str_t                             fe_name;   /* its X-FEServer */
+
+    /* this try's answer: its headers the module reads, once read */
+    ngx_table_elt_t                      *known[NGX_HTTP_EXCHANGE_HEALTH_H_N];
     ngx_str_t                             verdict_text;
 
     /* connection-bound sign-in (NTLM, Negotiate), and the peer below */
@@ -432,6 +447,7 @@ typedef struct {
     unsigned                              header_sent:1;
     unsigned                              settled:1;
     unsigned                              voter:1;   /* believed signed in */
+    unsigned                              known_read:1;
     unsigned                              ntlm:1;    /* its credentials */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */
@@ -455,7 +471,8 @@ void ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, int found);
 ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
     ngx_str_t *name);
-ngx_table_elt_t *ngx_http_exchange_health_feserver(ngx_http_request_t *r);
+ngx_table_elt_t *ngx_http_exchange_health_known(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k);
 ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r);
 
 /* ngx_http_exchange_health_zone.c */

@@ -463,7 +463,8 @@ ngx_http_exchange_health_learn(ngx_http_request_t *r,
     u = r->upstream;
     a = &ctx->attempt[ctx->nattempts - 1];
 
-    h = ngx_http_exchange_health_feserver(r);
+    h = ngx_http_exchange_health_known(r, ctx,
+                                       NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER);
 
     /* copied: a retry reads the next answer into the same buffer */
 

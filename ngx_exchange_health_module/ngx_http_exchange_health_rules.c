@@ -28,7 +28,8 @@ static ngx_regex_t *ngx_http_exchange_health_regex(ngx_conf_t *cf,
 static ngx_array_t *ngx_http_exchange_health_defaults(ngx_conf_t *cf);
 static char *ngx_http_exchange_health_compile(ngx_conf_t *cf,
     ngx_http_exchange_health_loc_conf_t *conf);
-static ngx_uint_t ngx_http_exchange_health_headers_match(ngx_list_t *headers,
+static ngx_uint_t ngx_http_exchange_health_headers_match(
+    ngx_http_request_t *r, ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_rule_t *rule);
 static ngx_uint_t ngx_http_exchange_health_scannable(ngx_http_request_t *r);
 static void ngx_http_exchange_health_failed(ngx_http_request_t *r,
@@ -137,18 +138,18 @@ static ngx_str_t  ngx_http_exchange_health_default_user_errors =
 static ngx_uint_t  ngx_http_exchange_health_samples;
 
 
-static ngx_str_t  ngx_http_exchange_health_x_feserver =
-    ngx_string("X-FEServer");
-static ngx_str_t  ngx_http_exchange_health_x_owa_error =
-    ngx_string("X-OWA-Error");
-static ngx_str_t  ngx_http_exchange_health_x_ecp_error =
-    ngx_string("X-ECP-ERROR");
-static ngx_str_t  ngx_http_exchange_health_content_encoding =
-    ngx_string("Content-Encoding");
-static ngx_str_t  ngx_http_exchange_health_x_beserver =
-    ngx_string("X-BEServer");
-static ngx_str_t  ngx_http_exchange_health_x_betarget =
-    ngx_string("X-CalculatedBETarget");
+/* by NGX_HTTP_EXCHANGE_HEALTH_H_*; lowercase, as in h->lowcase_key */
+static ngx_str_t  ngx_http_exchange_health_known_names[] = {
+    ngx_string("x-feserver"),
+    ngx_string("x-beserver"),
+    ngx_string("x-owa-error"),
+    ngx_string("x-ecp-error"),
+    ngx_string("x-calculatedbetarget")
+};
+
+/* their hashes as nginx computes a header's (h->hash), made once */
+static ngx_uint_t  ngx_http_exchange_health_known_hash[
+                                              NGX_HTTP_EXCHANGE_HEALTH_H_N];
 
 
 char *
@@ -389,7 +390,7 @@ ngx_http_exchange_health_parse_header(ngx_conf_t *cf,
 {
     u_char                                  *tilde;
     ngx_str_t                                pattern;
-    ngx_uint_t                               caseless;
+    ngx_uint_t                               i, caseless;
     ngx_http_exchange_health_header_cond_t  *h;
 
     /* "Name", "Name~regex", "Name~*regex" */
@@ -412,6 +413,17 @@ ngx_http_exchange_health_parse_header(ngx_conf_t *cf,
     h->name.data = cond->data;
     h->name.len = tilde ? (size_t) (tilde - cond->data) : cond->len;
     h->regex = NULL;
+    h->known = -1;
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_H_N; i++) {
+        if (h->name.len == ngx_http_exchange_health_known_names[i].len
+            && ngx_strncasecmp(h->name.data,
+                               ngx_http_exchange_health_known_names[i].data,
+                               h->name.len) == 0)
+        {
+            h->known = i;
+        }
+    }
 
     if (h->name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -715,7 +727,6 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
     ngx_uint_t                            i, k, status;
-    ngx_list_t                           *headers;
     ngx_http_upstream_t                  *u;
     ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_rule_t     **rule;
@@ -727,7 +738,6 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     a = &ctx->attempt[ctx->nattempts - 1];
 
     status = u->headers_in.status_n;
-    headers = &u->headers_in.headers;
 
     a->status = status;
     ctx->eligible = 0;
@@ -758,10 +768,10 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
                 || (++ngx_http_exchange_health_samples & 15) == 0)))
     {
         a->mailbox = status >= 200 && status < 300
-                     && (ngx_http_exchange_health_header(headers,
-                             &ngx_http_exchange_health_x_beserver)
-                         || ngx_http_exchange_health_header(headers,
-                             &ngx_http_exchange_health_x_betarget));
+                     && (ngx_http_exchange_health_known(r, ctx,
+                                         NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER)
+                         || ngx_http_exchange_health_known(r, ctx,
+                                         NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET));
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: status %ui, reached a mailbox: %ui",
@@ -774,7 +784,7 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
 
         if (rule[k]->off
             || !ngx_http_exchange_health_status_in(rule[k], status)
-            || !ngx_http_exchange_health_headers_match(headers, rule[k]))
+            || !ngx_http_exchange_health_headers_match(r, ctx, rule[k]))
         {
             continue;
         }
@@ -880,10 +890,10 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
      * buffer, which a retry reuses: keep a copy.
      */
 
-    h[0] = ngx_http_exchange_health_header(&u->headers_in.headers,
-                                         &ngx_http_exchange_health_x_owa_error);
-    h[1] = ngx_http_exchange_health_header(&u->headers_in.headers,
-                                         &ngx_http_exchange_health_x_ecp_error);
+    h[0] = ngx_http_exchange_health_known(r, ctx,
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR);
+    h[1] = ngx_http_exchange_health_known(r, ctx,
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR);
     h[2] = u->headers_in.location;
 
     error = &a->error;
@@ -935,15 +945,25 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
 
     /*
      * The mailbox server that did the work: failures of users of one
-     * database follow it through every front end.
+     * database follow it through every front end.  When it did not
+     * answer (its back-end site down), the front end still names the
+     * target it computed for the user.
      */
 
     ngx_str_null(&a->backend);
+    a->backend_computed = 0;
 
-    h[0] = ngx_http_exchange_health_header(&u->headers_in.headers,
-                                          &ngx_http_exchange_health_x_beserver);
+    h[0] = ngx_http_exchange_health_known(r, ctx,
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER);
+
     if (h[0] == NULL || h[0]->value.len == 0) {
-        return;
+        h[0] = ngx_http_exchange_health_known(r, ctx,
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET);
+        if (h[0] == NULL || h[0]->value.len == 0) {
+            return;
+        }
+
+        a->backend_computed = 1;
     }
 
     p = h[0]->value.data;
@@ -964,8 +984,8 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
 
 
 static ngx_uint_t
-ngx_http_exchange_health_headers_match(ngx_list_t *headers,
-    ngx_http_exchange_health_rule_t *rule)
+ngx_http_exchange_health_headers_match(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule)
 {
     ngx_uint_t                               i;
     ngx_table_elt_t                         *h;
@@ -978,7 +998,10 @@ ngx_http_exchange_health_headers_match(ngx_list_t *headers,
     cond = rule->headers->elts;
 
     for (i = 0; i < rule->headers->nelts; i++) {
-        h = ngx_http_exchange_health_header(headers, &cond[i].name);
+        h = cond[i].known >= 0
+            ? ngx_http_exchange_health_known(r, ctx, cond[i].known)
+            : ngx_http_exchange_health_header(&r->upstream->headers_in.headers,
+                                              &cond[i].name);
 
         if (h == NULL) {
             return 0;
@@ -1027,10 +1050,68 @@ ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
 
 
 ngx_table_elt_t *
-ngx_http_exchange_health_feserver(ngx_http_request_t *r)
+ngx_http_exchange_health_known(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k)
 {
-    return ngx_http_exchange_health_header(&r->upstream->headers_in.headers,
-                                          &ngx_http_exchange_health_x_feserver);
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /*
+     * The headers the module reads of an answer, found in one walk of
+     * its list instead of one walk each; the first of a name counts, as
+     * for any header lookup here.
+     */
+
+    if (ctx->known_read) {
+        return ctx->known[k];
+    }
+
+    ctx->known_read = 1;
+
+    if (ngx_http_exchange_health_known_hash[0] == 0) {
+        for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_H_N; i++) {
+            ngx_http_exchange_health_known_hash[i] = ngx_hash_key(
+                               ngx_http_exchange_health_known_names[i].data,
+                               ngx_http_exchange_health_known_names[i].len);
+        }
+    }
+
+    part = &r->upstream->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        /*
+         * The proxy module has hashed and lowercased every name: a
+         * header of another name mostly costs one comparison of hashes.
+         */
+
+        for (n = 0; n < NGX_HTTP_EXCHANGE_HEALTH_H_N; n++) {
+            if (h[i].hash == ngx_http_exchange_health_known_hash[n]
+                && h[i].key.len == ngx_http_exchange_health_known_names[n].len
+                && ctx->known[n] == NULL
+                && ngx_strncmp(h[i].lowcase_key,
+                               ngx_http_exchange_health_known_names[n].data,
+                               h[i].key.len) == 0)
+            {
+                ctx->known[n] = &h[i];
+                break;
+            }
+        }
+    }
+
+    return ctx->known[k];
 }
 
 
@@ -1068,8 +1149,9 @@ ngx_http_exchange_health_encoding(ngx_http_request_t *r)
     ngx_str_t        *v;
     ngx_table_elt_t  *h;
 
-    h = ngx_http_exchange_health_header(&r->upstream->headers_in.headers,
-                                   &ngx_http_exchange_health_content_encoding);
+    /* the first Content-Encoding, as the proxy module keeps it */
+
+    h = r->upstream->headers_in.content_encoding;
     if (h == NULL) {
         return NGX_HTTP_EXCHANGE_HEALTH_IDENTITY;
     }

@@ -1264,13 +1264,15 @@ ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
      * send a made-up cookie or credentials, and each would be a user.  A
      * session votes when Exchange is known to have signed it in: it got
      * an answer a mailbox server took part in before, or this failure
-     * names its mailbox server (X-BEServer): the front end proxies only
-     * requests it signed in.
+     * names the mailbox server that answered (X-BEServer): the front end
+     * proxies only requests it signed in.
      */
 
     ctx->user = ngx_http_exchange_health_user(ctx);
 
-    if (a->backend.len || ctx->conf->any_voter) {
+    /* a target computed, not reached, proves no sign-in */
+
+    if ((a->backend.len && !a->backend_computed) || ctx->conf->any_voter) {
         return 1;
     }
 

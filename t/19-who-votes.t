@@ -277,6 +277,45 @@ subtest 'a mailbox database down: its back end\'s fault, not the farm\'s' => sub
     $ng->stop;
 };
 
+subtest 'a mailbox server whose back end the front ends cannot reach: its fault, not the farm\'s' => sub {
+    $farm->heal;
+    $farm->clear_logs;
+
+    # Its users opened OWA this morning; then MBX7's back-end site breaks
+    # (a certificate binding on 444 lost): every front end answers them
+    # with its own 500, naming the target it computed
+    # (X-CalculatedBETarget) and no X-BEServer: MBX7 never answered.
+    my $ng = EH::Front::nginx($farm,
+        server => 'location = /status { exchange_health_status; }');
+    $ng->start;
+    $ng->request(GET => '/owa/', signed_in => "mb$_") for 1 .. 4;
+
+    for my $s (qw(EXCH1 EXCH2 EXCH3)) {
+        for my $u (map { "mb$_" } 1 .. 4) {
+            $farm->server($s)->prepend({ name => "be-down-$u", user => $u,
+                path => '^/owa(?:[/?]|$)', status => 500,
+                headers => { 'X-FEServer' => $s,
+                             'X-CalculatedBETarget' => 'mbx7.contoso.local',
+                             'Content-Type' => 'text/html' },
+                body => '<html><body>Internal Server Error</body></html>' });
+        }
+    }
+
+    for my $round (1 .. 3) {
+        $ng->request(GET => '/owa/', signed_in => "mb$_") for 1 .. 4;
+        $ng->request(GET => '/owa/', signed_in => "fine$_") for 1 .. 3;
+    }
+
+    is scalar(EH::Front::changes($ng, 'farm-fault')), 0, 'no farm-wide fault';
+    is scalar(EH::Front::changes($ng, 'ejected')), 0, 'no server ejected';
+    my @be = $ng->grep_error_log(qr/all through mailbox server mbx7 \(/i);
+    is scalar(@be), 1, 'logged once: that back end\'s fault';
+    my ($j) = EH::Front::status_json($ng);
+    like $j->{upstreams}[0]{farm}{owa}{backend} // '', qr/^mbx7$/i,
+        'JSON: the back end named';
+    $ng->stop;
+};
+
 subtest 'an EWS SOAP fault is the request\'s or the user\'s' => sub {
     $farm->heal;
 
