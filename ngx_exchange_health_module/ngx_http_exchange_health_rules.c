@@ -116,6 +116,15 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
       ngx_null_string },
 
     /*
+     * A gateway between nginx and the server (a firewall, a load
+     * balancer per server) that got no answer or a bad one from it:
+     * that path to the server fails, as the server would
+     */
+    { ngx_http_exchange_health_arg("gateway"),
+      ngx_http_exchange_health_arg("status=502,504"),
+      ngx_null_string },
+
+    /*
      * IIS's own 500 page, e.g. 500.19 for a broken web.config after an
      * update: the custom page remote clients get, or the detailed one
      */
