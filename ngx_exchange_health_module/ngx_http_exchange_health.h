@@ -266,6 +266,7 @@ typedef struct {
     ngx_uint_t              any_status;
     ngx_array_t            *headers;        /* of header_cond_t */
     ngx_array_t            *bodies;         /* of ngx_str_t */
+    ngx_str_t               after;          /* where a page names itself */
     size_t                  scan;           /* 0: exchange_health_scan */
 } ngx_http_exchange_health_rule_t;
 

@@ -56,13 +56,15 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
 
     /*
      * The errorFE page itself, in any language: it names itself in a
-     * comment a few hundred bytes in, so a healthy page is cleared after
+     * comment a few hundred bytes in, as every OWA page does, so a page
+     * that names itself otherwise is cleared there, and any other after
      * its first 4 KB.  Its "More details" block comes some 21 KB in and
      * is looked for only in answers that name an OWA error.
      */
     { ngx_http_exchange_health_arg("errorfe-page"),
       ngx_http_exchange_health_arg("body=ASP.auth_errorfe_aspx"),
       ngx_http_exchange_health_arg("scan=4k"),
+      ngx_http_exchange_health_arg("after=<!-- OwaPage = "),
       ngx_null_string },
 
     { ngx_http_exchange_health_arg("errorfe-details"),
@@ -288,6 +290,20 @@ ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
             continue;
         }
 
+        if (ngx_strncmp(args[i].data, "after=", 6) == 0) {
+            rule->after.data = args[i].data + 6;
+            rule->after.len = args[i].len - 6;
+
+            if (rule->after.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "empty \"after=\" in rule \"%V\"",
+                                   &rule->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(args[i].data, "scan=", 5) == 0) {
             s.data = args[i].data + 5;
             s.len = args[i].len - 5;
@@ -318,8 +334,16 @@ ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" in rule \"%V\", use "
                            "\"status=\", \"header=\", \"body=\", "
-                           "\"scan=\", \"scope=\" or \"off\"",
+                           "\"after=\", \"scan=\", \"scope=\" or "
+                           "\"off\"",
                            &args[i], &rule->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rule->after.len && rule->bodies == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rule \"%V\" has \"after=\" but no \"body=\" "
+                           "marker to look for", &rule->name);
         return NGX_CONF_ERROR;
     }
 
@@ -724,6 +748,20 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
             }
 
             conf->marker_rule[i] = (u_char) k;
+
+            if (rule[k]->after.len
+                && ngx_http_exchange_health_marker_prefix(conf->markers, i,
+                                                  rule[k]->after.data,
+                                                  rule[k]->after.len) != 0)
+            {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "\"after=%V\" and \"body=%V\" of rule "
+                              "\"%V\" are over %d bytes together, in %V:%ui",
+                              &rule[k]->after, &body[j], &rule[k]->name,
+                              NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN,
+                              &rule[k]->file, rule[k]->line);
+                return NGX_CONF_ERROR;
+            }
         }
     }
 
@@ -1102,21 +1140,43 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
         }
 
         /*
-         * The proxy module has hashed and lowercased every name: a
-         * header of another name mostly costs one comparison of hashes.
+         * By length first, then by the hash and lowercase name the proxy
+         * module made of it: most headers cost a switch.
          */
 
-        for (n = 0; n < NGX_HTTP_EXCHANGE_HEALTH_H_N; n++) {
-            if (h[i].hash == ngx_http_exchange_health_known_hash[n]
-                && h[i].key.len == ngx_http_exchange_health_known_names[n].len
-                && ctx->known[n] == NULL
-                && ngx_strncmp(h[i].lowcase_key,
-                               ngx_http_exchange_health_known_names[n].data,
-                               h[i].key.len) == 0)
-            {
-                ctx->known[n] = &h[i];
-                break;
-            }
+        switch (h[i].key.len) {
+
+        case sizeof("x-feserver") - 1:     /* and x-beserver */
+            n = (h[i].hash
+                 == ngx_http_exchange_health_known_hash[
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER])
+                ? NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER
+                : NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER;
+            break;
+
+        case sizeof("x-owa-error") - 1:    /* and x-ecp-error */
+            n = (h[i].hash
+                 == ngx_http_exchange_health_known_hash[
+                                         NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR])
+                ? NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR
+                : NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR;
+            break;
+
+        case sizeof("x-calculatedbetarget") - 1:
+            n = NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET;
+            break;
+
+        default:
+            continue;
+        }
+
+        if (h[i].hash == ngx_http_exchange_health_known_hash[n]
+            && ctx->known[n] == NULL
+            && ngx_strncmp(h[i].lowcase_key,
+                           ngx_http_exchange_health_known_names[n].data,
+                           h[i].key.len) == 0)
+        {
+            ctx->known[n] = &h[i];
         }
     }
 

@@ -23,6 +23,11 @@
 
 
 static size_t ngx_http_exchange_health_rarity(u_char c);
+static size_t ngx_http_exchange_health_rarest(const u_char *data, size_t len);
+static int ngx_http_exchange_health_named(ngx_http_exchange_health_scan_t *s,
+    unsigned i, const u_char *p, size_t n, size_t len);
+static const u_char *ngx_http_exchange_health_seek(const u_char *data,
+    size_t dlen, size_t anchor, const u_char *p, size_t len);
 static size_t ngx_http_exchange_health_marker_end(
     const ngx_http_exchange_health_marker_t *m, size_t window);
 static int ngx_http_exchange_health_find(ngx_http_exchange_health_scan_t *s,
@@ -51,7 +56,6 @@ int
 ngx_http_exchange_health_marker_add(ngx_http_exchange_health_markers_t *set,
     const u_char *data, size_t len, size_t window)
 {
-    size_t                              i, rank, best;
     ngx_http_exchange_health_marker_t  *m;
 
     if (len == 0 || len > NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN
@@ -63,25 +67,68 @@ ngx_http_exchange_health_marker_add(ngx_http_exchange_health_markers_t *set,
     m = &set->marker[set->n];
     m->data = data;
     m->len = len;
-    m->anchor = 0;
+    m->anchor = ngx_http_exchange_health_rarest(data, len);
     m->window = window;
-
-    best = 0;
-
-    for (i = 0; i < len; i++) {
-        rank = ngx_http_exchange_health_rarity(data[i]);
-
-        if (rank > best) {
-            best = rank;
-            m->anchor = i;
-        }
-    }
+    m->prefix = NULL;
+    m->prefix_len = 0;
+    m->prefix_anchor = 0;
 
     if (len > set->longest) {
         set->longest = len;
     }
 
     return set->n++;
+}
+
+
+int
+ngx_http_exchange_health_marker_prefix(ngx_http_exchange_health_markers_t *set,
+    int i, const u_char *prefix, size_t len)
+{
+    ngx_http_exchange_health_marker_t  *m;
+
+    if (i < 0 || (unsigned) i >= set->n || len == 0) {
+        return -1;
+    }
+
+    m = &set->marker[i];
+
+    if (len + m->len > NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN) {
+        return -1;
+    }
+
+    m->prefix = prefix;
+    m->prefix_len = len;
+    m->prefix_anchor = ngx_http_exchange_health_rarest(prefix, len);
+
+    /* a prefix and its marker split between two pieces meet in the carry */
+
+    if (len + m->len > set->longest) {
+        set->longest = len + m->len;
+    }
+
+    return 0;
+}
+
+
+static size_t
+ngx_http_exchange_health_rarest(const u_char *data, size_t len)
+{
+    size_t  i, rank, best, anchor;
+
+    best = 0;
+    anchor = 0;
+
+    for (i = 0; i < len; i++) {
+        rank = ngx_http_exchange_health_rarity(data[i]);
+
+        if (rank > best) {
+            best = rank;
+            anchor = i;
+        }
+    }
+
+    return anchor;
 }
 
 
@@ -548,9 +595,9 @@ static int
 ngx_http_exchange_health_find(ngx_http_exchange_health_scan_t *s,
     const u_char *p, size_t n, size_t offset)
 {
+    int                                       named;
     size_t                                    end, len;
     unsigned                                  i;
-    const u_char                             *q, *last;
     const ngx_http_exchange_health_marker_t  *m;
 
     /* "p" holds the decoded body bytes from "offset" on */
@@ -569,22 +616,97 @@ ngx_http_exchange_health_find(ngx_http_exchange_health_scan_t *s,
             continue;
         }
 
-        q = p + m->anchor;
-        last = p + len - (m->len - m->anchor);
+        if (m->prefix_len) {
+            named = ngx_http_exchange_health_named(s, i, p, n, len);
 
-        while (q <= last) {
-            q = memchr(q, m->data[m->anchor], last - q + 1);
-
-            if (q == NULL) {
-                break;
-            }
-
-            if (memcmp(q - m->anchor, m->data, m->len) == 0) {
+            if (named == 1) {
                 return i;
             }
 
-            q++;
+            if (named < 0) {
+                continue;
+            }
         }
+
+        if (ngx_http_exchange_health_seek(m->data, m->len, m->anchor, p, len)
+            != NULL)
+        {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+static const u_char *
+ngx_http_exchange_health_seek(const u_char *data, size_t dlen, size_t anchor,
+    const u_char *p, size_t len)
+{
+    const u_char  *q, *last;
+
+    /* the first "data" wholly within p[0 .. len), by its rarest byte */
+
+    if (len < dlen) {
+        return NULL;
+    }
+
+    q = p + anchor;
+    last = p + len - (dlen - anchor);
+
+    while (q <= last) {
+        q = memchr(q, data[anchor], last - q + 1);
+
+        if (q == NULL) {
+            return NULL;
+        }
+
+        if (memcmp(q - anchor, data, dlen) == 0) {
+            return q - anchor;
+        }
+
+        q++;
+    }
+
+    return NULL;
+}
+
+
+static int
+ngx_http_exchange_health_named(ngx_http_exchange_health_scan_t *s,
+    unsigned i, const u_char *p, size_t n, size_t len)
+{
+    size_t                                    stop;
+    const u_char                             *name;
+    const ngx_http_exchange_health_marker_t  *m;
+
+    /*
+     * The marker counts before the page's name and as the name, never
+     * after it.  1: found; -1: not found, and no longer looked for once
+     * the name is all here (or the window ends first), or looked for
+     * again with the next bytes when the name is cut; 0: no name in
+     * these bytes, look for the marker anywhere.
+     */
+
+    m = &s->markers->marker[i];
+
+    name = ngx_http_exchange_health_seek(m->prefix, m->prefix_len,
+                                         m->prefix_anchor, p, len);
+    if (name == NULL) {
+        return 0;
+    }
+
+    stop = (name - p) + m->prefix_len + m->len;
+
+    if (ngx_http_exchange_health_seek(m->data, m->len, m->anchor, p,
+                                      stop < len ? stop : len)
+        != NULL)
+    {
+        return 1;
+    }
+
+    if (stop <= len || len < n) {
+        s->mask &= ~((uint32_t) 1 << i);
     }
 
     return -1;

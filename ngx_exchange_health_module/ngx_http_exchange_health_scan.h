@@ -41,6 +41,14 @@ typedef struct {
     size_t         len;
     size_t         anchor;      /* offset of its rarest byte */
     size_t         window;      /* looked for in so many bytes; 0: all */
+
+    /*
+     * Where a page names itself: once "prefix" is found, the marker is
+     * right after it or nowhere in the page, and is no longer looked for.
+     */
+    const u_char  *prefix;
+    size_t         prefix_len;
+    size_t         prefix_anchor;
 } ngx_http_exchange_health_marker_t;
 
 
@@ -85,6 +93,14 @@ typedef struct {
 int ngx_http_exchange_health_marker_add(
     ngx_http_exchange_health_markers_t *set, const u_char *data, size_t len,
     size_t window);
+
+/*
+ * Gives marker i a prefix (see the marker); prefix and marker together
+ * fit NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN.  0, or -1 when they do not.
+ */
+int ngx_http_exchange_health_marker_prefix(
+    ngx_http_exchange_health_markers_t *set, int i, const u_char *prefix,
+    size_t len);
 
 void ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     const ngx_http_exchange_health_markers_t *markers, uint32_t mask,

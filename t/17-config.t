@@ -301,6 +301,21 @@ bad('exchange_health_rule with scan= but no body=',
     re => qr/rule "r1" has "scan=" but no "body=" marker to look for/);
 good('exchange_health_rule with scan=',
     location => 'exchange_health_rule r1 body=x scan=1k;');
+bad('exchange_health_rule with after= but no body=',
+    location => 'exchange_health_rule r1 status=500 after=x;',
+    marker => 'exchange_health_rule r1 status=500 after=x;',
+    re => qr/rule "r1" has "after=" but no "body=" marker to look for/);
+bad('exchange_health_rule with an empty after=',
+    location => 'exchange_health_rule r1 body=x after=;',
+    marker => 'exchange_health_rule r1 body=x after=;',
+    re => qr/empty "after=" in rule "r1"/);
+my $long = 'y' x 40;
+bad('exchange_health_rule with after= and body= over 64 bytes',
+    location => "exchange_health_rule r1 body=$long after=$long;",
+    marker => "exchange_health_rule r1 body=$long after=$long;",
+    re => qr/"after=$long" and "body=$long" of rule "r1" are over 64 bytes together/);
+good('exchange_health_rule with after=',
+    location => 'exchange_health_rule r1 "body=Server Error" "after=<title>";');
 bad('exchange_health_rule with an unknown parameter',
     location => 'exchange_health_rule r1 status=500 colour=red;',
     marker => 'exchange_health_rule r1 status=500 colour=red;',

@@ -1,7 +1,8 @@
 
 /*
  * Unit tests of the body scanner: markers found across every split,
- * chunked framing, gzip and deflate, the scan window, broken input.
+ * chunked framing, gzip and deflate, the scan window, broken input, a
+ * page that names itself.
  */
 
 
@@ -471,6 +472,104 @@ test_unchunked(void)
 }
 
 
+static void
+test_named(void)
+{
+    int                                 rc, ok;
+    size_t                              len, cut, at;
+    u_char                              buf[8000];
+    ngx_http_exchange_health_scan_t     s;
+    ngx_http_exchange_health_markers_t  set;
+    static const char                  *healthy =
+                                     "<!-- OwaPage = ASP.default_aspx -->";
+
+    /* errorfe-page as built in: the page names itself after the prefix */
+
+    memset(&set, 0, sizeof(set));
+
+    UNIT_OK(ngx_http_exchange_health_marker_add(&set,
+                (const u_char *) "ASP.auth_errorfe_aspx", 21, 4096) == 0
+            && ngx_http_exchange_health_marker_prefix(&set, 0,
+                (const u_char *) "<!-- OwaPage = ", 15) == 0
+            && set.longest == 36,
+            "named: a marker with a prefix; the carry holds both");
+
+    UNIT_OK(ngx_http_exchange_health_marker_prefix(&set, 0,
+                (const u_char *) "0123456789012345678901234567890123456789"
+                                 "0123", 44) == -1,
+            "named: prefix and marker over 64 bytes refused");
+
+    /* the errorFE page: found, however the bytes are cut */
+
+    ok = 1;
+    len = page(buf, 2000, 107, errorfe);
+
+    for (cut = 1; cut < 200; cut++) {
+        ngx_http_exchange_health_scan_init(&s, &set, 0x1, 32768, 0, 0,
+                                           Z_NULL, Z_NULL, Z_NULL);
+        rc = ngx_http_exchange_health_scan(&s, buf, cut);
+
+        if (rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE) {
+            rc = ngx_http_exchange_health_scan(&s, buf + cut, len - cut);
+        }
+
+        ok &= (rc == 0);
+    }
+
+    UNIT_OK(ok, "named: the errorFE page found across every cut");
+
+    /* a page that names itself otherwise: clean right there */
+
+    ok = 1;
+    len = page(buf, sizeof(buf), 107, healthy);
+
+    for (cut = 1; cut < 200; cut++) {
+        ngx_http_exchange_health_scan_init(&s, &set, 0x1, 32768, 0, 0,
+                                           Z_NULL, Z_NULL, Z_NULL);
+        rc = ngx_http_exchange_health_scan(&s, buf, cut);
+
+        /* the rest in pieces of 100 bytes: which piece decides */
+
+        for (at = cut; rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE && at < len;
+             at += 100)
+        {
+            rc = ngx_http_exchange_health_scan(&s, buf + at,
+                                               len - at < 100 ? len - at : 100);
+        }
+
+        ok &= (rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN && at < 400);
+    }
+
+    UNIT_OK(ok, "named: another page is clean where it names itself, "
+                "across every cut");
+
+    /* its marker further on is not looked for: the page said what it is */
+
+    len = page(buf, sizeof(buf), 107, healthy);
+    memcpy(buf + 1000, errorfe, strlen(errorfe) - 4);
+    memcpy(buf + 1000, "<!-- x", 6);
+
+    ngx_http_exchange_health_scan_init(&s, &set, 0x1, 32768, 0, 0,
+                                       Z_NULL, Z_NULL, Z_NULL);
+    rc = ngx_http_exchange_health_scan(&s, buf, len);
+
+    UNIT_OK(rc == NGX_HTTP_EXCHANGE_HEALTH_SCAN_CLEAN,
+            "named: a marker after another page's name is not looked for");
+
+    /* no name at all: the marker anywhere in the window, as before */
+
+    for (at = 500; at <= 3000; at += 2500) {
+        len = page(buf, sizeof(buf), at, "ASP.auth_errorfe_aspx");
+
+        ngx_http_exchange_health_scan_init(&s, &set, 0x1, 32768, 0, 0,
+                                           Z_NULL, Z_NULL, Z_NULL);
+        rc = ngx_http_exchange_health_scan(&s, buf, len);
+
+        UNIT_OK(rc == 0, "named: without the prefix, found anywhere");
+    }
+}
+
+
 int
 main(void)
 {
@@ -484,6 +583,7 @@ main(void)
     test_mask();
     test_marker_window();
     test_unchunked();
+    test_named();
 
     return unit_done();
 }
