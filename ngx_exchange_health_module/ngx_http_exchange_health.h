@@ -455,6 +455,30 @@ typedef struct {
 } ngx_http_exchange_health_ctx_t;
 
 
+/* a change of state (state.c), logged by events.c */
+typedef enum {
+    ngx_http_exchange_health_nothing = 0,
+    ngx_http_exchange_health_ejected,
+    ngx_http_exchange_health_trial,
+    ngx_http_exchange_health_trial_failed,
+    ngx_http_exchange_health_readmitted,
+    ngx_http_exchange_health_farm_fault,
+    ngx_http_exchange_health_farm_cleared,
+    ngx_http_exchange_health_backend_fault
+} ngx_http_exchange_health_change_e;
+
+
+/* a change of state, logged once the zone is unlocked */
+typedef struct {
+    ngx_http_exchange_health_change_e   change;
+    ngx_msec_t                          duration;
+    ngx_uint_t                          fails;
+    ngx_msec_t                          window;
+    ngx_uint_t                          ejected;
+    ngx_http_exchange_health_name_t     name;
+} ngx_http_exchange_health_event_t;
+
+
 /* ngx_http_exchange_health_module.c */
 extern ngx_module_t  ngx_http_exchange_health_module;
 
@@ -498,6 +522,13 @@ void ngx_http_exchange_health_restore_server(
 ngx_int_t ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle);
 void ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle);
 
+/* ngx_http_exchange_health_events.c */
+void ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+ngx_str_t ngx_http_exchange_health_log_text(u_char *buf, size_t size,
+    u_char *data, size_t len);
+
 /* ngx_http_exchange_health_state.c */
 
 /* the policy's two readings of a record, for state.c and the status page */
@@ -519,8 +550,6 @@ ngx_uint_t ngx_http_exchange_health_same_failure(
     ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed);
-ngx_str_t ngx_http_exchange_health_log_text(u_char *buf, size_t size,
-    u_char *data, size_t len);
 void ngx_http_exchange_health_name_from_fqdn_locked(
     ngx_http_exchange_health_server_t *srv);
 ngx_uint_t ngx_http_exchange_health_drained(
