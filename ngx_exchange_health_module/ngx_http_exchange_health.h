@@ -253,6 +253,7 @@ typedef struct {
     ngx_regex_t            *regex;          /* NULL: header present */
     ngx_int_t               known;          /* NGX_HTTP_EXCHANGE_HEALTH_H_*,
                                                or -1 */
+    ngx_uint_t              absent;         /* "!Name": header absent */
 } ngx_http_exchange_health_header_cond_t;
 
 

@@ -120,10 +120,13 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
     /*
      * A gateway between nginx and the server (a firewall, a load
      * balancer per server) that got no answer or a bad one from it:
-     * that path to the server fails, as the server would
+     * that path to the server fails, as the server would.  Exchange
+     * names itself in what it sends, ActiveSync's own 502 ("the
+     * specified server could not be found") among them: not a gateway's.
      */
     { ngx_http_exchange_health_arg("gateway"),
       ngx_http_exchange_health_arg("status=502,504"),
+      ngx_http_exchange_health_arg("header=!X-FEServer"),
       ngx_null_string },
 
     /*
@@ -426,7 +429,7 @@ ngx_http_exchange_health_parse_header(ngx_conf_t *cf,
     ngx_uint_t                               i, caseless;
     ngx_http_exchange_health_header_cond_t  *h;
 
-    /* "Name", "Name~regex", "Name~*regex" */
+    /* "Name", "Name~regex", "Name~*regex", "!Name" */
 
     if (rule->headers == NULL) {
         rule->headers = ngx_array_create(cf->pool, 2,
@@ -447,6 +450,21 @@ ngx_http_exchange_health_parse_header(ngx_conf_t *cf,
     h->name.len = tilde ? (size_t) (tilde - cond->data) : cond->len;
     h->regex = NULL;
     h->known = -1;
+    h->absent = 0;
+
+    if (h->name.len && h->name.data[0] == '!') {
+        if (tilde) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"header=%V\" of rule \"%V\": an absent "
+                               "header has no value to match", cond,
+                               &rule->name);
+            return NGX_CONF_ERROR;
+        }
+
+        h->absent = 1;
+        h->name.data++;
+        h->name.len--;
+    }
 
     for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_H_N; i++) {
         if (h->name.len == ngx_http_exchange_health_known_names[i].len
@@ -1049,6 +1067,14 @@ ngx_http_exchange_health_headers_match(ngx_http_request_t *r,
             ? ngx_http_exchange_health_known(r, ctx, cond[i].known)
             : ngx_http_exchange_health_header(&r->upstream->headers_in.headers,
                                               &cond[i].name);
+
+        if (cond[i].absent) {
+            if (h) {
+                return 0;
+            }
+
+            continue;
+        }
 
         if (h == NULL) {
             return 0;

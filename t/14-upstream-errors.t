@@ -263,6 +263,25 @@ for my $c (
     $ng->stop;
 
     $farm->clear_logs;
+    # a 502 Exchange sends itself (ActiveSync's "proxy error", the server
+    # it was to reach not found) names its front end: not a gateway's
+    $farm->clear_logs;
+    $farm->server('EXCH2')->prepend({ path => '^/owa', signed_in => 1, status => 502,
+                                      headers => { 'X-FEServer' => 'EXCH2' } });
+    $ng = start_front();
+    @st = map { $ng->request(GET => '/owa/', signed_in => "own$_")->{status} } 1 .. 9;
+    is scalar(grep { $_ == 502 } @st), 3,
+        "$name with X-FEServer: Exchange's own 502s reach the client";
+    is $farm->server('EXCH2')->hits(path => '^/owa'), 3,
+        "$name with X-FEServer: not retried elsewhere";
+    is scalar(EH::Front::changes($ng, 'ejected')), 0,
+        "$name with X-FEServer: no ejection";
+    $ng->stop;
+    $farm->server('EXCH2')->heal;
+    $farm->server('EXCH2')->prepend({ path => '^/owa', signed_in => 1, status => 502,
+                                      headers => { 'X-FEServer' => undef } });
+
+    $farm->clear_logs;
     $ng = start_front(location => 'proxy_next_upstream error timeout http_502;');
     @st = map { $ng->request(GET => '/owa/', signed_in => 'alice')->{status} } 1 .. 9;
     is_deeply \@st, [ (200) x 9 ], "$name: every client gets 200";

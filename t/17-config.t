@@ -301,6 +301,16 @@ bad('exchange_health_rule with scan= but no body=',
     re => qr/rule "r1" has "scan=" but no "body=" marker to look for/);
 good('exchange_health_rule with scan=',
     location => 'exchange_health_rule r1 body=x scan=1k;');
+bad('exchange_health_rule with an absent header and a regex',
+    location => 'exchange_health_rule r1 status=502 header=!X-A~b;',
+    marker => 'exchange_health_rule r1 status=502 header=!X-A~b;',
+    re => qr/"header=!X-A~b" of rule "r1": an absent header has no value to match/);
+bad('exchange_health_rule with header=! and no name',
+    location => 'exchange_health_rule r1 status=502 header=!;',
+    marker => 'exchange_health_rule r1 status=502 header=!;',
+    re => qr/no header name in "header=!" of rule "r1"/);
+good('exchange_health_rule with an absent header',
+    location => 'exchange_health_rule r1 status=502 header=!X-FEServer;');
 bad('exchange_health_rule with after= but no body=',
     location => 'exchange_health_rule r1 status=500 after=x;',
     marker => 'exchange_health_rule r1 status=500 after=x;',
