@@ -248,9 +248,12 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
         return;
     }
 
-    /* the zone is written only when this worker sees a new name */
+    /*
+     * The zone is written only when this worker sees a new name; a hash
+     * that says "the same" by chance only delays the name's next change.
+     */
 
-    crc = ngx_crc32_short(name->data, name->len);
+    crc = ngx_murmur_hash2(name->data, name->len);
     known = fqdn ? &ctx->conf->known_fqdn[a->peer]
                  : &ctx->conf->known_name[a->peer];
 
