@@ -251,9 +251,12 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
     /*
      * The zone is written only when this worker sees a new name; a hash
      * that says "the same" by chance only delays the name's next change.
+     * Not ngx_murmur_hash2(): nginx's shifts a byte of 128 or more into
+     * the sign bit of an int, which UBSan reports, and names are any
+     * bytes a server sends.
      */
 
-    crc = ngx_murmur_hash2(name->data, name->len);
+    crc = (uint32_t) ngx_hash_key(name->data, name->len);
     known = fqdn ? &ctx->conf->known_fqdn[a->peer]
                  : &ctx->conf->known_name[a->peer];
 
@@ -1196,9 +1199,12 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
 static uint32_t
 ngx_http_exchange_health_user(ngx_http_exchange_health_ctx_t *ctx)
 {
-    /* who is asking: the OWA session, else the credentials, else the IP */
+    /*
+     * Who is asking: the OWA session, else the credentials, else the IP;
+     * any bytes a client sends, so nginx's plain hash (see learn_name).
+     */
 
-    return ngx_murmur_hash2(ctx->user_key.data, ctx->user_key.len);
+    return (uint32_t) ngx_hash_key(ctx->user_key.data, ctx->user_key.len);
 }
 
 
