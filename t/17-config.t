@@ -319,11 +319,11 @@ bad('exchange_health_rule with an empty after=',
     location => 'exchange_health_rule r1 body=x after=;',
     marker => 'exchange_health_rule r1 body=x after=;',
     re => qr/empty "after=" in rule "r1"/);
-my $long = 'y' x 40;
+my $half = 'y' x 40;
 bad('exchange_health_rule with after= and body= over 64 bytes',
-    location => "exchange_health_rule r1 body=$long after=$long;",
-    marker => "exchange_health_rule r1 body=$long after=$long;",
-    re => qr/"after=$long" and "body=$long" of rule "r1" are over 64 bytes together/);
+    location => "exchange_health_rule r1 body=$half after=$half;",
+    marker => "exchange_health_rule r1 body=$half after=$half;",
+    re => qr/"after=$half" and "body=$half" of rule "r1" are over 64 bytes together/);
 good('exchange_health_rule with after=',
     location => 'exchange_health_rule r1 "body=Server Error" "after=<title>";');
 bad('exchange_health_rule with an unknown parameter',
