@@ -225,7 +225,6 @@ ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ctx->holding = 0;
     ctx->fe_name.len = 0;
     ctx->known_read = 0;
-    ngx_memzero(ctx->known, sizeof(ctx->known));
 
     ngx_http_exchange_health_picked(ctx, a);
 }

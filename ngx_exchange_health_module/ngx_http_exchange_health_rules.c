@@ -161,7 +161,7 @@ static ngx_str_t  ngx_http_exchange_health_known_names[] = {
     ngx_string("x-calculatedbetarget")
 };
 
-/* their hashes as nginx computes a header's (h->hash), made once */
+/* their hashes as nginx computes a header's (h->hash), made by defaults() */
 static ngx_uint_t  ngx_http_exchange_health_known_hash[
                                               NGX_HTTP_EXCHANGE_HEALTH_H_N];
 
@@ -686,6 +686,14 @@ ngx_http_exchange_health_defaults(ngx_conf_t *cf)
     ngx_array_t                       *active;
     ngx_http_exchange_health_rule_t   *rule, **slot;
 
+    /* known()'s names hashed as the proxy module hashes a header's */
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_H_N; i++) {
+        ngx_http_exchange_health_known_hash[i] = ngx_hash_key(
+                               ngx_http_exchange_health_known_names[i].data,
+                               ngx_http_exchange_health_known_names[i].len);
+    }
+
     n = sizeof(ngx_http_exchange_health_default_rules)
         / sizeof(ngx_http_exchange_health_default_rules[0]);
 
@@ -1141,14 +1149,7 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
     }
 
     ctx->known_read = 1;
-
-    if (ngx_http_exchange_health_known_hash[0] == 0) {
-        for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_H_N; i++) {
-            ngx_http_exchange_health_known_hash[i] = ngx_hash_key(
-                               ngx_http_exchange_health_known_names[i].data,
-                               ngx_http_exchange_health_known_names[i].len);
-        }
-    }
+    ngx_memzero(ctx->known, sizeof(ctx->known));
 
     part = &r->upstream->headers_in.headers.part;
     h = part->elts;

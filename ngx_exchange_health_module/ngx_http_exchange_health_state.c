@@ -234,7 +234,7 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
 {
     u_char                             *to;
     size_t                              i, len, *to_len;
-    uint32_t                            crc, *known;
+    uint32_t                            hash, *known;
     ngx_slab_pool_t                    *shpool;
     ngx_http_exchange_health_server_t  *srv;
 
@@ -256,15 +256,15 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
      * bytes a server sends.
      */
 
-    crc = (uint32_t) ngx_hash_key(name->data, name->len);
+    hash = (uint32_t) ngx_hash_key(name->data, name->len);
     known = fqdn ? &ctx->conf->known_fqdn[a->peer]
                  : &ctx->conf->known_name[a->peer];
 
-    if (*known == crc) {
+    if (*known == hash) {
         return;
     }
 
-    *known = crc;
+    *known = hash;
 
     if (fqdn) {
         to = srv->fqdn;

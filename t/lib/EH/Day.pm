@@ -122,32 +122,8 @@ sub traffic {
     $farm->clear_logs unless defined $tag;
 
     my $failed = 0;
-    if ($self->{clients} <= 1) {
-        $failed = $self->_client($front, 1, $tag);
-    }
-    else {
-        my @kids;
-        for my $c (1 .. $self->{clients}) {
-            pipe my $r, my $w or die "pipe: $!";
-            my $pid = fork // die "fork: $!";
-            if (!$pid) {
-                close $r;
-                my $f = eval { $self->_client($front, $c, $tag) }
-                        // $self->signed_in;
-                print $w "$f\n";
-                close $w;
-                POSIX::_exit(0);
-            }
-            close $w;
-            push @kids, [ $pid, $r ];
-        }
-        for (@kids) {
-            my ($pid, $r) = @$_;
-            my $f = <$r>;
-            $failed += defined $f ? $f : 0;
-            waitpid $pid, 0;
-        }
-    }
+    $failed += $_ for $self->_at_once(map { my $c = $_;
+        sub { $self->_client($front, $c, $tag) } } 1 .. $self->{clients});
 
     return { failed => $failed, requests => $self->signed_in,
              load => $self->load($tag) };
@@ -172,31 +148,45 @@ sub load {
 sub phase {
     my ($self, $fronts) = @_;
     $self->{farm}->clear_logs;
-    my %kid;
-    for my $name (sort keys %$fronts) {
+    my @names = sort keys %$fronts;
+    my @failed = $self->_at_once(map { my $name = $_;
+        sub { $self->traffic($fronts->{$name}, tag => $name)->{failed} } }
+        @names);
+    my %res;
+    for my $i (0 .. $#names) {
+        $res{ $names[$i] } = { failed => $failed[$i],
+                               requests => $self->signed_in,
+                               load => $self->load($names[$i]) };
+    }
+    return \%res;
+}
+
+# Each sub in a child process of its own, all at once; the numbers they
+# return, in order.  One that dies counts every signed-in request failed.
+# A single sub runs here.
+sub _at_once {
+    my ($self, @subs) = @_;
+    return map { $_->() } @subs if @subs <= 1;
+    my @kids;
+    for my $sub (@subs) {
         pipe my $r, my $w or die "pipe: $!";
         my $pid = fork // die "fork: $!";
         if (!$pid) {
             close $r;
-            my $t = eval { $self->traffic($fronts->{$name}, tag => $name) };
-            print $w ($t ? $t->{failed} : $self->signed_in), "\n";
+            my $n = eval { $sub->() } // $self->signed_in;
+            print $w "$n\n";
             close $w;
             POSIX::_exit(0);
         }
         close $w;
-        $kid{$name} = [ $pid, $r ];
+        push @kids, [ $pid, $r ];
     }
-    my %res;
-    for my $name (sort keys %kid) {
-        my ($pid, $r) = @{ $kid{$name} };
-        my $failed = <$r>;
+    return map {
+        my ($pid, $r) = @$_;
+        my $n = <$r>;
         waitpid $pid, 0;
-        chomp $failed if defined $failed;
-        $res{$name} = { failed => $failed // $self->signed_in,
-                        requests => $self->signed_in,
-                        load => $self->load($name) };
-    }
-    return \%res;
+        defined $n ? $n + 0 : $self->signed_in;
+    } @kids;
 }
 
 # Is the load within 10 % of even over @healthy?
