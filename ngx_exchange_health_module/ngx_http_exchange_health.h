@@ -491,10 +491,15 @@ char *ngx_http_exchange_health_user_errors(ngx_conf_t *cf,
 char *ngx_http_exchange_health_merge_rules(ngx_conf_t *cf,
     ngx_http_exchange_health_loc_conf_t *prev,
     ngx_http_exchange_health_loc_conf_t *conf);
-void ngx_http_exchange_health_classify(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx);
-void ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx, int found);
+ngx_uint_t ngx_http_exchange_health_classify(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_rule_t **matched);
+ngx_uint_t ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, int found,
+    ngx_http_exchange_health_rule_t **matched);
+void ngx_http_exchange_health_describe(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_rule_t *rule);
 ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
     ngx_str_t *name);
 ngx_table_elt_t *ngx_http_exchange_health_known(ngx_http_request_t *r,
@@ -583,6 +588,9 @@ void ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t state);
+void ngx_http_exchange_health_judged(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t verdict,
+    ngx_http_exchange_health_rule_t *rule);
 
 /* ngx_http_exchange_health_bind.c */
 ngx_int_t ngx_http_exchange_health_bind_init(ngx_conf_t *cf);

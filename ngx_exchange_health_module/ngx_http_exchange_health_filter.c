@@ -45,18 +45,18 @@ ngx_int_t
 ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw)
 {
-    ngx_int_t                            encoding;
-    ngx_http_upstream_t                 *u;
-    ngx_http_exchange_health_attempt_t  *a;
+    ngx_int_t             encoding;
+    ngx_http_upstream_t  *u;
 
     u = r->upstream;
-    a = &ctx->attempt[ctx->nattempts - 1];
 
     encoding = ngx_http_exchange_health_encoding(r);
 
     if (encoding == NGX_ERROR) {
         /* an encoding zlib cannot read: judged by its header alone */
-        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+        ngx_http_exchange_health_judged(r, ctx,
+                                        NGX_HTTP_EXCHANGE_HEALTH_HEALTHY,
+                                        NULL);
         return NGX_OK;
     }
 
@@ -126,7 +126,10 @@ ngx_http_exchange_health_header_filter(ngx_http_request_t *r)
     }
 
     if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING) {
-        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+        /* nothing to scan: no body, or not one in a form to read */
+        ngx_http_exchange_health_judged(r, ctx,
+                                        NGX_HTTP_EXCHANGE_HEALTH_HEALTHY,
+                                        NULL);
     }
 
     ngx_http_exchange_health_settle(ctx);
@@ -138,11 +141,13 @@ ngx_http_exchange_health_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_exchange_health_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    int                              rc;
-    off_t                            skip, size;
-    ngx_buf_t                       *b;
-    ngx_chain_t                     *cl;
-    ngx_http_exchange_health_ctx_t  *ctx;
+    int                               rc;
+    off_t                             skip, size;
+    ngx_buf_t                        *b;
+    ngx_uint_t                        verdict;
+    ngx_chain_t                      *cl;
+    ngx_http_exchange_health_ctx_t   *ctx;
+    ngx_http_exchange_health_rule_t  *rule;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
 
@@ -182,7 +187,10 @@ ngx_http_exchange_health_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (rc != NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE) {
-            ngx_http_exchange_health_classify_body(r, ctx, rc);
+            rule = NULL;
+            verdict = ngx_http_exchange_health_classify_body(r, ctx, rc,
+                                                             &rule);
+            ngx_http_exchange_health_judged(r, ctx, verdict, rule);
             ngx_http_exchange_health_settle(ctx);
             break;
         }

@@ -15,7 +15,8 @@
  * another server through its own next-upstream path (resend).  What nginx
  * itself finds wrong (errors, timeouts, proxy_next_upstream statuses) is
  * judged when it frees the peer (judge_free).  The rules that classify an
- * answer are in rules.c; what a verdict changes is in state.c.
+ * answer are in rules.c; every verdict is recorded by judged, here; what
+ * a verdict changes is in state.c.
  */
 
 
@@ -115,11 +116,12 @@ ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
             a->status = 0;
         }
 
-        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_ERROR;
-
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
                        "exchange health: nginx's own failure \"%V\", "
                        "status %ui", &a->rule, a->status);
+
+        ngx_http_exchange_health_judged(ctx->request, ctx,
+                                        NGX_HTTP_EXCHANGE_HEALTH_ERROR, NULL);
 
         /* no second opinion needed: it gave no usable answer */
         ngx_http_exchange_health_blame(ctx, a, 1);
@@ -129,12 +131,41 @@ ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
 }
 
 
+/*
+ * The one place where an attempt's verdict changes: rules.c decides it,
+ * the filters and judge_free report what ends a judging, and this records
+ * it, with the facts of a failure.
+ */
+
+void
+ngx_http_exchange_health_judged(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t verdict,
+    ngx_http_exchange_health_rule_t *rule)
+{
+    ngx_http_exchange_health_attempt_t  *a;
+
+    a = &ctx->attempt[ctx->nattempts - 1];
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "exchange health: attempt %ui judged %ui, was %ui",
+                   ctx->nattempts, verdict, a->verdict);
+
+    a->verdict = verdict;
+
+    if (verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+        ngx_http_exchange_health_describe(r, ctx, rule);
+    }
+}
+
+
 static ngx_int_t
 ngx_http_exchange_health_process_header(ngx_http_request_t *r)
 {
     ngx_int_t                            rc;
+    ngx_uint_t                           verdict;
     ngx_http_upstream_t                 *u;
     ngx_http_exchange_health_ctx_t      *ctx;
+    ngx_http_exchange_health_rule_t     *rule;
     ngx_http_exchange_health_attempt_t  *a;
 
     u = r->upstream;
@@ -157,7 +188,9 @@ ngx_http_exchange_health_process_header(ngx_http_request_t *r)
             return rc;
         }
 
-        ngx_http_exchange_health_classify(r, ctx);
+        rule = NULL;
+        verdict = ngx_http_exchange_health_classify(r, ctx, &rule);
+        ngx_http_exchange_health_judged(r, ctx, verdict, rule);
         ngx_http_exchange_health_learn(r, ctx);
 
         if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING
@@ -212,10 +245,12 @@ static ngx_int_t
 ngx_http_exchange_health_scan_held(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
-    int                   rc;
-    off_t                 body;
-    ngx_buf_t            *b;
-    ngx_http_upstream_t  *u;
+    int                               rc;
+    off_t                             body;
+    ngx_buf_t                        *b;
+    ngx_uint_t                        verdict;
+    ngx_http_upstream_t              *u;
+    ngx_http_exchange_health_rule_t  *rule;
 
     /*
      * The body bytes that came with the header, and any awaited for it,
@@ -257,7 +292,9 @@ ngx_http_exchange_health_scan_held(ngx_http_request_t *r,
                    "exchange health: hold ends decided after %O bytes",
                    body);
 
-    ngx_http_exchange_health_classify_body(r, ctx, rc);
+    rule = NULL;
+    verdict = ngx_http_exchange_health_classify_body(r, ctx, rc, &rule);
+    ngx_http_exchange_health_judged(r, ctx, verdict, rule);
 
     return NGX_OK;
 }

@@ -32,8 +32,9 @@ static ngx_uint_t ngx_http_exchange_health_headers_match(
     ngx_http_request_t *r, ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_rule_t *rule);
 static ngx_uint_t ngx_http_exchange_health_scannable(ngx_http_request_t *r);
-static void ngx_http_exchange_health_failed(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule);
+static ngx_uint_t ngx_http_exchange_health_failure(ngx_http_request_t *r,
+    ngx_http_exchange_health_rule_t *rule,
+    ngx_http_exchange_health_rule_t **matched);
 
 
 #define ngx_http_exchange_health_status_set(rule, s)                         \
@@ -795,9 +796,16 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
 }
 
 
-void
+/*
+ * classify and classify_body decide; judge.c records what they decide
+ * (ngx_http_exchange_health_judged), which asks describe for the facts
+ * of a failure.
+ */
+
+ngx_uint_t
 ngx_http_exchange_health_classify(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx)
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_rule_t **matched)
 {
     ngx_uint_t                            i, k, status;
     ngx_http_upstream_t                  *u;
@@ -863,8 +871,7 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
         }
 
         if (rule[k]->bodies == NULL) {
-            ngx_http_exchange_health_failed(r, ctx, rule[k]);
-            return;
+            return ngx_http_exchange_health_failure(r, rule[k], matched);
         }
 
         for (i = 0; i < hlcf->markers->n; i++) {
@@ -878,53 +885,46 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: status %ui, the body decides",
                        status);
-        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_PENDING;
-        return;
+        return NGX_HTTP_EXCHANGE_HEALTH_PENDING;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "exchange health: status %ui, healthy", status);
 
-    a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+    return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
 }
 
 
-void
+ngx_uint_t
 ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx, int found)
+    ngx_http_exchange_health_ctx_t *ctx, int found,
+    ngx_http_exchange_health_rule_t **matched)
 {
-    ngx_http_exchange_health_rule_t     **rule;
-    ngx_http_exchange_health_attempt_t   *a;
-
-    a = &ctx->attempt[ctx->nattempts - 1];
+    ngx_http_exchange_health_rule_t  **rule;
 
     if (found < 0) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: no marker in the body, healthy");
-        a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
-        return;
+        return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
     }
 
     rule = ctx->lcf->active->elts;
 
-    ngx_http_exchange_health_failed(r, ctx,
-                                    rule[ctx->lcf->marker_rule[found]]);
+    return ngx_http_exchange_health_failure(r,
+                                          rule[ctx->lcf->marker_rule[found]],
+                                          matched);
 }
 
 
-static void
-ngx_http_exchange_health_failed(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule)
+static ngx_uint_t
+ngx_http_exchange_health_failure(ngx_http_request_t *r,
+    ngx_http_exchange_health_rule_t *rule,
+    ngx_http_exchange_health_rule_t **matched)
 {
-    u_char                              *p, *last, *dot;
-    ngx_str_t                           *error;
-    ngx_uint_t                           i, code;
-    ngx_table_elt_t                     *h[3];
-    ngx_http_upstream_t                 *u;
-    ngx_http_exchange_health_attempt_t  *a;
+    ngx_uint_t            code;
+    ngx_http_upstream_t  *u;
 
     u = r->upstream;
-    a = &ctx->attempt[ctx->nattempts - 1];
 
     /*
      * OWA sends its "can't find the page" (a stale link), bad request and
@@ -944,16 +944,35 @@ ngx_http_exchange_health_failed(ngx_http_request_t *r,
                            "redirect with httpCode %ui: the request's, "
                            "not the server's", &rule->name, code);
 
-            a->verdict = NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
-            return;
+            return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
         }
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "exchange health: rule \"%V\" matched, status %ui, "
-                   "scope %ui", &rule->name, a->status, rule->scope);
+                   "scope %ui", &rule->name, u->headers_in.status_n,
+                   rule->scope);
 
-    a->verdict = NGX_HTTP_EXCHANGE_HEALTH_FAILED;
+    *matched = rule;
+
+    return NGX_HTTP_EXCHANGE_HEALTH_FAILED;
+}
+
+
+void
+ngx_http_exchange_health_describe(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule)
+{
+    u_char                              *p, *last, *dot;
+    ngx_str_t                           *error;
+    ngx_uint_t                           i;
+    ngx_table_elt_t                     *h[3];
+    ngx_http_upstream_t                 *u;
+    ngx_http_exchange_health_attempt_t  *a;
+
+    u = r->upstream;
+    a = &ctx->attempt[ctx->nattempts - 1];
+
     a->rule = rule->name;
     a->scope = rule->scope;
 

@@ -452,6 +452,18 @@ sub c_strings {
     my @unknown = grep { $code !~ /\bngx_http_exchange_health_\Q$_\E\(/ } @names;
     ok @names >= 30, 'architecture.md: the request\'s path names its functions (' . scalar(@names) . ')';
     is "@unknown", '', 'architecture.md: every function it names exists';
+
+    # one place where an attempt's verdict changes: judged (judge.c)
+    my @writers;
+    for my $f (@files) {
+        my $c = slurp("$src/$f");
+        push @writers, "$f:$1" while $c =~ /(\w+)->verdict\s*=(?!=)/g;
+    }
+    is "@writers", 'ngx_http_exchange_health_judge.c:a',
+        'an attempt\'s verdict is written in one place (judged, judge.c)';
+    like slurp("$src/ngx_http_exchange_health_judge.c"),
+        qr/\nngx_http_exchange_health_judged\(.*?\n\}/s,
+        'judge.c defines judged';
 }
 
 done_testing;
