@@ -228,7 +228,9 @@ typedef struct {
     ngx_str_t                         *name;
     ngx_uint_t                         full;    /* "zone is full" logged */
 
-    ngx_str_t                          state;       /* state file path */
+    /* the state file's, store.c */
+    ngx_str_t                          state;       /* its path */
+    ngx_uint_t                         fresh;       /* started empty */
     ngx_pool_t                        *pool;
     ngx_str_t                          restore_buf; /* the file read */
     ngx_array_t                        restore;     /* of sf_record_t */
@@ -516,15 +518,7 @@ ngx_int_t ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
 ngx_int_t ngx_http_exchange_health_store_check(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_exchange_health_admin_names(ngx_conf_t *cf,
     ngx_http_exchange_health_loc_conf_t *hlcf);
-void ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
-    size_t size, ngx_log_t *log);
-void ngx_http_exchange_health_restore_upstream(
-    ngx_http_exchange_health_zone_t *zone,
-    ngx_http_exchange_health_upstream_t *up);
-void ngx_http_exchange_health_restore_server(
-    ngx_http_exchange_health_zone_t *zone,
-    ngx_http_exchange_health_upstream_t *up,
-    ngx_http_exchange_health_server_t *srv);
+ngx_int_t ngx_http_exchange_health_store_restore(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle);
 void ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle);
 
@@ -561,6 +555,8 @@ void ngx_http_exchange_health_name_from_fqdn_locked(
 ngx_uint_t ngx_http_exchange_health_drained(
     ngx_http_exchange_health_srv_conf_t *conf,
     ngx_http_exchange_health_slot_t *slot);
+void ngx_http_exchange_health_recount(
+    ngx_http_exchange_health_srv_conf_t *hscf);
 void ngx_http_exchange_health_recount_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,

@@ -433,6 +433,16 @@ ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
         }
     }
 
+    if (ngx_http_exchange_health_store_restore(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* servers may come back ejected or drained from the state file */
+
+    for (i = 0; i < hmcf->upstreams.nelts; i++) {
+        ngx_http_exchange_health_recount(hscfp[i]);
+    }
+
     return NGX_OK;
 }
 

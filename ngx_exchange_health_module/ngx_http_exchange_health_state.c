@@ -465,6 +465,27 @@ ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
 
 
 void
+ngx_http_exchange_health_recount(ngx_http_exchange_health_srv_conf_t *hscf)
+{
+    ngx_uint_t  p;
+
+    /* an upstream the zone had no room for has no records to count */
+
+    if (hscf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&hscf->shpool->mutex);
+
+    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+        ngx_http_exchange_health_recount_locked(hscf, p);
+    }
+
+    ngx_shmtx_unlock(&hscf->shpool->mutex);
+}
+
+
+void
 ngx_http_exchange_health_recount_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)
 {

@@ -406,6 +406,10 @@ ngx_http_exchange_health_sf_value(const ngx_http_exchange_health_sf_key_t *k,
 
     case NGX_HTTP_EXCHANGE_HEALTH_SF_ENUM:
 
+        /* the value's place in the list is its number */
+
+        f->number = 0;
+
         for (v = k->values; v; v = bar ? bar + 1 : NULL) {
             bar = strchr(v, '|');
             n = bar ? (size_t) (bar - v) : strlen(v);
@@ -413,6 +417,8 @@ ngx_http_exchange_health_sf_value(const ngx_http_exchange_health_sf_key_t *k,
             if (n == f->len && memcmp(v, f->value, n) == 0) {
                 return 0;
             }
+
+            f->number++;
         }
 
         return -1;
@@ -451,6 +457,52 @@ ngx_http_exchange_health_sf_field(ngx_http_exchange_health_sf_record_t *rec,
     for (i = 0; i < rec->nfields; i++) {
         if (strcmp(rec->field[i].key, key) == 0) {
             return &rec->field[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+const char *
+ngx_http_exchange_health_sf_kind(unsigned kind)
+{
+    return kind > NGX_HTTP_EXCHANGE_HEALTH_SF_FARM
+           ? NULL : ngx_http_exchange_health_sf_kinds[kind].name;
+}
+
+
+const char *
+ngx_http_exchange_health_sf_enum(unsigned kind, const char *key, uint64_t n,
+    size_t *len)
+{
+    const char                               *v, *bar;
+    const ngx_http_exchange_health_sf_key_t  *k;
+
+    if (kind > NGX_HTTP_EXCHANGE_HEALTH_SF_FARM) {
+        return NULL;
+    }
+
+    for (k = ngx_http_exchange_health_sf_kinds[kind].keys; k->key; k++) {
+        if (strcmp(k->key, key) == 0) {
+            break;
+        }
+    }
+
+    if (k->type != NGX_HTTP_EXCHANGE_HEALTH_SF_ENUM) {
+        return NULL;
+    }
+
+    for (v = k->values; v; v = bar + 1) {
+        bar = strchr(v, '|');
+
+        if (n-- == 0) {
+            *len = bar ? (size_t) (bar - v) : strlen(v);
+            return v;
+        }
+
+        if (bar == NULL) {
+            break;
         }
     }
 

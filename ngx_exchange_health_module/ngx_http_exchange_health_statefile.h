@@ -44,7 +44,7 @@ typedef struct {
     const char    *key;
     u_char        *value;       /* decoded, within the parsed buffer */
     size_t         len;
-    uint64_t       number;      /* for numeric fields */
+    uint64_t       number;      /* a number; a word's place in its list */
 } ngx_http_exchange_health_sf_field_t;
 
 
@@ -76,6 +76,13 @@ int ngx_http_exchange_health_sf_parse(u_char *buf, size_t len,
 /* a field of a record by its key, or NULL */
 ngx_http_exchange_health_sf_field_t *ngx_http_exchange_health_sf_field(
     ngx_http_exchange_health_sf_record_t *rec, const char *key);
+
+/* the word that starts a record of a kind: "server", "slot" ... */
+const char *ngx_http_exchange_health_sf_kind(unsigned kind);
+
+/* the n-th of the words a field may hold (its length in *len), or NULL */
+const char *ngx_http_exchange_health_sf_enum(unsigned kind, const char *key,
+    uint64_t n, size_t *len);
 
 /* percent-encodes a word or value; dst needs 3 * len bytes */
 u_char *ngx_http_exchange_health_sf_encode(u_char *dst, const u_char *src,

@@ -23,21 +23,179 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_RESTORE_MAX    86400
 
 
+/* how a record keeps a field of the file */
+#define NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER   0    /* unsigned, by size */
+#define NGX_HTTP_EXCHANGE_HEALTH_KEEP_WORD     1    /* uint8_t: its place */
+#define NGX_HTTP_EXCHANGE_HEALTH_KEEP_STATE    2    /* a word; ejected... */
+#define NGX_HTTP_EXCHANGE_HEALTH_KEEP_UNTIL    3    /* ... until, msec */
+#define NGX_HTTP_EXCHANGE_HEALTH_KEEP_FAULT    4    /* a number; fails all */
+#define NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT     5    /* NUL-terminated */
+#define NGX_HTTP_EXCHANGE_HEALTH_KEEP_COUNTED  6    /* with a size_t length */
+
+
+typedef struct {
+    ngx_uint_t      kind;       /* NGX_HTTP_EXCHANGE_HEALTH_SF_* */
+    const char     *key;
+    ngx_uint_t      keep;
+    size_t          offset;     /* in the kind's record */
+    size_t          size;
+    size_t          len;        /* a counted text's length, its offset */
+} ngx_http_exchange_health_store_field_t;
+
+
+typedef ngx_int_t (*ngx_http_exchange_health_store_pt)(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_zone_t *zone);
+
+
+/* a field's offset and size in the record of its kind */
+
+#define ngx_http_exchange_health_in_server(f)                                \
+    offsetof(ngx_http_exchange_health_server_t, f),                          \
+    sizeof(((ngx_http_exchange_health_server_t *) 0)->f)
+
+#define ngx_http_exchange_health_in_slot(f)                                  \
+    offsetof(ngx_http_exchange_health_slot_t, f),                            \
+    sizeof(((ngx_http_exchange_health_slot_t *) 0)->f)
+
+#define ngx_http_exchange_health_in_last(f)                                  \
+    offsetof(ngx_http_exchange_health_failure_t, f),                         \
+    sizeof(((ngx_http_exchange_health_failure_t *) 0)->f)
+
+#define ngx_http_exchange_health_in_farm(f)                                  \
+    offsetof(ngx_http_exchange_health_farm_t, f),                            \
+    sizeof(((ngx_http_exchange_health_farm_t *) 0)->f)
+
+
+static void ngx_http_exchange_health_store_load(
+    ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
+static void ngx_http_exchange_health_restore_zone(
+    ngx_http_exchange_health_zone_t *zone);
+static void ngx_http_exchange_health_restore_record(
+    ngx_http_exchange_health_zone_t *zone, ngx_uint_t kind,
+    ngx_http_exchange_health_upstream_t *up,
+    ngx_http_exchange_health_server_t *srv, ngx_uint_t p, void *record);
+static u_char *ngx_http_exchange_health_save_record(u_char *p,
+    ngx_uint_t kind, ngx_http_exchange_health_upstream_t *up,
+    ngx_http_exchange_health_server_t *srv, ngx_uint_t proto, void *record);
+
+
+/*
+ * Where each field of the state file lives in the zone: saving and
+ * restoring both walk this table, in its order, which is the order of
+ * the file's keys (statefile.c checks the values; a state comes before
+ * its end).  A record of the file is a server ("server"), one protocol
+ * of it ("slot", "last": its last failure) or of its upstream ("farm").
+ */
+
+static ngx_http_exchange_health_store_field_t
+    ngx_http_exchange_health_store_fields[] =
+{
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER, "name",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_COUNTED,
+      ngx_http_exchange_health_in_server(name.data),
+      offsetof(ngx_http_exchange_health_server_t, name.len) },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER, "fqdn",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_COUNTED,
+      ngx_http_exchange_health_in_server(fqdn),
+      offsetof(ngx_http_exchange_health_server_t, fqdn_len) },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "state",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_STATE,
+      ngx_http_exchange_health_in_slot(state), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "until",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_UNTIL,
+      ngx_http_exchange_health_in_slot(until), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "level",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_slot(level), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "admin",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_WORD,
+      ngx_http_exchange_health_in_slot(admin), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "since",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_slot(since), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "failures",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_slot(failures), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "user_failures",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_slot(user_failures), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "rescued",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_slot(rescued), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "ejections",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_slot(ejections), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_LAST, "time",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_last(time), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_LAST, "status",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_last(status), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_LAST, "user",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_last(user), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_LAST, "rule",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT,
+      ngx_http_exchange_health_in_last(rule), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_LAST, "method",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT,
+      ngx_http_exchange_health_in_last(method), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_LAST, "uri",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT,
+      ngx_http_exchange_health_in_last(uri), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_LAST, "error",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT,
+      ngx_http_exchange_health_in_last(error), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_FARM, "fault",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_FAULT,
+      ngx_http_exchange_health_in_farm(fault), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_FARM, "since",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_farm(since), 0 },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_SF_FARM, "request_failures",
+      NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER,
+      ngx_http_exchange_health_in_farm(request_failures), 0 },
+
+    { 0, NULL, 0, 0, 0, 0 }
+};
+
+
 static int ngx_http_exchange_health_store_record(void *data,
     ngx_http_exchange_health_sf_record_t *rec);
 static ngx_http_exchange_health_sf_record_t *
     ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
     ngx_uint_t kind, ngx_str_t *upstream, ngx_str_t *addr, ngx_uint_t p);
-static void ngx_http_exchange_health_store_text(
-    ngx_http_exchange_health_sf_field_t *f, u_char *to, size_t size,
-    size_t *len);
-static ngx_uint_t ngx_http_exchange_health_store_is(
-    ngx_http_exchange_health_sf_field_t *f, const char *value);
 static void ngx_http_exchange_health_save_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_exchange_health_save(
     ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
-static ngx_http_exchange_health_zone_t *ngx_http_exchange_health_store_next(
-    ngx_cycle_t *cycle, ngx_list_part_t **part, ngx_uint_t *i);
+static ngx_int_t ngx_http_exchange_health_store_each(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_store_pt handler);
+static ngx_int_t ngx_http_exchange_health_store_restore_zone(
+    ngx_cycle_t *cycle, ngx_http_exchange_health_zone_t *zone);
+static ngx_int_t ngx_http_exchange_health_store_start(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_zone_t *zone);
+static ngx_int_t ngx_http_exchange_health_store_last(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_zone_t *zone);
 static ngx_int_t ngx_http_exchange_health_store_check_zone(
     ngx_cycle_t *cycle, ngx_http_exchange_health_zone_t *zone);
 static void ngx_http_exchange_health_state_dir(
@@ -52,9 +210,46 @@ static u_char *ngx_http_exchange_health_cword(u_char *p, u_char *data,
     size_t max);
 
 
-void
-ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
-    size_t size, ngx_log_t *log)
+ngx_int_t
+ngx_http_exchange_health_store_restore(ngx_cycle_t *cycle)
+{
+    /*
+     * Runs in the master once the records of this cycle's upstreams are
+     * made: a zone that started empty gets what the last nginx knew.
+     */
+
+    return ngx_http_exchange_health_store_each(cycle,
+                                 ngx_http_exchange_health_store_restore_zone);
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_store_restore_zone(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_zone_t *zone)
+{
+    if (!zone->fresh) {
+        return NGX_OK;
+    }
+
+    zone->fresh = 0;
+
+    ngx_http_exchange_health_store_load(zone, cycle->log);
+
+    if (zone->restore.nelts) {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        ngx_http_exchange_health_restore_zone(zone);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        zone->restore.nelts = 0;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_exchange_health_store_load(ngx_http_exchange_health_zone_t *zone,
+    ngx_log_t *log)
 {
     size_t            line, max;
     ssize_t           n;
@@ -63,10 +258,6 @@ ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
     ngx_uint_t        servers;
     ngx_file_info_t   fi;
     const char       *error;
-
-    if (zone->state.len == 0) {
-        return;
-    }
 
     /*
      * The directory is the worker user's: whatever it planted there, a
@@ -95,7 +286,7 @@ ngx_http_exchange_health_load(ngx_http_exchange_health_zone_t *zone,
 
     /* what the zone can hold bounds what is worth reading */
 
-    servers = size / 4096 + 1;
+    servers = (zone->shpool->end - (u_char *) zone->shpool) / 4096 + 1;
     max = 128 + servers * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
     zone->restore_max = servers * (NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS + 2);
 
@@ -190,181 +381,175 @@ ngx_http_exchange_health_store_record(void *data,
 }
 
 
-void
-ngx_http_exchange_health_restore_upstream(
-    ngx_http_exchange_health_zone_t *zone,
-    ngx_http_exchange_health_upstream_t *up)
+static void
+ngx_http_exchange_health_restore_zone(ngx_http_exchange_health_zone_t *zone)
 {
-    ngx_str_t                              name;
-    ngx_uint_t                             p;
-    ngx_http_exchange_health_farm_t       *farm;
-    ngx_http_exchange_health_sf_field_t   *f;
-    ngx_http_exchange_health_sf_record_t  *rec;
+    ngx_uint_t                            p;
+    ngx_queue_t                          *q, *s;
+    ngx_http_exchange_health_server_t    *srv;
+    ngx_http_exchange_health_upstream_t  *up;
 
-    name.data = up->name.data;
-    name.len = up->name.len;
+    for (q = ngx_queue_head(&zone->sh->upstreams);
+         q != ngx_queue_sentinel(&zone->sh->upstreams);
+         q = ngx_queue_next(q))
+    {
+        up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
 
-    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
-        rec = ngx_http_exchange_health_store_find(zone,
-                                           NGX_HTTP_EXCHANGE_HEALTH_SF_FARM,
-                                           &name, NULL, p);
-        if (rec == NULL) {
-            continue;
+        for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+            ngx_http_exchange_health_restore_record(zone,
+                                          NGX_HTTP_EXCHANGE_HEALTH_SF_FARM,
+                                          up, NULL, p, &up->farm[p]);
         }
 
-        farm = &up->farm[p];
-
-        if ((f = ngx_http_exchange_health_sf_field(rec, "fault"))
-            && f->number)
+        for (s = ngx_queue_head(&up->servers);
+             s != ngx_queue_sentinel(&up->servers);
+             s = ngx_queue_next(s))
         {
-            /* who failed is not kept: a good answer from any server ends it */
+            srv = ngx_queue_data(s, ngx_http_exchange_health_server_t, queue);
 
-            farm->fault = 1;
-            farm->failing = (uint64_t) -1;
-        }
+            ngx_http_exchange_health_restore_record(zone,
+                                          NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER,
+                                          up, srv, 0, srv);
 
-        if ((f = ngx_http_exchange_health_sf_field(rec, "since"))) {
-            farm->since = (time_t) f->number;
-        }
-
-        if ((f = ngx_http_exchange_health_sf_field(rec, "request_failures"))) {
-            farm->request_failures = (uint32_t) f->number;
+            for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+                ngx_http_exchange_health_restore_record(zone,
+                                            NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
+                                            up, srv, p, &srv->slot[p]);
+                ngx_http_exchange_health_restore_record(zone,
+                                            NGX_HTTP_EXCHANGE_HEALTH_SF_LAST,
+                                            up, srv, p, &srv->slot[p].last);
+            }
         }
     }
 }
 
 
-void
-ngx_http_exchange_health_restore_server(ngx_http_exchange_health_zone_t *zone,
-    ngx_http_exchange_health_upstream_t *up,
-    ngx_http_exchange_health_server_t *srv)
+static void
+ngx_http_exchange_health_restore_record(ngx_http_exchange_health_zone_t *zone,
+    ngx_uint_t kind, ngx_http_exchange_health_upstream_t *up,
+    ngx_http_exchange_health_server_t *srv, ngx_uint_t p, void *record)
 {
-    time_t                                 now;
-    ngx_str_t                              name, addr;
-    ngx_uint_t                             p;
-    ngx_http_exchange_health_slot_t       *slot;
-    ngx_http_exchange_health_failure_t    *last;
-    ngx_http_exchange_health_sf_field_t   *f;
-    ngx_http_exchange_health_sf_record_t  *rec;
+    u_char                                  *to;
+    size_t                                   n;
+    time_t                                   now;
+    uint64_t                                 v;
+    ngx_str_t                                name, addr;
+    ngx_http_exchange_health_sf_record_t    *rec;
+    ngx_http_exchange_health_slot_t         *slot;
+    ngx_http_exchange_health_sf_field_t     *f;
+    ngx_http_exchange_health_store_field_t  *field;
 
     name.data = up->name.data;
     name.len = up->name.len;
-    addr.data = srv->addr;
-    addr.len = srv->addr_len;
-    now = ngx_time();
 
-    rec = ngx_http_exchange_health_store_find(zone,
-                                          NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER,
-                                          &name, &addr, 0);
-    if (rec) {
-        ngx_http_exchange_health_store_text(
-                             ngx_http_exchange_health_sf_field(rec, "name"),
-                             srv->name.data, sizeof(srv->name.data),
-                             &srv->name.len);
-        ngx_http_exchange_health_store_text(
-                             ngx_http_exchange_health_sf_field(rec, "fqdn"),
-                             srv->fqdn, sizeof(srv->fqdn), &srv->fqdn_len);
+    if (srv) {
+        addr.data = srv->addr;
+        addr.len = srv->addr_len;
     }
 
-    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
-        slot = &srv->slot[p];
+    rec = ngx_http_exchange_health_store_find(zone, kind, &name,
+                                              srv ? &addr : NULL, p);
+    if (rec == NULL) {
+        return;
+    }
 
-        rec = ngx_http_exchange_health_store_find(zone,
-                                            NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
-                                            &name, &addr, p);
-        if (rec) {
-            f = ngx_http_exchange_health_sf_field(rec, "state");
+    now = ngx_time();
 
-            if (ngx_http_exchange_health_store_is(f, "ejected")) {
+    for (field = ngx_http_exchange_health_store_fields; field->key; field++) {
 
-                /*
-                 * Still ejected: for what is left of its time, or, if
-                 * that ran out while nginx was down, until a trial.  A
-                 * time far ahead (a clock set back, a file edited) is
-                 * cut to a day, never left to keep a server out for good.
-                 */
-
-                slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
-                slot->until = ngx_current_msec;
-
-                f = ngx_http_exchange_health_sf_field(rec, "until");
-
-                if (f && f->number > (uint64_t) now) {
-                    slot->until += (ngx_msec_t) ngx_min(f->number
-                                   - (uint64_t) now,
-                                   NGX_HTTP_EXCHANGE_HEALTH_RESTORE_MAX)
-                                   * 1000;
-                }
-            }
-
-            if ((f = ngx_http_exchange_health_sf_field(rec, "level"))) {
-                slot->level = (uint8_t) f->number;
-            }
-
-            f = ngx_http_exchange_health_sf_field(rec, "admin");
-
-            if (ngx_http_exchange_health_store_is(f, "drain")) {
-                slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN;
-
-            } else if (ngx_http_exchange_health_store_is(f, "maintenance")) {
-                slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE;
-            }
-
-            if ((f = ngx_http_exchange_health_sf_field(rec, "since"))) {
-                slot->since = (time_t) f->number;
-            }
-
-            if ((f = ngx_http_exchange_health_sf_field(rec, "failures"))) {
-                slot->failures = (uint32_t) f->number;
-            }
-
-            if ((f = ngx_http_exchange_health_sf_field(rec, "user_failures")))
-            {
-                slot->user_failures = (uint32_t) f->number;
-            }
-
-            if ((f = ngx_http_exchange_health_sf_field(rec, "rescued"))) {
-                slot->rescued = (uint32_t) f->number;
-            }
-
-            if ((f = ngx_http_exchange_health_sf_field(rec, "ejections"))) {
-                slot->ejections = (uint32_t) f->number;
-            }
-        }
-
-        rec = ngx_http_exchange_health_store_find(zone,
-                                            NGX_HTTP_EXCHANGE_HEALTH_SF_LAST,
-                                            &name, &addr, p);
-        if (rec == NULL) {
+        if (field->kind != kind) {
             continue;
         }
 
-        last = &slot->last;
-
-        if ((f = ngx_http_exchange_health_sf_field(rec, "time"))) {
-            last->time = (time_t) f->number;
+        f = ngx_http_exchange_health_sf_field(rec, field->key);
+        if (f == NULL) {
+            continue;
         }
 
-        if ((f = ngx_http_exchange_health_sf_field(rec, "status"))) {
-            last->status = (uint16_t) f->number;
+        to = (u_char *) record + field->offset;
+        v = f->number;
+
+        switch (field->keep) {
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_UNTIL:
+
+            /*
+             * Still ejected: for what is left of its time, or, if that
+             * ran out while nginx was down, until a trial.  A time far
+             * ahead (a clock set back, a file edited) is cut to a day,
+             * never left to keep a server out for good.
+             */
+
+            slot = (ngx_http_exchange_health_slot_t *) record;
+
+            if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+                && v > (uint64_t) now)
+            {
+                slot->until += (ngx_msec_t) ngx_min(v - (uint64_t) now,
+                                        NGX_HTTP_EXCHANGE_HEALTH_RESTORE_MAX)
+                               * 1000;
+            }
+
+            continue;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT:
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_COUNTED:
+
+            /* "-" stands for an empty value, as written */
+
+            n = (f->len == 1 && f->value[0] == '-') ? 0 : f->len;
+
+            if (field->keep == NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT) {
+                n = ngx_min(n, field->size - 1);
+                to[n] = '\0';
+
+            } else {
+                n = ngx_min(n, field->size);
+                *(size_t *) ((u_char *) record + field->len) = n;
+            }
+
+            ngx_memcpy(to, f->value, n);
+            continue;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_STATE:
+
+            if (v == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+                ((ngx_http_exchange_health_slot_t *) record)->until =
+                                                            ngx_current_msec;
+            }
+
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_FAULT:
+
+            /* who failed is not kept: a good answer from any server ends it */
+
+            if (v) {
+                ((ngx_http_exchange_health_farm_t *) record)->failing =
+                                                                (uint64_t) -1;
+            }
+
+            break;
+
+        default: /* NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER, _WORD */
+            break;
         }
 
-        if ((f = ngx_http_exchange_health_sf_field(rec, "user"))) {
-            last->user = f->number ? 1 : 0;
-        }
+        /* statefile.c has checked the number against the field's size */
 
-        ngx_http_exchange_health_store_text(
-                             ngx_http_exchange_health_sf_field(rec, "rule"),
-                             last->rule, sizeof(last->rule) - 1, NULL);
-        ngx_http_exchange_health_store_text(
-                             ngx_http_exchange_health_sf_field(rec, "method"),
-                             last->method, sizeof(last->method) - 1, NULL);
-        ngx_http_exchange_health_store_text(
-                             ngx_http_exchange_health_sf_field(rec, "uri"),
-                             last->uri, sizeof(last->uri) - 1, NULL);
-        ngx_http_exchange_health_store_text(
-                             ngx_http_exchange_health_sf_field(rec, "error"),
-                             last->error, sizeof(last->error) - 1, NULL);
+        switch (field->size) {
+        case 1:
+            *to = (u_char) v;
+            break;
+        case 2:
+            *(uint16_t *) to = (uint16_t) v;
+            break;
+        case 4:
+            *(uint32_t *) to = (uint32_t) v;
+            break;
+        default:
+            *(uint64_t *) to = v;
+        }
     }
 }
 
@@ -417,68 +602,40 @@ ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
 }
 
 
-static ngx_uint_t
-ngx_http_exchange_health_store_is(ngx_http_exchange_health_sf_field_t *f,
-    const char *value)
+static ngx_int_t
+ngx_http_exchange_health_store_each(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_store_pt handler)
 {
-    return f && f->len == ngx_strlen(value)
-           && ngx_strncmp(f->value, value, f->len) == 0;
-}
+    ngx_uint_t                        i;
+    ngx_shm_zone_t                   *shm_zone;
+    ngx_list_part_t                  *part;
+    ngx_http_exchange_health_zone_t  *zone;
 
+    /* the module's zones that have a state file, one after the other */
 
-static void
-ngx_http_exchange_health_store_text(ngx_http_exchange_health_sf_field_t *f,
-    u_char *to, size_t size, size_t *len)
-{
-    size_t  n;
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
 
-    if (f == NULL) {
-        return;
-    }
+    for (i = 0; /* void */; i++) {
 
-    /* "-" stands for an empty value, as written */
-
-    n = (f->len == 1 && f->value[0] == '-') ? 0 : ngx_min(f->len, size);
-    ngx_memcpy(to, f->value, n);
-
-    if (len) {
-        *len = n;
-
-    } else {
-        to[n] = '\0';
-    }
-}
-
-
-static ngx_http_exchange_health_zone_t *
-ngx_http_exchange_health_store_next(ngx_cycle_t *cycle, ngx_list_part_t **part,
-    ngx_uint_t *i)
-{
-    ngx_shm_zone_t  *shm_zone;
-
-    /* the module's zones one after the other: *part starts NULL, *i 0 */
-
-    if (*part == NULL) {
-        *part = &cycle->shared_memory.part;
-        *i = 0;
-    }
-
-    for ( ;; ) {
-
-        if (*i >= (*part)->nelts) {
-            if ((*part)->next == NULL) {
-                return NULL;
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_OK;
             }
 
-            *part = (*part)->next;
-            *i = 0;
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag != &ngx_http_exchange_health_module) {
             continue;
         }
 
-        shm_zone = (ngx_shm_zone_t *) (*part)->elts + (*i)++;
+        zone = shm_zone[i].data;
 
-        if (shm_zone->tag == &ngx_http_exchange_health_module) {
-            return shm_zone->data;
+        if (zone->state.len && handler(cycle, zone) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 }
@@ -487,10 +644,6 @@ ngx_http_exchange_health_store_next(ngx_cycle_t *cycle, ngx_list_part_t **part,
 ngx_int_t
 ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i;
-    ngx_list_part_t                  *part;
-    ngx_http_exchange_health_zone_t  *zone;
-
     /* a cache manager or loader never writes the file */
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -499,22 +652,21 @@ ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    part = NULL;
-    i = 0;
+    return ngx_http_exchange_health_store_each(cycle,
+                                       ngx_http_exchange_health_store_start);
+}
 
-    while ((zone = ngx_http_exchange_health_store_next(cycle, &part, &i))) {
 
-        if (zone->state.len == 0) {
-            continue;
-        }
+static ngx_int_t
+ngx_http_exchange_health_store_start(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_zone_t *zone)
+{
+    zone->save.handler = ngx_http_exchange_health_save_timer;
+    zone->save.data = zone;
+    zone->save.log = cycle->log;
+    zone->save.cancelable = 1;
 
-        zone->save.handler = ngx_http_exchange_health_save_timer;
-        zone->save.data = zone;
-        zone->save.log = cycle->log;
-        zone->save.cancelable = 1;
-
-        ngx_add_timer(&zone->save, NGX_HTTP_EXCHANGE_HEALTH_SAVE_INTERVAL);
-    }
+    ngx_add_timer(&zone->save, NGX_HTTP_EXCHANGE_HEALTH_SAVE_INTERVAL);
 
     return NGX_OK;
 }
@@ -523,10 +675,6 @@ ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i;
-    ngx_list_part_t                  *part;
-    ngx_http_exchange_health_zone_t  *zone;
-
     /*
      * The last word, once every worker is gone, so a restart loses
      * nothing.  Only the master of the current configuration writes: a
@@ -534,15 +682,22 @@ ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle)
      * zone since replaced.
      */
 
-    part = NULL;
-    i = 0;
+    (void) ngx_http_exchange_health_store_each(cycle,
+                                        ngx_http_exchange_health_store_last);
+}
 
-    while ((zone = ngx_http_exchange_health_store_next(cycle, &part, &i))) {
 
-        if (zone->state.len && zone->sh) {
-            (void) ngx_http_exchange_health_save(zone, cycle->log);
-        }
+static ngx_int_t
+ngx_http_exchange_health_store_last(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_zone_t *zone)
+{
+    if (zone->sh) {
+        (void) ngx_http_exchange_health_save(zone, cycle->log);
     }
+
+    /* every zone gets its chance */
+
+    return NGX_OK;
 }
 
 
@@ -751,20 +906,8 @@ ngx_http_exchange_health_state_dir(ngx_http_exchange_health_zone_t *zone,
 ngx_int_t
 ngx_http_exchange_health_store_check(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                        i;
-    ngx_list_part_t                  *part;
-    ngx_http_exchange_health_zone_t  *zone;
-
-    part = NULL;
-    i = 0;
-
-    while ((zone = ngx_http_exchange_health_store_next(cycle, &part, &i))) {
-        if (ngx_http_exchange_health_store_check_zone(cycle, zone) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_exchange_health_store_each(cycle,
+                                   ngx_http_exchange_health_store_check_zone);
 }
 
 
@@ -786,10 +929,6 @@ ngx_http_exchange_health_store_check_zone(ngx_cycle_t *cycle,
      * be there and theirs to write, or health is lost at the first restart
      * with nothing said.
      */
-
-    if (zone->state.len == 0) {
-        return NGX_OK;
-    }
 
     ngx_http_exchange_health_state_dir(zone, dir);
 
@@ -868,31 +1007,22 @@ static u_char *
 ngx_http_exchange_health_save_upstream(u_char *p,
     ngx_http_exchange_health_upstream_t *up, ngx_uint_t *room)
 {
-    time_t                                now;
-    ngx_uint_t                            k;
-    ngx_msec_int_t                        left;
-    ngx_queue_t                          *q;
-    const char                           *proto, *admin;
-    ngx_http_exchange_health_slot_t      *slot;
-    ngx_http_exchange_health_farm_t      *farm;
-    ngx_http_exchange_health_server_t    *srv;
-    ngx_http_exchange_health_failure_t   *f;
+    ngx_uint_t                           k;
+    ngx_queue_t                         *q;
+    ngx_http_exchange_health_slot_t     *slot;
+    ngx_http_exchange_health_farm_t     *farm;
+    ngx_http_exchange_health_server_t   *srv;
 
-    now = ngx_time();
+    /* what is as a new zone makes it is not written */
 
     for (k = 0; k < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; k++) {
         farm = &up->farm[k];
 
-        if (!farm->fault && farm->request_failures == 0) {
-            continue;
+        if (farm->fault || farm->request_failures) {
+            p = ngx_http_exchange_health_save_record(p,
+                                          NGX_HTTP_EXCHANGE_HEALTH_SF_FARM,
+                                          up, NULL, k, farm);
         }
-
-        p = ngx_cpymem(p, "farm ", 5);
-        p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
-        p = ngx_sprintf(p, " %s fault=%ui since=%T request_failures=%uD\n",
-                        ngx_http_exchange_health_protocols[k].name,
-                        farm->fault ? 1 : 0, farm->since,
-                        farm->request_failures);
     }
 
     for (q = ngx_queue_head(&up->servers);
@@ -903,27 +1033,12 @@ ngx_http_exchange_health_save_upstream(u_char *p,
 
         (*room)--;
 
-        p = ngx_cpymem(p, "server ", 7);
-        p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
-        *p++ = ' ';
-        p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
-
-        if (srv->name.len) {
-            p = ngx_cpymem(p, " name=", 6);
-            p = ngx_http_exchange_health_word(p, srv->name.data,
-                                              srv->name.len);
-        }
-
-        if (srv->fqdn_len) {
-            p = ngx_cpymem(p, " fqdn=", 6);
-            p = ngx_http_exchange_health_word(p, srv->fqdn, srv->fqdn_len);
-        }
-
-        *p++ = '\n';
+        p = ngx_http_exchange_health_save_record(p,
+                                          NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER,
+                                          up, srv, 0, srv);
 
         for (k = 0; k < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; k++) {
             slot = &srv->slot[k];
-            proto = ngx_http_exchange_health_protocols[k].name;
 
             if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_UP
                 && slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE
@@ -933,55 +1048,123 @@ ngx_http_exchange_health_save_upstream(u_char *p,
                 continue;
             }
 
-            admin = slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN
-                    ? "drain"
-                    : slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE
-                      ? "maintenance" : "none";
+            p = ngx_http_exchange_health_save_record(p,
+                                            NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
+                                            up, srv, k, slot);
 
-            p = ngx_cpymem(p, "slot ", 5);
-            p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
-            *p++ = ' ';
-            p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
-
-            if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
-                left = (ngx_msec_int_t) (slot->until - ngx_current_msec);
-                p = ngx_sprintf(p, " %s state=ejected until=%T", proto,
-                                now + (left > 0 ? (left + 999) / 1000 : 0));
-
-            } else {
-                p = ngx_sprintf(p, " %s state=up", proto);
+            if (slot->last.time) {
+                p = ngx_http_exchange_health_save_record(p,
+                                            NGX_HTTP_EXCHANGE_HEALTH_SF_LAST,
+                                            up, srv, k, &slot->last);
             }
-
-            p = ngx_sprintf(p, " level=%ui admin=%s since=%T failures=%uD "
-                            "user_failures=%uD rescued=%uD ejections=%uD\n",
-                            (ngx_uint_t) slot->level, admin, slot->since,
-                            slot->failures, slot->user_failures,
-                            slot->rescued, slot->ejections);
-
-            f = &slot->last;
-
-            if (f->time == 0) {
-                continue;
-            }
-
-            p = ngx_cpymem(p, "last ", 5);
-            p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
-            *p++ = ' ';
-            p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
-            p = ngx_sprintf(p, " %s time=%T status=%ui user=%ui rule=",
-                            proto, f->time, (ngx_uint_t) f->status,
-                            (ngx_uint_t) f->user);
-            p = ngx_http_exchange_health_cword(p, f->rule, sizeof(f->rule));
-            p = ngx_cpymem(p, " method=", 8);
-            p = ngx_http_exchange_health_cword(p, f->method,
-                                               sizeof(f->method));
-            p = ngx_cpymem(p, " uri=", 5);
-            p = ngx_http_exchange_health_cword(p, f->uri, sizeof(f->uri));
-            p = ngx_cpymem(p, " error=", 7);
-            p = ngx_http_exchange_health_cword(p, f->error, sizeof(f->error));
-            *p++ = '\n';
         }
     }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_exchange_health_save_record(u_char *p, ngx_uint_t kind,
+    ngx_http_exchange_health_upstream_t *up,
+    ngx_http_exchange_health_server_t *srv, ngx_uint_t proto, void *record)
+{
+    u_char                                  *from;
+    size_t                                   len;
+    uint64_t                                 v;
+    const char                              *word;
+    ngx_msec_int_t                           left;
+    ngx_http_exchange_health_slot_t         *slot;
+    ngx_http_exchange_health_store_field_t  *field;
+
+    /* KIND UPSTREAM [ADDRESS] [PROTOCOL] key=value ... */
+
+    p = ngx_sprintf(p, "%s ", ngx_http_exchange_health_sf_kind(kind));
+    p = ngx_http_exchange_health_word(p, up->name.data, up->name.len);
+
+    if (srv) {
+        *p++ = ' ';
+        p = ngx_http_exchange_health_word(p, srv->addr, srv->addr_len);
+    }
+
+    if (kind != NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER) {
+        p = ngx_sprintf(p, " %s",
+                        ngx_http_exchange_health_protocols[proto].name);
+    }
+
+    for (field = ngx_http_exchange_health_store_fields; field->key; field++) {
+
+        if (field->kind != kind) {
+            continue;
+        }
+
+        from = (u_char *) record + field->offset;
+        slot = record;
+
+        if (field->keep == NGX_HTTP_EXCHANGE_HEALTH_KEEP_UNTIL
+            && slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED)
+        {
+            continue;
+        }
+
+        p = ngx_sprintf(p, " %s=", field->key);
+
+        switch (field->keep) {
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_UNTIL:
+
+            /* the end of an ejection, from nginx's clock to the wall's */
+
+            left = (ngx_msec_int_t) (slot->until - ngx_current_msec);
+            p = ngx_sprintf(p, "%T",
+                            ngx_time() + (left > 0 ? (left + 999) / 1000 : 0));
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_STATE:
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_WORD:
+
+            /* a value the file cannot hold is written as the first */
+
+            word = ngx_http_exchange_health_sf_enum(kind, field->key, *from,
+                                                    &len);
+            if (word == NULL) {
+                word = ngx_http_exchange_health_sf_enum(kind, field->key, 0,
+                                                        &len);
+            }
+
+            p = ngx_cpymem(p, word, len);
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_TEXT:
+            p = ngx_http_exchange_health_cword(p, from, field->size);
+            break;
+
+        case NGX_HTTP_EXCHANGE_HEALTH_KEEP_COUNTED:
+            p = ngx_http_exchange_health_word(p, from,
+                              *(size_t *) ((u_char *) record + field->len));
+            break;
+
+        default: /* a number */
+
+            switch (field->size) {
+            case 1:
+                v = *from;
+                break;
+            case 2:
+                v = *(uint16_t *) from;
+                break;
+            case 4:
+                v = *(uint32_t *) from;
+                break;
+            default:
+                v = *(uint64_t *) from;
+            }
+
+            p = ngx_sprintf(p, "%uL", v);
+        }
+    }
+
+    *p++ = '\n';
 
     return p;
 }

@@ -142,9 +142,8 @@ ngx_http_exchange_health_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
         if (!shm_zone->shm.exists) {
-            /* a zone that starts empty: what the last nginx knew */
-            ngx_http_exchange_health_load(zone, shm_zone->shm.size,
-                                          shm_zone->shm.log);
+            /* a zone that starts empty: store.c restores the state file */
+            zone->fresh = 1;
             return ngx_http_exchange_health_new_sh(shm_zone);
         }
 
@@ -265,12 +264,6 @@ ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
         }
     }
 
-    /* servers may come back ejected or drained from the state file */
-
-    for (n = 0; up && n < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; n++) {
-        ngx_http_exchange_health_recount_locked(hscf, n);
-    }
-
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return NGX_OK;
@@ -317,10 +310,6 @@ ngx_http_exchange_health_upstream(ngx_http_exchange_health_zone_t *zone,
         up->farm[i].since = ngx_time();
     }
 
-    if (zone->restore.nelts) {
-        ngx_http_exchange_health_restore_upstream(zone, up);
-    }
-
     ngx_queue_insert_tail(&zone->sh->upstreams, &up->queue);
 
     return up;
@@ -363,10 +352,6 @@ ngx_http_exchange_health_server(ngx_http_exchange_health_zone_t *zone,
 
     for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
         srv->slot[i].since = ngx_time();
-    }
-
-    if (zone->restore.nelts) {
-        ngx_http_exchange_health_restore_server(zone, up, srv);
     }
 
     ngx_queue_insert_tail(&up->servers, &srv->queue);

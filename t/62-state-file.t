@@ -105,6 +105,46 @@ STATE
     $ng->stop;
 }
 
+# every field of every record survives a stop and a start: what is read
+# is written back the same (the ejection's end, a wall-clock time made
+# from nginx's own clock, within a second or two)
+{
+    my $a2 = $farm->server('EXCH2')->addr;
+    my $a3 = $farm->server('EXCH3')->addr;
+    my $now = time;
+    my ($t1, $t2, $t3, $until) = ($now - 7200, $now - 3600, $now - 60,
+                                  $now + 600);
+    my @lines = (
+        "farm exchange owa fault=1 since=$t1 request_failures=17",
+        "farm exchange ecp fault=0 since=$t2 request_failures=4",
+        "server exchange $a2 name=EXCH2 fqdn=exch2.contoso.local",
+        "slot exchange $a2 owa state=ejected until=$until level=3 admin=drain since=$t2 failures=41 user_failures=5 rescued=39 ejections=3",
+        "last exchange $a2 owa time=$t3 status=500 user=0 rule=errorfe-page method=POST uri=/owa/service.svc?action%3DGetItem error=Microsoft.Exchange.Data.Storage.StoragePermanentException",
+        "slot exchange $a2 ecp state=up level=0 admin=maintenance since=$t1 failures=0 user_failures=2 rescued=0 ejections=0",
+        "last exchange $a2 ecp time=$t2 status=302 user=1 rule=errorfe-redirect method=GET uri=/ecp/ error=-",
+        "server exchange $a3 name=EXCH3 fqdn=-",
+    );
+    spew($state, join("\n", 'exchange-health-state 1', @lines, 'end') . "\n");
+    $ng = EH::Front::nginx($farm, %o);
+    $ng->start;
+    $ng->stop;
+    my @back = grep { !/^#/ && !/^exchange-health-state|^end$/ }
+               split /\n/, slurp($state);
+    my ($got) = map { /until=(\d+)/ ? $1 : () } @back;
+    ok defined $got && abs($got - $until) <= 2,
+       'round trip: the ejection ends when it did'
+       or diag "until=" . ($got // 'none') . ", read $until";
+    s/until=\d+/until=U/ for @lines, @back;
+    my %back = map { $_ => 1 } @back;
+    my @lost = grep { !$back{$_} } @lines;
+    is "@lost", '', 'round trip: every record and field written back as read';
+    # servers the file did not name are written with their names only
+    my @extra = grep { my $l = $_; !grep { $_ eq $l } @lines } @back;
+    ok !grep({ !/^server exchange \S+ name=\S+ fqdn=\S+$/ && !/^server /
+             } @extra), 'round trip: nothing else but the farm\'s servers'
+        or diag join "\n", @extra;
+}
+
 # the state is saved while running, too (every few seconds, when changed)
 unlink $state;
 $farm->heal;

@@ -14,8 +14,9 @@
 
 
 typedef struct {
-    int     n;
-    char    names[16][64];
+    int         n;
+    char        names[16][64];
+    uint64_t    state, admin;       /* of the slot record */
 } seen_t;
 
 
@@ -24,12 +25,21 @@ collect(void *data, ngx_http_exchange_health_sf_record_t *rec)
 {
     seen_t  *seen = data;
 
+    ngx_http_exchange_health_sf_field_t  *f;
+
     if (seen->n < 16) {
         snprintf(seen->names[seen->n], 64, "%u:%.*s", rec->kind,
                  (int) rec->arg_len[1], rec->arg[1]);
     }
 
     seen->n++;
+
+    if (rec->kind == NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT) {
+        f = ngx_http_exchange_health_sf_field(rec, "state");
+        seen->state = f ? f->number : 99;
+        f = ngx_http_exchange_health_sf_field(rec, "admin");
+        seen->admin = f ? f->number : 99;
+    }
 
     return 0;
 }
@@ -105,6 +115,30 @@ main(void)
     UNIT_OK(seen.n == 4, "four records");
     UNIT_OK(strcmp(seen.names[0], "3:owa") == 0, "farm first");
     UNIT_OK(strcmp(seen.names[1], "0:10.0.0.12:443") == 0, "then the server");
+    UNIT_OK(seen.state == 1 && seen.admin == 1,
+            "a word's number is its place: ejected 1, drain 1");
+
+    {
+        size_t       len;
+        const char  *w;
+
+        w = ngx_http_exchange_health_sf_enum(NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
+                                             "admin", 2, &len);
+        UNIT_OK(w && len == 11 && strncmp(w, "maintenance", len) == 0,
+                "the words of a field by place: the last");
+        w = ngx_http_exchange_health_sf_enum(NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
+                                             "state", 0, &len);
+        UNIT_OK(w && len == 2 && strncmp(w, "up", len) == 0,
+                "... the first");
+        UNIT_OK(ngx_http_exchange_health_sf_enum(
+                    NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "admin", 3, &len)
+                == NULL, "... none past the last");
+        UNIT_OK(ngx_http_exchange_health_sf_enum(
+                    NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT, "level", 0, &len)
+                == NULL, "... none of a number");
+        UNIT_OK(ngx_http_exchange_health_sf_enum(7, "admin", 0, &len)
+                == NULL, "... none of an unknown kind");
+    }
 
     e = ngx_http_exchange_health_sf_encode(enc, (const u_char *) "a b%c=d\x01",
                                            8);
