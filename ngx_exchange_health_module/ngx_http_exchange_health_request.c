@@ -13,26 +13,27 @@
 const ngx_http_exchange_health_protocol_t
     ngx_http_exchange_health_protocols[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS] =
 {
-    { "owa", "owa" },
-    { "ecp", "ecp" },
-    { "ews", "ews" },
-    { "activesync", "microsoft-server-activesync" },
-    { "mapi", "mapi" },
-    { "rpc", "rpc" },
-    { "oab", "oab" },
-    { "autodiscover", "autodiscover" },
-    { "powershell", "powershell" },
-    { "other", NULL }
+    { "owa", "owa", 3 },
+    { "ecp", "ecp", 3 },
+    { "ews", "ews", 3 },
+    { "activesync", "microsoft-server-activesync", 27 },
+    { "mapi", "mapi", 4 },
+    { "rpc", "rpc", 3 },
+    { "oab", "oab", 3 },
+    { "autodiscover", "autodiscover", 12 },
+    { "powershell", "powershell", 10 },
+    { "other", NULL, 0 }
 };
 
 
 unsigned
 ngx_http_exchange_health_protocol_of_uri(const u_char *uri, size_t len)
 {
-    size_t        n;
-    unsigned      i;
-    const char   *vdir;
-    const u_char *p, *end;
+    u_char                                     c;
+    size_t                                     n, j;
+    unsigned                                   i;
+    const u_char                              *p, *end;
+    const ngx_http_exchange_health_protocol_t  *pr;
 
     p = uri;
     end = uri + len;
@@ -47,11 +48,28 @@ ngx_http_exchange_health_protocol_of_uri(const u_char *uri, size_t len)
         }
     }
 
-    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_OTHER; i++) {
-        vdir = ngx_http_exchange_health_protocols[i].vdir;
+    /* on every proxied request: by length, then byte by byte */
 
-        if (strlen(vdir) == n && strncasecmp(vdir, (const char *) p, n) == 0)
-        {
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_OTHER; i++) {
+        pr = &ngx_http_exchange_health_protocols[i];
+
+        if (pr->vdir_len != n) {
+            continue;
+        }
+
+        for (j = 0; j < n; j++) {
+            c = p[j];
+
+            if (c >= 'A' && c <= 'Z') {
+                c |= 0x20;
+            }
+
+            if (c != (u_char) pr->vdir[j]) {
+                break;
+            }
+        }
+
+        if (j == n) {
             return i;
         }
     }
@@ -279,8 +297,8 @@ const u_char *
 ngx_http_exchange_health_cookie(const u_char *p, size_t len,
     const char *name, size_t *vlen)
 {
-    size_t        nlen;
-    const u_char *end, *start, *eq;
+    size_t         nlen;
+    const u_char  *end, *start, *semi;
 
     nlen = strlen(name);
     end = p + len;
@@ -293,17 +311,16 @@ ngx_http_exchange_health_cookie(const u_char *p, size_t len,
 
         start = p;
 
-        while (p < end && *p != ';') {
-            p++;
-        }
+        semi = memchr(p, ';', end - p);
+        p = semi ? semi : end;
 
-        eq = memchr(start, '=', p - start);
+        /* the name has no '=': the first '=' is right after it */
 
-        if (eq != NULL && (size_t) (eq - start) == nlen
+        if ((size_t) (p - start) > nlen && start[nlen] == '='
             && memcmp(start, name, nlen) == 0)
         {
-            *vlen = p - (eq + 1);
-            return eq + 1;
+            *vlen = p - (start + nlen + 1);
+            return start + nlen + 1;
         }
     }
 

@@ -36,6 +36,7 @@
 typedef struct {
     const char  *name;      /* as shown in logs and on the status page */
     const char  *vdir;      /* first URI segment, compared caselessly */
+    size_t       vdir_len;
 } ngx_http_exchange_health_protocol_t;
 
 

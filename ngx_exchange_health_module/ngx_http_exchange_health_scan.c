@@ -234,6 +234,7 @@ void
 ngx_http_exchange_health_scan_release(ngx_http_exchange_health_scan_t *s)
 {
     if (s->inflating) {
+        s->zstream.zfree(s->zstream.opaque, s->out);
         inflateEnd(&s->zstream);
         s->inflating = 0;
     }
@@ -445,14 +446,14 @@ ngx_http_exchange_health_inflate(ngx_http_exchange_health_scan_t *s,
 
     while (s->zstream.avail_in) {
         s->zstream.next_out = s->out;
-        s->zstream.avail_out = sizeof(s->out);
+        s->zstream.avail_out = NGX_HTTP_EXCHANGE_HEALTH_SCAN_OUT;
         avail = s->zstream.avail_in;
 
         rc = inflate(&s->zstream, Z_NO_FLUSH);
 
         /* what came out before a fault is looked at all the same */
 
-        got = sizeof(s->out) - s->zstream.avail_out;
+        got = NGX_HTTP_EXCHANGE_HEALTH_SCAN_OUT - s->zstream.avail_out;
 
         if (got && ngx_http_exchange_health_match(s, s->out, got)
                    != NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE)
@@ -497,6 +498,19 @@ ngx_http_exchange_health_inflate_start(ngx_http_exchange_health_scan_t *s,
     }
 
     if (inflateInit2(&s->zstream, bits) != Z_OK) {
+        return Z_MEM_ERROR;
+    }
+
+    /*
+     * Through the allocator zlib now holds (the caller's, or its own):
+     * a plain page, the most common, never needs this buffer, and the
+     * request's pool stays small.
+     */
+
+    s->out = s->zstream.zalloc(s->zstream.opaque, 1,
+                               NGX_HTTP_EXCHANGE_HEALTH_SCAN_OUT);
+    if (s->out == NULL) {
+        inflateEnd(&s->zstream);
         return Z_MEM_ERROR;
     }
 

@@ -25,6 +25,7 @@
 
 #define NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN  64   /* longest marker */
 #define NGX_HTTP_EXCHANGE_HEALTH_MARKERS     32   /* markers in one set */
+#define NGX_HTTP_EXCHANGE_HEALTH_SCAN_OUT    2048 /* inflated at a time */
 
 /* what ngx_http_exchange_health_scan() returns; >= 0: the marker found */
 #define NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE   -1   /* undecided so far */
@@ -79,10 +80,10 @@ typedef struct {
     u_char        head;
 
     z_stream      zstream;
+    u_char       *out;          /* inflated bytes, only when inflating */
 
     size_t        ncarry;
     u_char        carry[NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN];
-    u_char        out[2048];
 } ngx_http_exchange_health_scan_t;
 
 
