@@ -353,6 +353,14 @@ typedef struct {
     ngx_array_t            *active;         /* of rule_t *, all in force */
     ngx_http_exchange_health_markers_t  *markers;
     u_char                 *marker_rule;    /* marker index -> rule */
+    uint32_t               *rule_markers;   /* rule index -> its markers */
+
+    /*
+     * Per status, 0 to 639 and one for any other: a bit for each rule
+     * that may match it, and for each of those that reads no body.
+     */
+    uint64_t               *status_rules;
+    uint64_t               *status_rules_nobody;
 } ngx_http_exchange_health_loc_conf_t;
 
 
@@ -415,10 +423,6 @@ typedef struct {
     uintptr_t                            *suspect;
     uintptr_t                             avoided_data[2];
 
-    ngx_uint_t                            nattempts;
-    ngx_http_exchange_health_attempt_t    attempt[
-                                          NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS];
-
     /* the answer being judged */
     uint32_t                              eligible;  /* body markers */
     ngx_http_exchange_health_scan_t      *scan;
@@ -426,8 +430,6 @@ typedef struct {
     ngx_msec_t                            hold_start;
     off_t                                 skip;      /* scanned when held */
     off_t                                 passed;    /* body filter */
-
-    ngx_str_t                             fe_name;   /* its X-FEServer */
 
     /* this try's answer: its headers the module reads, once read */
     ngx_table_elt_t                      *known[NGX_HTTP_EXCHANGE_HEALTH_H_N];
@@ -452,9 +454,15 @@ typedef struct {
     unsigned                              settled:1;
     unsigned                              voter:1;   /* believed signed in */
     unsigned                              known_read:1;
+    unsigned                              sampled:1; /* this answer */
     unsigned                              ntlm:1;    /* its credentials */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */
+
+    /* last: each is zeroed when its server is tried, not before */
+    ngx_uint_t                            nattempts;
+    ngx_http_exchange_health_attempt_t    attempt[
+                                          NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS];
 } ngx_http_exchange_health_ctx_t;
 
 

@@ -49,10 +49,14 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
                                            ngx_http_exchange_health_module);
     hlcf = ngx_http_get_module_loc_conf(r, ngx_http_exchange_health_module);
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_exchange_health_ctx_t));
+    ctx = ngx_palloc(r->pool, sizeof(ngx_http_exchange_health_ctx_t));
     if (ctx == NULL) {
         return NGX_ERROR;
     }
+
+    /* up to nattempts included: the attempts are zeroed by attempt() */
+
+    ngx_memzero(ctx, offsetof(ngx_http_exchange_health_ctx_t, attempt));
 
     u->peer.data = &ctx->rrp;
 
@@ -223,7 +227,6 @@ ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
 
     ctx->scan = NULL;
     ctx->holding = 0;
-    ctx->fe_name.len = 0;
     ctx->known_read = 0;
 
     ngx_http_exchange_health_picked(ctx, a);
@@ -369,44 +372,37 @@ static void
 ngx_http_exchange_health_who(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    const u_char     *v;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    size_t             len;
+    const u_char      *v;
+    ngx_table_elt_t   *h;
+#if (nginx_version < 1023000)
+    ngx_uint_t         i;
+    ngx_table_elt_t  **cookies;
+#endif
 
     /*
      * OWA and ECP sign in with the cadata cookie, the other protocols with
-     * a header; what signs a user in also tells users apart.
+     * a header; what signs a user in also tells users apart.  The Cookie
+     * lines are those nginx gathered as it read the request: a list from
+     * 1.23 on, an array before.
      */
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+#if (nginx_version >= 1023000)
+    for (h = r->headers_in.cookie; h; h = h->next) {
+#else
+    cookies = r->headers_in.cookies.elts;
 
-    for (i = 0; /* void */; i++) {
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        h = cookies[i];
+#endif
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == 6
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
-        {
-            v = ngx_http_exchange_health_cookie(h[i].value.data,
-                                                h[i].value.len, "cadata",
-                                                &len);
-            if (v) {
-                ctx->signed_in = 1;
-                ctx->user_key.data = (u_char *) v;
-                ctx->user_key.len = len;
-                return;
-            }
+        v = ngx_http_exchange_health_cookie(h->value.data, h->value.len,
+                                            "cadata", &len);
+        if (v) {
+            ctx->signed_in = 1;
+            ctx->user_key.data = (u_char *) v;
+            ctx->user_key.len = len;
+            return;
         }
     }
 

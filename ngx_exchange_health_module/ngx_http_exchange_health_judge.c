@@ -500,22 +500,20 @@ ngx_http_exchange_health_learn(ngx_http_request_t *r,
     u = r->upstream;
     a = &ctx->attempt[ctx->nattempts - 1];
 
-    h = ngx_http_exchange_health_known(r, ctx,
-                                       NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER);
+    /*
+     * A server's name seldom changes: it is read from the answers
+     * sampled (classify), from any answer not yet known to be healthy,
+     * and whenever its headers were walked anyway.  The proxy module
+     * keeps each header in the request's pool, where a retry leaves it.
+     */
 
-    /* copied: a retry reads the next answer into the same buffer */
-
-    if (h) {
-        ctx->fe_name.len = ngx_min(h->value.len,
-                                   NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
-        ctx->fe_name.data = ngx_pnalloc(r->pool, ctx->fe_name.len);
-
-        if (ctx->fe_name.data == NULL) {
-            ctx->fe_name.len = 0;
-
-        } else {
-            ngx_memcpy(ctx->fe_name.data, h->value.data, ctx->fe_name.len);
-            ngx_http_exchange_health_learn_name(ctx, a, &ctx->fe_name, 0);
+    if (ctx->sampled || ctx->known_read
+        || a->verdict != NGX_HTTP_EXCHANGE_HEALTH_HEALTHY)
+    {
+        h = ngx_http_exchange_health_known(r, ctx,
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER);
+        if (h) {
+            ngx_http_exchange_health_learn_name(ctx, a, &h->value, 0);
         }
     }
 
@@ -523,6 +521,7 @@ ngx_http_exchange_health_learn(ngx_http_request_t *r,
 
     if (u->headers_in.status_n != NGX_HTTP_OK
         || r->uri.len < sizeof("/healthcheck.htm") - 1
+        || (r->uri.data[r->uri.len - 1] | 0x20) != 'm'
         || ngx_strncasecmp(r->uri.data + r->uri.len
                            - (sizeof("/healthcheck.htm") - 1),
                            (u_char *) "/healthcheck.htm",

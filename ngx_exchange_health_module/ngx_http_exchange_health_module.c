@@ -245,6 +245,9 @@ ngx_http_exchange_health_create_loc_conf(ngx_conf_t *cf)
      *     hlcf->rules = NULL;
      *     hlcf->markers = NULL;
      *     hlcf->marker_rule = NULL;
+     *     hlcf->rule_markers = NULL;
+     *     hlcf->status_rules = NULL;
+     *     hlcf->status_rules_nobody = NULL;
      */
 
     hlcf->detect = NGX_CONF_UNSET;

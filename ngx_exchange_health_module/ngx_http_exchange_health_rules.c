@@ -45,6 +45,11 @@ static ngx_uint_t ngx_http_exchange_health_failure(ngx_http_request_t *r,
      || ((s) < 640 && ((rule)->status[(s) / 64] >> ((s) % 64) & 1)))
 
 
+/* a location's rules are the bits of a word (status_rules) */
+typedef char  ngx_http_exchange_health_rules_fit_a_word[
+    NGX_HTTP_EXCHANGE_HEALTH_RULES <= 64 ? 1 : -1];
+
+
 #define ngx_http_exchange_health_arg(s)  { sizeof(s) - 1, (u_char *) s }
 
 static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
@@ -610,6 +615,9 @@ ngx_http_exchange_health_merge_rules(ngx_conf_t *cf,
         conf->active = prev->active;
         conf->markers = prev->markers;
         conf->marker_rule = prev->marker_rule;
+        conf->rule_markers = prev->rule_markers;
+        conf->status_rules = prev->status_rules;
+        conf->status_rules_nobody = prev->status_rules_nobody;
 
         return NGX_CONF_OK;
     }
@@ -749,11 +757,40 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
                                 sizeof(ngx_http_exchange_health_markers_t));
     conf->marker_rule = ngx_pcalloc(cf->pool,
                                     NGX_HTTP_EXCHANGE_HEALTH_MARKERS);
-    if (conf->markers == NULL || conf->marker_rule == NULL) {
+    conf->rule_markers = ngx_pcalloc(cf->pool,
+                                     conf->active->nelts * sizeof(uint32_t));
+    conf->status_rules = ngx_pcalloc(cf->pool, 2 * 641 * sizeof(uint64_t));
+    if (conf->markers == NULL || conf->marker_rule == NULL
+        || conf->status_rules == NULL
+        || (conf->rule_markers == NULL && conf->active->nelts))
+    {
         return NGX_CONF_ERROR;
     }
 
+    conf->status_rules_nobody = conf->status_rules + 641;
+
     rule = conf->active->elts;
+
+    /*
+     * A rule is a bit of a word (NGX_HTTP_EXCHANGE_HEALTH_RULES at most,
+     * merge_rules checks): classify finds the few a status wants.
+     */
+
+    for (k = 0; k < conf->active->nelts; k++) {
+        if (rule[k]->off) {
+            continue;
+        }
+
+        for (j = 0; j <= 640; j++) {
+            if (ngx_http_exchange_health_status_in(rule[k], j)) {
+                conf->status_rules[j] |= (uint64_t) 1 << k;
+
+                if (rule[k]->bodies == NULL) {
+                    conf->status_rules_nobody[j] |= (uint64_t) 1 << k;
+                }
+            }
+        }
+    }
 
     for (k = 0; k < conf->active->nelts; k++) {
         if (rule[k]->off || rule[k]->bodies == NULL) {
@@ -775,6 +812,7 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
             }
 
             conf->marker_rule[i] = (u_char) k;
+            conf->rule_markers[k] |= (uint32_t) 1 << i;
 
             if (rule[k]->after.len
                 && ngx_http_exchange_health_marker_prefix(conf->markers, i,
@@ -807,7 +845,8 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_rule_t **matched)
 {
-    ngx_uint_t                            i, k, status;
+    uint64_t                              may;
+    ngx_uint_t                            k, status;
     ngx_http_upstream_t                  *u;
     ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_rule_t     **rule;
@@ -836,17 +875,19 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     farm = ctx->conf->sh ? &ctx->conf->sh->farm[ctx->slot] : NULL;
 
     /*
-     * The same proof makes a session a voter (state.c): looked for on the
-     * first request of a client connection and on one in 16 others, so
-     * that a healthy answer mostly costs no header walk.
+     * The same proof makes a session a voter (state.c): looked for in the
+     * answers sampled, the first of a client connection and one in 16
+     * others, so that a healthy answer mostly costs no header walk.  The
+     * server's name is learnt from them too (judge.c).
      */
+
+    ctx->sampled = r->connection->requests == 1
+                   || (++ngx_http_exchange_health_samples & 15) == 0;
 
     if (a->trial
         || (farm && (farm->fault
                      || (a->peer < 64 && (farm->failing >> a->peer & 1))))
-        || (farm && ctx->signed_in
-            && (r->connection->requests == 1
-                || (++ngx_http_exchange_health_samples & 15) == 0)))
+        || (farm && ctx->signed_in && ctx->sampled))
     {
         a->mailbox = status >= 200 && status < 300
                      && (ngx_http_exchange_health_known(r, ctx,
@@ -861,10 +902,21 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
 
     rule = hlcf->active->elts;
 
-    for (k = 0; k < hlcf->active->nelts; k++) {
+    /*
+     * The rules that may match this status, in their order.  A rule that
+     * looks at the body cannot match an answer whose body is not read
+     * (JSON, a redirect, an image): neither are its headers looked at,
+     * so most healthy answers cost no header walk.
+     */
 
-        if (rule[k]->off
-            || !ngx_http_exchange_health_status_in(rule[k], status)
+    k = ngx_min(status, 640);
+
+    may = ngx_http_exchange_health_scannable(r)
+          ? hlcf->status_rules[k] : hlcf->status_rules_nobody[k];
+
+    for (k = 0; may; k++, may >>= 1) {
+
+        if (!(may & 1)
             || !ngx_http_exchange_health_headers_match(r, ctx, rule[k]))
         {
             continue;
@@ -874,14 +926,10 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
             return ngx_http_exchange_health_failure(r, rule[k], matched);
         }
 
-        for (i = 0; i < hlcf->markers->n; i++) {
-            if (hlcf->marker_rule[i] == k) {
-                ctx->eligible |= (uint32_t) 1 << i;
-            }
-        }
+        ctx->eligible |= hlcf->rule_markers[k];
     }
 
-    if (ctx->eligible && ngx_http_exchange_health_scannable(r)) {
+    if (ctx->eligible) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: status %ui, the body decides",
                        status);

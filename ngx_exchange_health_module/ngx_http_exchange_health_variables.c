@@ -67,6 +67,7 @@ ngx_http_exchange_health_variable(ngx_http_request_t *r,
 {
     ngx_str_t                        s;
     ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
     ngx_http_exchange_health_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
@@ -81,7 +82,22 @@ ngx_http_exchange_health_variable(ngx_http_request_t *r,
             break;
 
         case NGX_HTTP_EXCHANGE_HEALTH_VAR_SERVER:
-            s = ctx->fe_name;
+
+            /* the X-FEServer of the judged answer the client got */
+
+            if (ctx->nattempts && r->upstream
+                && ctx->attempt[ctx->nattempts - 1].verdict
+                   != NGX_HTTP_EXCHANGE_HEALTH_NONE)
+            {
+                h = ngx_http_exchange_health_known(r, ctx,
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER);
+                if (h) {
+                    s.data = h->value.data;
+                    s.len = ngx_min(h->value.len,
+                                    NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN);
+                }
+            }
+
             break;
 
         case NGX_HTTP_EXCHANGE_HEALTH_VAR_RULE:

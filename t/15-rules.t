@@ -467,6 +467,23 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
     my ($r, $v) = $one->('/owa/auth/logon.aspx?url=%2fowa%2f&reason=0');
     is $v->{server}, '-', 'server: empty for an answer without X-FEServer';
 
+    # every answer of a kept-alive connection: the module reads the
+    # server's name from a few answers only, the variable from each
+    {
+        my $c = $ng->client(timeout => 5);
+        my @pairs;
+        for my $i (1 .. 20) {
+            my $r = $c->request(POST => '/ews/exchange.asmx', body => '<x/>',
+                                content_type => 'text/xml', signed_in => "ka$i");
+            $n++;
+            my @v = EH::Front::wait_verdicts($ng, $n);
+            push @pairs, [ $r->header('X-FEServer') // 'none', $v[-1]{server} ];
+        }
+        is scalar(grep { $_->[0] =~ /^EXCH\d$/ && $_->[0] eq $_->[1] } @pairs), 20,
+            'server: each answer\'s X-FEServer on one kept-alive connection'
+            or diag join ' ', map { "$_->[0]/$_->[1]" } @pairs;
+    }
+
     # protocols
     my %proto;
     for my $p ('/owa/', '/ecp/', '/EWS/Exchange.asmx', '/Microsoft-Server-ActiveSync',
