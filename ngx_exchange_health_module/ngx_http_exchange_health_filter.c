@@ -141,19 +141,38 @@ ngx_http_exchange_health_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_exchange_health_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
+    ngx_http_exchange_health_ctx_t  *ctx;
+
+    /*
+     * Called for every buffer of every answer: most have nothing to
+     * scan, and pass on at the cost of this test alone.
+     */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
+
+    if (ctx && ctx->scan && !ctx->settled && in) {
+        ngx_http_exchange_health_body_scan(r, ctx, in);
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+/*
+ * Not static, so that the compiler keeps it out of the body filter: the
+ * filter's fast path then saves no registers for the scan's loop.
+ */
+
+void
+ngx_http_exchange_health_body_scan(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_chain_t *in)
+{
     int                               rc;
     off_t                             skip, size;
     ngx_buf_t                        *b;
     ngx_uint_t                        verdict;
     ngx_chain_t                      *cl;
-    ngx_http_exchange_health_ctx_t   *ctx;
     ngx_http_exchange_health_rule_t  *rule;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
-
-    if (ctx == NULL || ctx->scan == NULL || ctx->settled || in == NULL) {
-        return ngx_http_next_body_filter(r, in);
-    }
 
     rc = NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE;
 
@@ -195,8 +214,6 @@ ngx_http_exchange_health_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             break;
         }
     }
-
-    return ngx_http_next_body_filter(r, in);
 }
 
 
