@@ -63,8 +63,10 @@ ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
     /* raw upstream bytes are read only when they are HTTP/1.x framed */
 
     if (raw && (u->schema.len < 4
-                || ngx_strncasecmp(u->schema.data, (u_char *) "http", 4)
-                   != 0))
+                || (u->schema.data[0] | 0x20) != 'h'
+                || (u->schema.data[1] | 0x20) != 't'
+                || (u->schema.data[2] | 0x20) != 't'
+                || (u->schema.data[3] | 0x20) != 'p'))
     {
         return NGX_OK;
     }

@@ -1281,7 +1281,8 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
 static ngx_uint_t
 ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 {
-    ngx_uint_t            status;
+    u_char               *p;
+    ngx_uint_t            i, status;
     ngx_table_elt_t      *type;
     ngx_http_upstream_t  *u;
 
@@ -1299,10 +1300,25 @@ ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 
     type = u->headers_in.content_type;
 
-    return type != NULL
-           && type->value.len >= 9
-           && ngx_strncasecmp(type->value.data, (u_char *) "text/html", 9)
-              == 0;
+    if (type == NULL || type->value.len < 9) {
+        return 0;
+    }
+
+    /*
+     * "text/html" in any case, on every answer: OR-ing in 0x20 lowers
+     * the letters and keeps '/' (a control byte 0x0f would pass for it:
+     * such an answer is only scanned)
+     */
+
+    p = type->value.data;
+
+    for (i = 0; i < 9; i++) {
+        if ((p[i] | 0x20) != (u_char) "text/html"[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
