@@ -175,8 +175,8 @@ ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
     ngx_http_exchange_health_order_t *order, const char **error)
 {
     size_t                                  len;
-    ngx_uint_t                              i, j, n, found, untracked;
     ngx_str_t                              *s;
+    ngx_uint_t                              i, j, n, found, untracked;
     ngx_http_exchange_health_server_t      *srv;
     ngx_http_exchange_health_srv_conf_t   **hscfp, *hscf;
     ngx_http_exchange_health_main_conf_t   *hmcf;

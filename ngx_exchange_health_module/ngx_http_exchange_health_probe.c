@@ -876,8 +876,8 @@ ngx_http_exchange_health_probe_record(ngx_http_exchange_health_probe_t *pr,
 {
     size_t                                  i, len;
     u_char                                  buf[64], safe[3 * 64];
-    ngx_uint_t                              was, now;
     ngx_str_t                               name, proto;
+    ngx_uint_t                              was, now;
     ngx_http_exchange_health_slot_t        *slot;
     ngx_http_exchange_health_server_t      *srv;
     ngx_http_exchange_health_srv_conf_t    *conf;

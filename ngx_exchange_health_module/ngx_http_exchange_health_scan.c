@@ -526,8 +526,8 @@ ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
 {
     int       found;
     size_t    keep, take, total, drop;
-    unsigned  i;
     u_char    junction[2 * NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN];
+    unsigned  i;
 
     if (n > s->window - s->scanned) {
         n = s->window - s->scanned;

@@ -1027,8 +1027,8 @@ ngx_http_exchange_health_backend_known(ngx_http_exchange_health_ctx_t *ctx,
 ngx_uint_t
 ngx_http_exchange_health_same_failure(ngx_http_exchange_health_ctx_t *ctx)
 {
-    ngx_uint_t                           i;
     ngx_str_t                           *rule;
+    ngx_uint_t                           i;
     ngx_http_exchange_health_attempt_t  *a;
 
     /* every server tried failed the request the same way: by one rule */

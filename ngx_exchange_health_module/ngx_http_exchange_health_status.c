@@ -449,8 +449,8 @@ ngx_http_exchange_health_snap_certificates(
     ngx_http_exchange_health_snap_upstream_t *up, time_t now)
 {
     ngx_uint_t                               i, j, best, tie;
-    ngx_http_exchange_health_snap_server_t  *s;
     ngx_http_exchange_health_probe_conf_t   *pc;
+    ngx_http_exchange_health_snap_server_t  *s;
 
     /*
      * Extended Protection needs every server to present the same

@@ -434,9 +434,9 @@ ngx_http_exchange_health_restore_record(ngx_http_exchange_health_zone_t *zone,
     time_t                                   now;
     uint64_t                                 v;
     ngx_str_t                                name, addr;
-    ngx_http_exchange_health_sf_record_t    *rec;
     ngx_http_exchange_health_slot_t         *slot;
     ngx_http_exchange_health_sf_field_t     *f;
+    ngx_http_exchange_health_sf_record_t    *rec;
     ngx_http_exchange_health_store_field_t  *field;
 
     name.data = up->name.data;
