@@ -246,7 +246,8 @@ typedef struct {
 #define NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR  2
 #define NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR  3
 #define NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET   4
-#define NGX_HTTP_EXCHANGE_HEALTH_H_N          5
+#define NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING   5
+#define NGX_HTTP_EXCHANGE_HEALTH_H_N          6
 
 
 /* an "exchange_health_rule" */
@@ -514,7 +515,8 @@ ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
     ngx_str_t *name);
 ngx_table_elt_t *ngx_http_exchange_health_known(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k);
-ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r);
+ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
 
 /* ngx_http_exchange_health_zone.c */
 char *ngx_http_exchange_health_zone(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -50,7 +50,7 @@ ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
 
     u = r->upstream;
 
-    encoding = ngx_http_exchange_health_encoding(r);
+    encoding = ngx_http_exchange_health_encoding(r, ctx);
 
     if (encoding == NGX_ERROR) {
         /* an encoding zlib cannot read: judged by its header alone */

@@ -164,7 +164,8 @@ static ngx_str_t  ngx_http_exchange_health_known_names[] = {
     ngx_string("x-beserver"),
     ngx_string("x-owa-error"),
     ngx_string("x-ecp-error"),
-    ngx_string("x-calculatedbetarget")
+    ngx_string("x-calculatedbetarget"),
+    ngx_string("content-encoding")
 };
 
 /* their hashes as nginx computes a header's (h->hash), made by defaults() */
@@ -1260,6 +1261,10 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
             n = NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET;
             break;
 
+        case sizeof("content-encoding") - 1:
+            n = NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING;
+            break;
+
         default:
             continue;
         }
@@ -1323,14 +1328,20 @@ ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 
 
 ngx_int_t
-ngx_http_exchange_health_encoding(ngx_http_request_t *r)
+ngx_http_exchange_health_encoding(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
 {
     ngx_str_t        *v;
     ngx_table_elt_t  *h;
 
-    /* the first Content-Encoding, as the proxy module keeps it */
+    /*
+     * The first Content-Encoding, as nginx 1.22 keeps it in the upstream's
+     * headers_in; later versions keep no such pointer, so it is found by
+     * the one walk of the answer's headers, done already for a page.
+     */
 
-    h = r->upstream->headers_in.content_encoding;
+    h = ngx_http_exchange_health_known(r, ctx,
+                                       NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING);
     if (h == NULL) {
         return NGX_HTTP_EXCHANGE_HEALTH_IDENTITY;
     }
