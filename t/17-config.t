@@ -592,10 +592,23 @@ for my $name (sort keys %wrong) {
 # cache wraps the balancer); nginx's upstream zone goes anywhere.  Each
 # order used to pass with nginx's "load balancing method redefined" and
 # then abort nginx -t (free(): invalid size) or drop the module silently.
+#
+# From nginx 1.29.7 on, keepalive is on by default and wraps every
+# upstream's balancer once all are set up, wherever its directive stands:
+# "keepalive" before exchange_health is then as good as after it.
 my $EH = 'exchange_health zone=exchange;';
+my ($maj, $min, $pat) = (`${\ ($ENV{EH_NGINX} // '/usr/sbin/nginx')} -v 2>&1`
+                         =~ m{nginx/(\d+)\.(\d+)\.(\d+)});
+my $keepalive_late = defined $maj
+    && sprintf('%03d%03d%03d', $maj, $min, $pat) ge '001029007';
 for my $m ('least_conn;', 'ip_hash;', 'hash $remote_addr;',
            'hash $remote_addr consistent;', 'random;', 'random two;',
            'keepalive 8;') {
+    if ($m eq 'keepalive 8;' && $keepalive_late) {
+        good("$m before exchange_health (nginx $maj.$min.$pat)",
+             balancer => "$m\n    $EH");
+        next;
+    }
     bad("$m before exchange_health",
         balancer => "$m\n    $EH", marker => $EH,
         re => qr/"exchange_health" must be the first load balancing directive of upstream "exchange": put "keepalive" after it/);
