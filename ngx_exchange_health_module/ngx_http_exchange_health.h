@@ -232,9 +232,6 @@ typedef struct {
     ngx_str_t                          state;       /* its path */
     ngx_uint_t                         fresh;       /* started empty */
     ngx_pool_t                        *pool;
-    ngx_str_t                          restore_buf; /* the file read */
-    ngx_array_t                        restore;     /* of sf_record_t */
-    ngx_uint_t                         restore_max; /* what the zone holds */
     ngx_event_t                        save;        /* in each worker */
     uint32_t                           saved_crc;
 } ngx_http_exchange_health_zone_t;

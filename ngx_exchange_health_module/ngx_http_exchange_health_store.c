@@ -47,6 +47,13 @@ typedef ngx_int_t (*ngx_http_exchange_health_store_pt)(ngx_cycle_t *cycle,
     ngx_http_exchange_health_zone_t *zone);
 
 
+/* a state file read, while a zone that started empty is filled from it */
+typedef struct {
+    ngx_array_t     records;    /* of sf_record_t, within the file's text */
+    ngx_uint_t      max;        /* what the zone can hold */
+} ngx_http_exchange_health_read_t;
+
+
 /* a field's offset and size in the record of its kind */
 
 #define ngx_http_exchange_health_in_server(f)                                \
@@ -67,11 +74,13 @@ typedef ngx_int_t (*ngx_http_exchange_health_store_pt)(ngx_cycle_t *cycle,
 
 
 static void ngx_http_exchange_health_store_load(
-    ngx_http_exchange_health_zone_t *zone, ngx_log_t *log);
+    ngx_http_exchange_health_zone_t *zone, ngx_log_t *log,
+    ngx_http_exchange_health_read_t *sf);
 static void ngx_http_exchange_health_restore_zone(
-    ngx_http_exchange_health_zone_t *zone);
+    ngx_http_exchange_health_zone_t *zone,
+    ngx_http_exchange_health_read_t *sf);
 static void ngx_http_exchange_health_restore_record(
-    ngx_http_exchange_health_zone_t *zone, ngx_uint_t kind,
+    ngx_http_exchange_health_read_t *sf, ngx_uint_t kind,
     ngx_http_exchange_health_upstream_t *up,
     ngx_http_exchange_health_server_t *srv, ngx_uint_t p, void *record);
 static u_char *ngx_http_exchange_health_save_record(u_char *p,
@@ -183,7 +192,7 @@ static ngx_http_exchange_health_store_field_t
 static int ngx_http_exchange_health_store_record(void *data,
     ngx_http_exchange_health_sf_record_t *rec);
 static ngx_http_exchange_health_sf_record_t *
-    ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
+    ngx_http_exchange_health_store_find(ngx_http_exchange_health_read_t *sf,
     ngx_uint_t kind, ngx_str_t *upstream, ngx_str_t *addr, ngx_uint_t p);
 static void ngx_http_exchange_health_save_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_exchange_health_save(
@@ -227,20 +236,20 @@ static ngx_int_t
 ngx_http_exchange_health_store_restore_zone(ngx_cycle_t *cycle,
     ngx_http_exchange_health_zone_t *zone)
 {
+    ngx_http_exchange_health_read_t  sf;
+
     if (!zone->fresh) {
         return NGX_OK;
     }
 
     zone->fresh = 0;
 
-    ngx_http_exchange_health_store_load(zone, cycle->log);
+    ngx_http_exchange_health_store_load(zone, cycle->log, &sf);
 
-    if (zone->restore.nelts) {
+    if (sf.records.nelts) {
         ngx_shmtx_lock(&zone->shpool->mutex);
-        ngx_http_exchange_health_restore_zone(zone);
+        ngx_http_exchange_health_restore_zone(zone, &sf);
         ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        zone->restore.nelts = 0;
     }
 
     return NGX_OK;
@@ -249,8 +258,9 @@ ngx_http_exchange_health_store_restore_zone(ngx_cycle_t *cycle,
 
 static void
 ngx_http_exchange_health_store_load(ngx_http_exchange_health_zone_t *zone,
-    ngx_log_t *log)
+    ngx_log_t *log, ngx_http_exchange_health_read_t *sf)
 {
+    u_char           *text;
     size_t            line, max;
     ssize_t           n;
     ngx_fd_t          fd;
@@ -258,6 +268,10 @@ ngx_http_exchange_health_store_load(ngx_http_exchange_health_zone_t *zone,
     ngx_uint_t        servers;
     ngx_file_info_t   fi;
     const char       *error;
+
+    /* no records until the whole file is read and found good */
+
+    ngx_memzero(sf, sizeof(ngx_http_exchange_health_read_t));
 
     /*
      * The directory is the worker user's: whatever it planted there, a
@@ -288,7 +302,7 @@ ngx_http_exchange_health_store_load(ngx_http_exchange_health_zone_t *zone,
 
     servers = (zone->shpool->end - (u_char *) zone->shpool) / 4096 + 1;
     max = 128 + servers * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
-    zone->restore_max = servers * (NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS + 2);
+    sf->max = servers * (NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS + 2);
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -307,12 +321,12 @@ ngx_http_exchange_health_store_load(ngx_http_exchange_health_zone_t *zone,
         goto done;
     }
 
-    zone->restore_buf.data = ngx_palloc(zone->pool, ngx_file_size(&fi) + 1);
-    if (zone->restore_buf.data == NULL) {
+    text = ngx_palloc(zone->pool, ngx_file_size(&fi) + 1);
+    if (text == NULL) {
         goto done;
     }
 
-    n = ngx_read_fd(fd, zone->restore_buf.data, ngx_file_size(&fi));
+    n = ngx_read_fd(fd, text, ngx_file_size(&fi));
 
     if (n != ngx_file_size(&fi)) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
@@ -321,25 +335,23 @@ ngx_http_exchange_health_store_load(ngx_http_exchange_health_zone_t *zone,
         goto done;
     }
 
-    zone->restore_buf.len = n;
-
-    if (ngx_array_init(&zone->restore, zone->pool, 16,
+    if (ngx_array_init(&sf->records, zone->pool, 16,
                        sizeof(ngx_http_exchange_health_sf_record_t))
         != NGX_OK)
     {
         goto done;
     }
 
-    if (ngx_http_exchange_health_sf_parse(zone->restore_buf.data, n,
+    if (ngx_http_exchange_health_sf_parse(text, n,
                                           ngx_http_exchange_health_store_record,
-                                          zone, &error, &line)
+                                          sf, &error, &line)
         != 0)
     {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "exchange_health zone \"%V\": state file \"%V\" "
                       "line %uz: %s; the file is ignored",
                       zone->name, &zone->state, line, error);
-        zone->restore.nelts = 0;
+        sf->records.nelts = 0;
         goto done;
     }
 
@@ -360,17 +372,17 @@ static int
 ngx_http_exchange_health_store_record(void *data,
     ngx_http_exchange_health_sf_record_t *rec)
 {
-    ngx_http_exchange_health_zone_t *zone = data;
+    ngx_http_exchange_health_read_t *sf = data;
 
     ngx_http_exchange_health_sf_record_t  *copy;
 
     /* more records than the zone has room for: not a file nginx wrote */
 
-    if (zone->restore.nelts >= zone->restore_max) {
+    if (sf->records.nelts >= sf->max) {
         return -1;
     }
 
-    copy = ngx_array_push(&zone->restore);
+    copy = ngx_array_push(&sf->records);
     if (copy == NULL) {
         return -1;
     }
@@ -382,7 +394,8 @@ ngx_http_exchange_health_store_record(void *data,
 
 
 static void
-ngx_http_exchange_health_restore_zone(ngx_http_exchange_health_zone_t *zone)
+ngx_http_exchange_health_restore_zone(ngx_http_exchange_health_zone_t *zone,
+    ngx_http_exchange_health_read_t *sf)
 {
     ngx_uint_t                            p;
     ngx_queue_t                          *q, *s;
@@ -396,7 +409,7 @@ ngx_http_exchange_health_restore_zone(ngx_http_exchange_health_zone_t *zone)
         up = ngx_queue_data(q, ngx_http_exchange_health_upstream_t, queue);
 
         for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
-            ngx_http_exchange_health_restore_record(zone,
+            ngx_http_exchange_health_restore_record(sf,
                                           NGX_HTTP_EXCHANGE_HEALTH_SF_FARM,
                                           up, NULL, p, &up->farm[p]);
         }
@@ -407,15 +420,15 @@ ngx_http_exchange_health_restore_zone(ngx_http_exchange_health_zone_t *zone)
         {
             srv = ngx_queue_data(s, ngx_http_exchange_health_server_t, queue);
 
-            ngx_http_exchange_health_restore_record(zone,
+            ngx_http_exchange_health_restore_record(sf,
                                           NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER,
                                           up, srv, 0, srv);
 
             for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
-                ngx_http_exchange_health_restore_record(zone,
+                ngx_http_exchange_health_restore_record(sf,
                                             NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT,
                                             up, srv, p, &srv->slot[p]);
-                ngx_http_exchange_health_restore_record(zone,
+                ngx_http_exchange_health_restore_record(sf,
                                             NGX_HTTP_EXCHANGE_HEALTH_SF_LAST,
                                             up, srv, p, &srv->slot[p].last);
             }
@@ -425,7 +438,7 @@ ngx_http_exchange_health_restore_zone(ngx_http_exchange_health_zone_t *zone)
 
 
 static void
-ngx_http_exchange_health_restore_record(ngx_http_exchange_health_zone_t *zone,
+ngx_http_exchange_health_restore_record(ngx_http_exchange_health_read_t *sf,
     ngx_uint_t kind, ngx_http_exchange_health_upstream_t *up,
     ngx_http_exchange_health_server_t *srv, ngx_uint_t p, void *record)
 {
@@ -447,7 +460,7 @@ ngx_http_exchange_health_restore_record(ngx_http_exchange_health_zone_t *zone,
         addr.len = srv->addr_len;
     }
 
-    rec = ngx_http_exchange_health_store_find(zone, kind, &name,
+    rec = ngx_http_exchange_health_store_find(sf, kind, &name,
                                               srv ? &addr : NULL, p);
     if (rec == NULL) {
         return;
@@ -555,7 +568,7 @@ ngx_http_exchange_health_restore_record(ngx_http_exchange_health_zone_t *zone,
 
 
 static ngx_http_exchange_health_sf_record_t *
-ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
+ngx_http_exchange_health_store_find(ngx_http_exchange_health_read_t *sf,
     ngx_uint_t kind, ngx_str_t *upstream, ngx_str_t *addr, ngx_uint_t p)
 {
     size_t                                 len;
@@ -563,11 +576,11 @@ ngx_http_exchange_health_store_find(ngx_http_exchange_health_zone_t *zone,
     const char                            *proto;
     ngx_http_exchange_health_sf_record_t  *rec;
 
-    rec = zone->restore.elts;
+    rec = sf->records.elts;
     proto = ngx_http_exchange_health_protocols[p].name;
     len = ngx_strlen(proto);
 
-    for (i = 0; i < zone->restore.nelts; i++) {
+    for (i = 0; i < sf->records.nelts; i++) {
 
         if (rec[i].kind != kind
             || rec[i].arg_len[0] != upstream->len
