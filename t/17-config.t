@@ -597,10 +597,8 @@ for my $name (sort keys %wrong) {
 # upstream's balancer once all are set up, wherever its directive stands:
 # "keepalive" before exchange_health is then as good as after it.
 my $EH = 'exchange_health zone=exchange;';
-my ($maj, $min, $pat) = (`${\ ($ENV{EH_NGINX} // '/usr/sbin/nginx')} -v 2>&1`
-                         =~ m{nginx/(\d+)\.(\d+)\.(\d+)});
-my $keepalive_late = defined $maj
-    && sprintf('%03d%03d%03d', $maj, $min, $pat) ge '001029007';
+my ($maj, $min, $pat) = nginx_version();
+my $keepalive_late = nginx_version(1, 29, 7);
 for my $m ('least_conn;', 'ip_hash;', 'hash $remote_addr;',
            'hash $remote_addr consistent;', 'random;', 'random two;',
            'keepalive 8;') {

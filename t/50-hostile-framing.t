@@ -223,9 +223,7 @@ hostile(name => 'chunk size ffffffffff (1 TB), then silence',
 # proxy_next_upstream lists invalid_header), which the module counts
 # against the server as nginx's own failure (upstream-error).
 {
-    my ($maj, $min) = (`${\ ($ENV{EH_NGINX} // '/usr/sbin/nginx')} -v 2>&1`
-                       =~ m{nginx/(\d+)\.(\d+)\.});
-    my $strict = defined $maj && ($maj > 1 || $min >= 23);
+    my $strict = nginx_version(1, 23);
     my %refused = map { $_ => 1 } 'Content-Length and chunked',
                   'two Content-Lengths', 'Content-Length -5',
                   'Content-Length 2^70', 'Transfer-Encoding gzip, chunked';

@@ -16,7 +16,7 @@ use EH::Farm ();
 use EH::Nginx ();
 
 our @EXPORT = qw(farm backend nginx capture cert http_request raw_exchange
-                 wait_until slurp spew run_dir);
+                 wait_until slurp spew run_dir nginx_version);
 
 sub import {
     my $caller = caller;
@@ -46,5 +46,16 @@ sub wait_until { EH::Util::wait_until(@_) }
 sub slurp      { EH::Util::slurp(@_) }
 sub spew       { EH::Util::spew(@_) }
 sub run_dir    { EH::Util::run_dir() }
+
+# The version of the nginx under test (EH_NGINX), as (major, minor,
+# patch), and whether it is at least the one given: nginx_version(1, 23)
+sub nginx_version {
+    my @at_least = @_;
+    my @v = `${\ ($ENV{EH_NGINX} // '/usr/sbin/nginx')} -v 2>&1` =~ m{nginx/(\d+)\.(\d+)\.(\d+)};
+    return @v unless @at_least;
+    return 0 unless @v;
+    return sprintf('%03d%03d%03d', @v)
+        ge sprintf('%03d%03d%03d', (@at_least, 0, 0)[0 .. 2]);
+}
 
 1;
