@@ -44,6 +44,7 @@ UNIT_CFLAGS = -g -O1 -Wall -Wextra -Werror -Ingx_exchange_health_module
 UNIT_SRCS  := $(wildcard t/unit/*.c)
 UNIT_BINS  := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
 PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_siphash.c \
               ngx_exchange_health_module/ngx_http_exchange_health_request.c \
               ngx_exchange_health_module/ngx_http_exchange_health_statefile.c
 

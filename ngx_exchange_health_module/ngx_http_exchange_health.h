@@ -14,12 +14,26 @@
 
 #include "ngx_http_exchange_health_request.h"
 #include "ngx_http_exchange_health_scan.h"
+#include "ngx_http_exchange_health_siphash.h"
 
 
 #define NGX_HTTP_EXCHANGE_HEALTH_RULES        64    /* per location */
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
 #define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions signed in */
+
+/*
+ * Connections bound to clients (bind.c).  A handshake half done (a
+ * challenge sent, its answer not yet come) is held this long, and at most
+ * this many at once per client address (an IPv6 /64) in each worker;
+ * clients answer a challenge at once.  A signed-in bound connection is
+ * closed after this long idle: upstream keepalive_timeout's default, and
+ * below IIS's 120 s connectionTimeout, so that nginx, not IIS, closes it
+ * and no request meets a connection IIS is closing.
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKE_TIMEOUT  10000
+#define NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKES         32
+#define NGX_HTTP_EXCHANGE_HEALTH_BIND_IDLE_TIMEOUT  60000
 
 /* a trial request that has not answered by then no longer blocks others */
 #define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
@@ -209,16 +223,19 @@ typedef struct {
  * "shared memory" bumps NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION (zone.c).
  */
 typedef struct {
-    ngx_uint_t              layout;
-    ngx_msec_t              save_next;      /* of the state file */
-    ngx_queue_t             upstreams;
+    ngx_uint_t                          layout;
+    ngx_msec_t                          save_next;  /* of the state file */
+    ngx_queue_t                         upstreams;
 
     /*
      * Sessions seen signed in for real: hashes of users that got an
      * answer a mailbox server took part in, one per slot, the newest
      * wins.  Only they vote for a failure no other server confirmed.
+     * The slot is a keyed hash (siphash.c) with a secret made when the
+     * zone is: a client cannot choose it, so cannot evict another's.
      */
-    uint32_t               *proven;
+    uint32_t                           *proven;
+    ngx_http_exchange_health_sipkey_t   secret;
 } ngx_http_exchange_health_shctx_t;
 
 
@@ -597,6 +614,8 @@ void ngx_http_exchange_health_judged(ngx_http_request_t *r,
 
 /* ngx_http_exchange_health_bind.c */
 ngx_int_t ngx_http_exchange_health_bind_init(ngx_conf_t *cf);
+void ngx_http_exchange_health_bind_header(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
 
 /* ngx_http_exchange_health_filter.c */
 ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);

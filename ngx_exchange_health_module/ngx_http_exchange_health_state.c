@@ -1220,12 +1220,19 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
 static uint32_t
 ngx_http_exchange_health_user(ngx_http_exchange_health_ctx_t *ctx)
 {
+    ngx_http_exchange_health_shctx_t  *sh;
+
     /*
-     * Who is asking: the OWA session, else the credentials, else the IP;
-     * any bytes a client sends, so nginx's plain hash (see learn_name).
+     * Who is asking: the OWA session, else the credentials, else the IP.
+     * Any bytes a client sends, so a keyed hash: nobody can aim at
+     * another's slot of the proven table.
      */
 
-    return (uint32_t) ngx_hash_key(ctx->user_key.data, ctx->user_key.len);
+    sh = ctx->conf->shpool->data;
+
+    return (uint32_t) ngx_http_exchange_health_siphash(&sh->secret,
+                                                       ctx->user_key.data,
+                                                       ctx->user_key.len);
 }
 
 

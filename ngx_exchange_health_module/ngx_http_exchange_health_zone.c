@@ -6,6 +6,10 @@
 
 #include "ngx_http_exchange_health.h"
 
+#if (NGX_OPENSSL)
+#include <openssl/rand.h>
+#endif
+
 
 /*
  * The shared zone holds one record per upstream and one per server of
@@ -23,7 +27,7 @@
  * another shape then starts the zone afresh instead of reading it wrong.
  * The sizes are a safety net for a forgotten bump that changes one.
  */
-#define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION  2
+#define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION  3
 
 #define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT                                      \
     ((0x4548 + NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION) << 16                \
@@ -41,6 +45,8 @@ typedef char  ngx_http_exchange_health_upstream_fits_a_page[
 
 static ngx_int_t ngx_http_exchange_health_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_exchange_health_secret(
+    ngx_http_exchange_health_sipkey_t *key);
 static ngx_int_t ngx_http_exchange_health_new_sh(ngx_shm_zone_t *shm_zone);
 static ngx_http_exchange_health_upstream_t *ngx_http_exchange_health_upstream(
     ngx_http_exchange_health_zone_t *zone, ngx_str_t *name, ngx_log_t *log);
@@ -190,6 +196,8 @@ ngx_http_exchange_health_new_sh(ngx_shm_zone_t *shm_zone)
     if (zone->sh->proven == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_http_exchange_health_secret(&zone->sh->secret);
 
     len = sizeof(" in exchange_health zone \"\"") + shm_zone->shm.name.len;
 
@@ -389,4 +397,31 @@ ngx_http_exchange_health_copy(ngx_http_exchange_health_name_t *to,
     if (to->len) {
         ngx_memcpy(to->data, from->data, to->len);
     }
+}
+
+
+static void
+ngx_http_exchange_health_secret(ngx_http_exchange_health_sipkey_t *key)
+{
+    /*
+     * The key of the tables indexed by what clients send: made once per
+     * zone, in the master, so every worker uses the same; never shown.
+     */
+
+#if (NGX_OPENSSL)
+
+    if (RAND_bytes((u_char *) key, sizeof(*key)) == 1) {
+        return;
+    }
+
+    ERR_clear_error();
+
+#endif
+
+    /* without OpenSSL's generator: less secret, still not chosen */
+
+    key->k0 = (uint64_t) ngx_time() << 32 ^ (uint64_t) ngx_pid << 16
+              ^ (uint64_t) ngx_random();
+    key->k1 = (uint64_t) ngx_random() << 32 ^ (uint64_t) ngx_random()
+              ^ (uint64_t) (uintptr_t) key;
 }
