@@ -27,6 +27,15 @@
  * it sees a connection before keepalive could cache it.  A request that
  * uses its binding bypasses the balancer below: there is nothing to
  * choose.
+ *
+ * Anyone on the internet can send such a header, so a connection is kept
+ * only for what proves a handshake: a 401 that carries a challenge
+ * (pending, bounded in time and in number per client address), then the
+ * answer to that challenge on the same connection, or a 2xx that carries
+ * the server's own Negotiate token (Kerberos, one leg).  A bound
+ * connection keeps its server's place in max_conns, and its timers are
+ * those of an idle keepalive connection: nothing the client does while it
+ * idles is the server's failure.
  */
 
 
@@ -46,8 +55,21 @@ struct ngx_http_exchange_health_binding_s {
     u_char                                user_data[
                                           NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER];
 
+    ngx_uint_t                            address;  /* its handshakes' */
+
     unsigned                              signed_in:1;
+    unsigned                              pending:1;  /* a challenge out */
+    unsigned                              counted:1;  /* in peer->conns */
 };
+
+
+/* what an answer leaves of a connection that carried a sign-in */
+#define NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE       0
+#define NGX_HTTP_EXCHANGE_HEALTH_BIND_PENDING    1
+#define NGX_HTTP_EXCHANGE_HEALTH_BIND_SIGNED_IN  2
+
+/* counters of half-done handshakes, by a keyed hash of the address */
+#define NGX_HTTP_EXCHANGE_HEALTH_ADDRESSES       1024
 
 
 static ngx_int_t ngx_http_exchange_health_bind_init_peer(
@@ -67,8 +89,20 @@ static ngx_http_exchange_health_binding_t *ngx_http_exchange_health_binding(
 static ngx_http_exchange_health_binding_t *
     ngx_http_exchange_health_bind_new(ngx_http_request_t *r,
     ngx_http_exchange_health_srv_conf_t *conf);
+static ngx_uint_t ngx_http_exchange_health_bind_keep(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_peer_connection_t *pc,
+    ngx_uint_t state, ngx_uint_t bypass, ngx_uint_t peer);
+static ngx_uint_t ngx_http_exchange_health_bind_token(ngx_http_upstream_t *u);
 static ngx_uint_t ngx_http_exchange_health_keepable(ngx_peer_connection_t *pc,
     ngx_http_upstream_t *u, ngx_uint_t state);
+static ngx_uint_t ngx_http_exchange_health_bind_address(ngx_http_request_t *r,
+    ngx_http_exchange_health_srv_conf_t *conf);
+static ngx_int_t ngx_http_exchange_health_bind_pending(
+    ngx_http_exchange_health_binding_t *b, ngx_uint_t pending);
+static void ngx_http_exchange_health_bind_count(
+    ngx_http_exchange_health_binding_t *b, ngx_int_t n);
+static void ngx_http_exchange_health_bind_drop(
+    ngx_http_exchange_health_binding_t *b);
 static void ngx_http_exchange_health_bind_idle(ngx_event_t *ev);
 static void ngx_http_exchange_health_bind_dummy(ngx_event_t *ev);
 static void ngx_http_exchange_health_bind_close(ngx_connection_t *c);
@@ -77,6 +111,10 @@ static void ngx_http_exchange_health_unbind(void *data);
 
 /* live bindings in this worker: none, and nothing is looked up */
 static ngx_uint_t  ngx_http_exchange_health_nbindings;
+
+/* half-done handshakes in this worker, per client address */
+static uint16_t    ngx_http_exchange_health_handshakes[
+                       NGX_HTTP_EXCHANGE_HEALTH_ADDRESSES];
 
 
 ngx_int_t
@@ -117,12 +155,13 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
     u_char                               *p;
-    ngx_str_t                             user;
+    ngx_str_t                             user, uri;
     ngx_table_elt_t                      *auth;
     ngx_http_upstream_t                  *u;
     ngx_http_exchange_health_ctx_t       *ctx;
     ngx_http_exchange_health_binding_t   *b;
     ngx_http_exchange_health_srv_conf_t  *hscf;
+    u_char                                ubuf[3 * 128];
 
     hscf = ngx_http_conf_upstream_srv_conf(us,
                                            ngx_http_exchange_health_module);
@@ -153,10 +192,14 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
 
     if (r->http_version >= NGX_HTTP_VERSION_20 || r != r->main) {
         if (ctx->ntlm) {
+            /* the decoded path: a %0A in it must not start a line */
+            uri = ngx_http_exchange_health_log_text(ubuf, sizeof(ubuf),
+                                                    r->uri.data, r->uri.len);
+
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "exchange_health_ntlm: \"%V\" over HTTP/2 or in a "
                           "subrequest cannot be bound to a connection; "
-                          "offer HTTP/1.1 to Outlook", &r->uri);
+                          "offer HTTP/1.1 to Outlook", &uri);
             ctx->ntlm = 0;
         }
 
@@ -250,9 +293,7 @@ ngx_http_exchange_health_bind_get_peer(ngx_peer_connection_t *pc, void *data)
                       "exchange_health_ntlm: %V is out of service, the "
                       "client signs in again elsewhere", &b->name);
 
-        b->connection = NULL;
-        b->signed_in = 0;
-        ngx_http_exchange_health_bind_close(c);
+        ngx_http_exchange_health_bind_drop(b);
 
         if (ctx->signed_in && ctx->user_key.data == b->user.data) {
             ctx->signed_in = 0;
@@ -300,7 +341,8 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
-    ngx_uint_t                           bypass, peer;
+    ngx_uint_t                           bypass, peer, keep;
+    ngx_msec_t                           timeout;
     ngx_connection_t                    *c;
     ngx_http_request_t                  *r;
     ngx_http_upstream_t                 *u;
@@ -317,27 +359,52 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
     peer = ctx->nattempts ? ctx->attempt[ctx->nattempts - 1].peer
                           : NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED;
 
+    if (bypass && (state & NGX_PEER_FAILED)) {
+        /*
+         * Its credentials are good on that connection only, and the
+         * request is documented as never retried: no other server.
+         */
+        pc->tries = 0;
+    }
+
     if (!(bypass || ctx->ntlm) || c == NULL) {
         goto done;
     }
 
-    if (!ngx_http_exchange_health_keepable(pc, u, state)
-        || ngx_http_exchange_health_out(ctx, peer))
+    keep = ngx_http_exchange_health_bind_keep(ctx, pc, state, bypass, peer);
+
+    if (keep == NGX_HTTP_EXCHANGE_HEALTH_BIND_PENDING
+        && (b == NULL || !b->pending)
+        && ngx_http_exchange_health_handshakes[
+               ngx_http_exchange_health_bind_address(r, ctx->conf)]
+           >= NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKES)
     {
+        ngx_log_error(NGX_LOG_INFO, pc->log, 0,
+                      "exchange_health_ntlm: too many handshakes half done "
+                      "from the client's address, its connection to %V is "
+                      "not kept", pc->name);
+
+        keep = NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE;
+    }
+
+    if (keep == NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE) {
         /*
-         * The connection the client signed in on ends: so does the
-         * client's, after this answer, so that it starts again on a
-         * new one rather than on a server that does not know it.  And
-         * never into keepalive's cache: nginx closes it.
+         * Nothing to keep for the client.  A connection that carried
+         * credentials or a sign-in may be signed in all the same: never
+         * into keepalive's cache, nginx closes it.
          */
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
-                       "exchange health: bound connection %p ends", c);
+                       "exchange health: connection %p not kept", c);
 
         u->keepalive = 0;
-        r->keepalive = 0;
 
-        if (b) {
+        if (b && (bypass || b->connection == NULL)) {
+            if (bypass) {
+                ngx_http_exchange_health_bind_count(b, -1);
+            }
+
+            (void) ngx_http_exchange_health_bind_pending(b, 0);
             b->signed_in = 0;
         }
 
@@ -354,38 +421,55 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
         ctx->binding = b;
     }
 
-    if (b->connection) {
-        /* a request that could not use the binding made another */
-        ngx_http_exchange_health_bind_close(b->connection);
-        b->connection = NULL;
+    if (!bypass) {
+        if (b->connection) {
+            /* a request that could not use the binding made another */
+            ngx_http_exchange_health_bind_drop(b);
+        }
+
+        b->peer = peer;
+        b->socklen = pc->socklen;
+        ngx_memcpy(&b->sockaddr, pc->sockaddr, pc->socklen);
+        b->name.len = ngx_min(pc->name->len, NGX_SOCKADDR_STRLEN);
+        ngx_memcpy(b->name_data, pc->name->data, b->name.len);
+
+        /* the balancer below lets its place go: the binding keeps it */
+        ngx_http_exchange_health_bind_count(b, 1);
     }
 
-    b->peer = peer;
-    b->socklen = pc->socklen;
-    ngx_memcpy(&b->sockaddr, pc->sockaddr, pc->socklen);
-    b->name.len = ngx_min(pc->name->len, NGX_SOCKADDR_STRLEN);
-    ngx_memcpy(b->name_data, pc->name->data, b->name.len);
-
-    /* a 2xx to credentials: the connection is signed in, as this user */
-
-    if (ctx->ntlm && u->headers_in.status_n / 100 == 2) {
-        b->signed_in = 1;
-        b->user.len = ngx_min(ctx->user_key.len,
-                              NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER);
-        ngx_memcpy(b->user_data, ctx->user_key.data, b->user.len);
-
-    } else if (u->headers_in.status_n == NGX_HTTP_UNAUTHORIZED) {
+    if (keep == NGX_HTTP_EXCHANGE_HEALTH_BIND_PENDING) {
+        (void) ngx_http_exchange_health_bind_pending(b, 1);
         b->signed_in = 0;
+        timeout = NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKE_TIMEOUT;
+
+    } else {
+        (void) ngx_http_exchange_health_bind_pending(b, 0);
+        timeout = NGX_HTTP_EXCHANGE_HEALTH_BIND_IDLE_TIMEOUT;
+
+        if (ctx->ntlm) {
+            /* the credentials signed the connection in, as this user */
+            b->signed_in = 1;
+            b->user.len = ngx_min(ctx->user_key.len,
+                                  NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER);
+            ngx_memcpy(b->user_data, ctx->user_key.data, b->user.len);
+        }
     }
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, pc->log, 0,
-                   "exchange health: connection %p bound to client %p, %V",
-                   c, b->client, &b->name);
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                   "exchange health: connection %p bound to client %p, %V, "
+                   "%s", c, b->client, &b->name,
+                   b->pending ? "handshake half done" : "signed in");
 
     b->connection = c;
     pc->connection = NULL;
 
+    /* as keepalive keeps a connection: proxy_read_timeout's timer goes */
+
     c->read->delayed = 0;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
@@ -401,6 +485,8 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
     c->write->log = ngx_cycle->log;
     c->pool->log = ngx_cycle->log;
 
+    ngx_add_timer(c->read, timeout);
+
     if (c->read->ready) {
         ngx_http_exchange_health_bind_idle(c->read);
     }
@@ -414,6 +500,148 @@ done:
     }
 
     ctx->bind_free(pc, ctx->bind_data, state);
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_bind_keep(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_peer_connection_t *pc, ngx_uint_t state, ngx_uint_t bypass,
+    ngx_uint_t peer)
+{
+    ngx_uint_t                           status;
+    ngx_http_upstream_t                 *u;
+    ngx_http_exchange_health_binding_t  *b;
+
+    u = ctx->request->upstream;
+    b = ctx->binding;
+    status = u->headers_in.status_n;
+
+    if (!ngx_http_exchange_health_keepable(pc, u, state)
+        || ngx_http_exchange_health_out(ctx, peer))
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE;
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        /*
+         * A challenge to credentials: the handshake goes on, here.  A
+         * 401 that offers the schemes bare holds no sign-in.
+         */
+
+        return (ctx->ntlm && ngx_http_exchange_health_bind_token(u))
+               ? NGX_HTTP_EXCHANGE_HEALTH_BIND_PENDING
+               : NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE;
+    }
+
+    if (!ctx->ntlm) {
+        /*
+         * A request its connection signed in.  A handshake left half
+         * done by a request without credentials ends.
+         */
+
+        return (bypass && b->signed_in)
+               ? NGX_HTTP_EXCHANGE_HEALTH_BIND_SIGNED_IN
+               : NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE;
+    }
+
+    /*
+     * Credentials answered without a challenge: the answer to the one
+     * this connection got (NTLM's type 3), or Kerberos' one leg, which
+     * IIS accepts with its own token on the 2xx (mutual authentication).
+     * Anything else, such as a page anyone may see, which IIS serves
+     * whatever the header says, signs nothing in.
+     */
+
+    if (bypass && b->pending) {
+        return NGX_HTTP_EXCHANGE_HEALTH_BIND_SIGNED_IN;
+    }
+
+    if (status >= 200 && status < 300
+        && ngx_http_exchange_health_bind_token(u)
+           == NGX_HTTP_EXCHANGE_HEALTH_TOKEN_NEGOTIATE)
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_BIND_SIGNED_IN;
+    }
+
+    return NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE;
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_bind_token(ngx_http_upstream_t *u)
+{
+    int               token;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /*
+     * The answer's WWW-Authenticate lines, all of them: IIS offers the
+     * bare schemes on lines of their own.  Read for answers to
+     * credentials only.
+     */
+
+    part = &u->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || h[i].key.len != sizeof("WWW-Authenticate") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "WWW-Authenticate",
+                               sizeof("WWW-Authenticate") - 1) != 0)
+        {
+            continue;
+        }
+
+        token = ngx_http_exchange_health_ntlm_token(h[i].value.data,
+                                                    h[i].value.len);
+        if (token) {
+            return token;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+ngx_http_exchange_health_bind_header(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_uint_t  peer;
+
+    /*
+     * The answer on a bound connection whose binding ends with it (its
+     * server closes it, or went out of service): the client's connection
+     * ends too, and says so, so that its next request starts on a new
+     * one instead of meeting a reset.
+     */
+
+    if (!ctx->bound || !r->keepalive) {
+        return;
+    }
+
+    peer = ctx->attempt[ctx->nattempts - 1].peer;
+
+    /* u->keepalive is known only once the body is read: the header's */
+
+    if (r->upstream->headers_in.connection_close
+        || ngx_http_exchange_health_out(ctx, peer))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: binding ends, Connection: close");
+        r->keepalive = 0;
+    }
 }
 
 
@@ -496,6 +724,7 @@ ngx_http_exchange_health_bind_new(ngx_http_request_t *r,
     b->client = r->connection;
     b->name.data = b->name_data;
     b->user.data = b->user_data;
+    b->address = ngx_http_exchange_health_bind_address(r, conf);
 
     cln->handler = ngx_http_exchange_health_unbind;
 
@@ -525,23 +754,172 @@ ngx_http_exchange_health_keepable(ngx_peer_connection_t *pc,
 }
 
 
+static ngx_uint_t
+ngx_http_exchange_health_bind_address(ngx_http_request_t *r,
+    ngx_http_exchange_health_srv_conf_t *conf)
+{
+    size_t                             len;
+    u_char                            *p;
+    struct sockaddr_in                *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6               *sin6;
+#endif
+    ngx_http_exchange_health_shctx_t  *sh;
+
+    /*
+     * The client's address, as far as it is one client's: an IPv4
+     * address, or an IPv6 /64 (one site's, all of whose addresses a
+     * client may use).  Hashed with the zone's secret: nobody can make
+     * his addresses share another's counter.
+     */
+
+    switch (r->connection->sockaddr->sa_family) {
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) r->connection->sockaddr;
+        p = sin6->sin6_addr.s6_addr;
+        len = 8;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            p += 12;
+            len = 4;
+        }
+
+        break;
+#endif
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) r->connection->sockaddr;
+        p = (u_char *) &sin->sin_addr;
+        len = 4;
+        break;
+
+    default:
+        /* a UNIX socket: one peer, whatever it relays */
+        p = NULL;
+        len = 0;
+        break;
+    }
+
+    sh = conf->shpool->data;
+
+    return ngx_http_exchange_health_siphash(&sh->secret, p, len)
+           % NGX_HTTP_EXCHANGE_HEALTH_ADDRESSES;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_bind_pending(ngx_http_exchange_health_binding_t *b,
+    ngx_uint_t pending)
+{
+    uint16_t  *n;
+
+    /* a half-done handshake counts against its client's address */
+
+    if (b->pending == pending) {
+        return NGX_OK;
+    }
+
+    n = &ngx_http_exchange_health_handshakes[b->address];
+
+    if (pending) {
+        (*n)++;
+
+    } else {
+        (*n)--;
+    }
+
+    b->pending = pending;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_exchange_health_bind_count(ngx_http_exchange_health_binding_t *b,
+    ngx_int_t n)
+{
+    ngx_http_upstream_rr_peer_t          *peer;
+    ngx_http_upstream_rr_peers_t         *peers;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    /*
+     * A bound connection, idle or busy, is one of its server's: it keeps
+     * its place in peer->conns, so that max_conns holds with bindings as
+     * round robin holds it without them.
+     */
+
+    conf = b->conf;
+
+    if (b->peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED
+        || (n > 0) == b->counted)
+    {
+        return;
+    }
+
+    peers = b->peer < conf->nprimary ? conf->primary : conf->primary->next;
+    peer = conf->peers[b->peer];
+
+    if (peers == NULL || peer == NULL) {
+        return;
+    }
+
+    ngx_http_upstream_rr_peers_rlock(peers);
+    ngx_http_upstream_rr_peer_lock(peers, peer);
+
+    if (n > 0) {
+        peer->conns++;
+
+    } else {
+        peer->conns--;
+    }
+
+    ngx_http_upstream_rr_peer_unlock(peers, peer);
+    ngx_http_upstream_rr_peers_unlock(peers);
+
+    b->counted = (n > 0);
+}
+
+
+static void
+ngx_http_exchange_health_bind_drop(ngx_http_exchange_health_binding_t *b)
+{
+    ngx_connection_t  *c;
+
+    /* the binding's idle connection closes; the client signs in again */
+
+    c = b->connection;
+
+    b->connection = NULL;
+    b->signed_in = 0;
+
+    (void) ngx_http_exchange_health_bind_pending(b, 0);
+    ngx_http_exchange_health_bind_count(b, -1);
+
+    if (c) {
+        ngx_http_exchange_health_bind_close(c);
+    }
+}
+
+
 static void
 ngx_http_exchange_health_bind_idle(ngx_event_t *ev)
 {
     int                                  n;
     char                                 buf[1];
     ngx_connection_t                    *c;
-    ngx_http_exchange_health_binding_t  *b;
 
     /*
      * An idle bound connection: the server closed it, sent something
-     * unasked, or nginx is shutting down.  It is closed; the client's
-     * next request is routed afresh and signs in again.
+     * unasked, it idled past its time, or nginx is shutting down.  It is
+     * closed; the client's next request is routed afresh and signs in
+     * again.
      */
 
     c = ev->data;
 
-    if (!c->close) {
+    if (!c->close && !ev->timedout) {
         n = recv(c->fd, buf, 1, MSG_PEEK);
 
         if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
@@ -553,14 +931,11 @@ ngx_http_exchange_health_bind_idle(ngx_event_t *ev)
         }
     }
 
-    b = c->data;
-    b->connection = NULL;
-    b->signed_in = 0;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "exchange health: idle bound connection %p closed, "
+                   "timed out: %ui", c, (ngx_uint_t) ev->timedout);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                   "exchange health: idle bound connection %p closed", c);
-
-    ngx_http_exchange_health_bind_close(c);
+    ngx_http_exchange_health_bind_drop(c->data);
 }
 
 
@@ -603,12 +978,9 @@ ngx_http_exchange_health_unbind(void *data)
 
     ngx_http_exchange_health_nbindings--;
 
-    if (b->connection) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->client->log, 0,
-                       "exchange health: client gone, closing bound "
-                       "connection %p", b->connection);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->client->log, 0,
+                   "exchange health: client gone, closing bound "
+                   "connection %p", b->connection);
 
-        ngx_http_exchange_health_bind_close(b->connection);
-        b->connection = NULL;
-    }
+    ngx_http_exchange_health_bind_drop(b);
 }

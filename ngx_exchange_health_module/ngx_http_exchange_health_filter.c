@@ -108,6 +108,8 @@ ngx_http_exchange_health_header_filter(ngx_http_request_t *r)
     ctx->header_sent = 1;
     a = &ctx->attempt[ctx->nattempts - 1];
 
+    ngx_http_exchange_health_bind_header(r, ctx);
+
     if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING && !r->header_only) {
 
         if (ctx->scan == NULL

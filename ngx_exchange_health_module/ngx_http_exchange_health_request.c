@@ -133,6 +133,118 @@ ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len)
 
 
 int
+ngx_http_exchange_health_open_uri(const u_char *uri, size_t len)
+{
+    size_t         n;
+    const u_char  *p, *end, *seg, *last, *dot;
+
+    p = uri;
+    end = uri + len;
+
+    /* the query is not the path */
+
+    for (n = 0; n < len; n++) {
+        if (uri[n] == '?') {
+            end = uri + n;
+            break;
+        }
+    }
+
+    /*
+     * A static file, by the extension of the last segment: the front
+     * end sends some to a mailbox server for anyone (add-in files, the
+     * resources ProxyLogon reached), and a file proves no sign-in.
+     */
+
+    last = p;
+    dot = NULL;
+
+    for (seg = p; seg < end; seg++) {
+        if (*seg == '/') {
+            last = seg + 1;
+            dot = NULL;
+
+        } else if (*seg == '.') {
+            dot = seg;
+        }
+    }
+
+    if (dot && dot > last) {
+        n = end - dot;
+
+        if ((n == 3 && strncasecmp((const char *) dot, ".js", 3) == 0)
+            || (n == 4 && (strncasecmp((const char *) dot, ".css", 4) == 0
+                           || strncasecmp((const char *) dot, ".png", 4) == 0
+                           || strncasecmp((const char *) dot, ".gif", 4) == 0
+                           || strncasecmp((const char *) dot, ".jpg", 4) == 0
+                           || strncasecmp((const char *) dot, ".ico", 4) == 0
+                           || strncasecmp((const char *) dot, ".svg", 4) == 0
+                           || strncasecmp((const char *) dot, ".ttf", 4) == 0
+                           || strncasecmp((const char *) dot, ".eot", 4) == 0
+                           || strncasecmp((const char *) dot, ".map", 4) == 0
+                           || strncasecmp((const char *) dot, ".htm", 4) == 0
+                           || strncasecmp((const char *) dot, ".xap", 4) == 0))
+            || (n == 5 && (strncasecmp((const char *) dot, ".woff", 5) == 0
+                           || strncasecmp((const char *) dot, ".html", 5) == 0))
+            || (n == 6 && strncasecmp((const char *) dot, ".woff2", 6) == 0)
+            || (n == 12
+                && strncasecmp((const char *) dot, ".application", 12) == 0))
+        {
+            return 1;
+        }
+    }
+
+    if (p < end && *p == '/') {
+        p++;
+    }
+
+    /* past the virtual directory, and any slashes after it */
+
+    seg = p;
+
+    while (p < end && *p != '/') {
+        p++;
+    }
+
+    n = p - seg;
+
+    while (p < end && *p == '/') {
+        p++;
+    }
+
+    /* autodiscover.json, autodiscover.json/v1.0/... */
+
+    if (n == 12 && strncasecmp((const char *) seg, "autodiscover", 12) == 0) {
+        return end - p >= 17
+               && strncasecmp((const char *) p, "autodiscover.json", 17) == 0
+               && (end - p == 17 || p[17] == '/');
+    }
+
+    /* OWA's published calendars and its WOPI callbacks (Office Online) */
+
+    if (n == 3 && strncasecmp((const char *) seg, "owa", 3) == 0) {
+        return (end - p >= 9
+                && strncasecmp((const char *) p, "calendar/", 9) == 0)
+               || (end - p >= 5
+                   && strncasecmp((const char *) p, "wopi/", 5) == 0);
+    }
+
+    /* ECP's eDiscovery export tool: /ecp/<build or Current>/exporttool/ */
+
+    if (n == 3 && strncasecmp((const char *) seg, "ecp", 3) == 0) {
+        while (p < end && *p != '/') {
+            p++;
+        }
+
+        return end - p >= 12
+               && strncasecmp((const char *) p, "/exporttool/", 12) == 0;
+    }
+
+    return 0;
+}
+
+
+int
 ngx_http_exchange_health_has_mailbox(const u_char *p, size_t len)
 {
     const u_char  *end;
@@ -341,6 +453,50 @@ ngx_http_exchange_health_ntlm_scheme(const u_char *p, size_t len)
 
     return len >= 9 && strncasecmp((const char *) p, "Negotiate", 9) == 0
            && (len == 9 || p[9] == ' ' || p[9] == ',');
+}
+
+
+int
+ngx_http_exchange_health_ntlm_token(const u_char *p, size_t len)
+{
+    int            scheme;
+    const u_char  *end;
+
+    end = p + len;
+
+    if (len > 5 && strncasecmp((const char *) p, "NTLM ", 5) == 0) {
+        scheme = NGX_HTTP_EXCHANGE_HEALTH_TOKEN_NTLM;
+        p += 5;
+
+    } else if (len > 10 && strncasecmp((const char *) p, "Negotiate ", 10) == 0)
+    {
+        scheme = NGX_HTTP_EXCHANGE_HEALTH_TOKEN_NEGOTIATE;
+        p += 10;
+
+    } else {
+        return 0;
+    }
+
+    while (p < end && *p == ' ') {
+        p++;
+    }
+
+    /* a token68 (RFC 7235), not another scheme of a list */
+
+    if (p == end
+        || !((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
+             || (*p >= '0' && *p <= '9') || *p == '+' || *p == '/'))
+    {
+        return 0;
+    }
+
+    for ( /* void */ ; p < end; p++) {
+        if (*p == ',' || *p == ' ' || *p == '"') {
+            return 0;
+        }
+    }
+
+    return scheme;
 }
 
 

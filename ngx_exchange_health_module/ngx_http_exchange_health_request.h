@@ -60,6 +60,18 @@ int ngx_http_exchange_health_protocol_by_name(const u_char *name,
  */
 int ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len);
 
+/*
+ * 1 for a path whose 2xx proves no sign-in although a mailbox server
+ * answers it: the front end sends it there for anyone, and Exchange's
+ * front end puts X-CalculatedBETarget on every answer it proxies.
+ * Autodiscover v2's JSON, OWA's published calendars and WOPI callbacks,
+ * ECP's export tool, and static files by their extension (add-in files,
+ * the resources reached with X-BEResource or X-AnonResource cookies).
+ * Sources: docs/exchange-answers.md, "Anonymous answers a mailbox server
+ * took part in".
+ */
+int ngx_http_exchange_health_open_uri(const u_char *uri, size_t len);
+
 /* 1 when a path holds a mailbox address: '@' or "%40" */
 int ngx_http_exchange_health_has_mailbox(const u_char *p, size_t len);
 
@@ -110,6 +122,17 @@ const u_char *ngx_http_exchange_health_cookie(const u_char *p, size_t len,
 #define NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER   128
 
 int ngx_http_exchange_health_ntlm_scheme(const u_char *p, size_t len);
+
+/*
+ * A WWW-Authenticate value that carries a token of either scheme: NTLM's
+ * challenge ("NTLM <type 2>", "Negotiate <type 2 in SPNEGO>"), or the
+ * server's own Kerberos token on the answer that signs a connection in.
+ * 1 for NTLM, 2 for Negotiate, 0 for a bare scheme or anything else.
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_TOKEN_NTLM       1
+#define NGX_HTTP_EXCHANGE_HEALTH_TOKEN_NEGOTIATE  2
+
+int ngx_http_exchange_health_ntlm_token(const u_char *p, size_t len);
 size_t ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len,
     u_char *dst, size_t size);
 

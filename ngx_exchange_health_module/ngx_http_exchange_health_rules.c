@@ -890,11 +890,19 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
                      || (a->peer < 64 && (farm->failing >> a->peer & 1))))
         || (farm && ctx->signed_in && ctx->sampled))
     {
+        /*
+         * Not on the few paths the front end sends to a mailbox server
+         * for anyone (Autodiscover's JSON, published calendars, add-in
+         * files, static files): their 2xx carries the same headers.
+         */
+
         a->mailbox = status >= 200 && status < 300
                      && (ngx_http_exchange_health_known(r, ctx,
                                          NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER)
                          || ngx_http_exchange_health_known(r, ctx,
-                                         NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET));
+                                         NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET))
+                     && !ngx_http_exchange_health_open_uri(r->uri.data,
+                                                           r->uri.len);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: status %ui, reached a mailbox: %ui",

@@ -28,6 +28,14 @@ anon(const char *uri)
 }
 
 
+static int
+open_uri(const char *uri)
+{
+    return ngx_http_exchange_health_open_uri((const u_char *) uri,
+                                             strlen(uri));
+}
+
+
 static unsigned
 code(const char *location)
 {
@@ -91,6 +99,14 @@ scheme(const char *v)
 {
     return ngx_http_exchange_health_ntlm_scheme((const u_char *) v,
                                                 strlen(v));
+}
+
+
+static int
+token(const char *v)
+{
+    return ngx_http_exchange_health_ntlm_token((const u_char *) v,
+                                               strlen(v));
 }
 
 
@@ -248,6 +264,55 @@ main(void)
     UNIT_OK(!scheme("Basic YWxpY2U6eA=="), "scheme: not Basic");
     UNIT_OK(!scheme("NTL"), "scheme: not a cut one");
     UNIT_OK(!scheme(""), "scheme: not empty");
+
+    /* answered for anyone by a mailbox server */
+    UNIT_OK(open_uri("/autodiscover/autodiscover.json"), "open: the JSON");
+    UNIT_OK(open_uri("/Autodiscover/AutoDiscover.json?Email=a%40b&Protocol=x"),
+            "open: any case, a query");
+    UNIT_OK(open_uri("/autodiscover/autodiscover.json/v1.0/a@b?Protocol=x"),
+            "open: v1.0 path");
+    UNIT_OK(open_uri("/autodiscover//autodiscover.json"),
+            "open: two slashes");
+    UNIT_OK(!open_uri("/autodiscover/autodiscover.xml"), "open: not the XML");
+    UNIT_OK(!open_uri("/autodiscover/autodiscover.jsonx/"),
+            "open: not a longer name");
+    UNIT_OK(!open_uri("/autodiscover"), "open: not the directory");
+    UNIT_OK(open_uri("/owa/calendar/abc@contoso.com/xyz/calendar.html"),
+            "open: a published calendar");
+    UNIT_OK(open_uri("/owa/wopi/files/@/owaatt?access_token=x"),
+            "open: WOPI");
+    UNIT_OK(open_uri("/ecp/Current/exporttool/microsoft.exchange.ediscovery."
+                     "exporttool.application"), "open: the export tool");
+    UNIT_OK(open_uri("/ecp/y.js"), "open: ProxyLogon's static file");
+    UNIT_OK(open_uri("/owa/auth/x.js?a=b/c"), "open: a static file, a query");
+    UNIT_OK(open_uri("/owa/a@b.com/prem/15.2.1118/ext/def/x/y.PNG"),
+            "open: an add-in file, any case");
+    UNIT_OK(!open_uri("/owa/"), "open: not OWA");
+    UNIT_OK(!open_uri("/owa/service.svc?action=GetFolder"),
+            "open: not a service call");
+    UNIT_OK(!open_uri("/owa/calendarx"), "open: not a longer name");
+    UNIT_OK(!open_uri("/ecp/"), "open: not ECP");
+    UNIT_OK(!open_uri("/ecp/DDI/DDIService.svc/GetList"), "open: not DDI");
+    UNIT_OK(!open_uri("/EWS/Exchange.asmx"), "open: not EWS");
+    UNIT_OK(!open_uri("/mapi/emsmdb/?MailboxId=a@b"), "open: not MAPI");
+    UNIT_OK(!open_uri("/owa/x.jsx"), "open: not another extension");
+    UNIT_OK(!open_uri("/owa/.js/x"), "open: the last segment only");
+    UNIT_OK(!open_uri(""), "open: not empty");
+
+    /* a challenge, or the server's Kerberos token: what binds */
+    UNIT_OK(token("NTLM TlRMTVNTUAACAAAA") == 1, "token: an NTLM challenge");
+    UNIT_OK(token("negotiate oYGgMIGdoAMKAQChCwYJ==") == 2,
+            "token: a Negotiate token");
+    UNIT_OK(token("Negotiate  TlRMTVNTUAACAAAA") == 2,
+            "token: after two spaces");
+    UNIT_OK(!token("NTLM"), "token: not a bare scheme");
+    UNIT_OK(!token("NTLM "), "token: not a scheme and a space");
+    UNIT_OK(!token("Negotiate, NTLM"), "token: not a list of schemes");
+    UNIT_OK(!token("NTLM realm=\"x\""), "token: not parameters");
+    UNIT_OK(!token("Basic realm=\"x\""), "token: not Basic");
+    UNIT_OK(!token("Bearer abc"), "token: not Bearer");
+    UNIT_OK(!token("NTLMx abc"), "token: not another scheme");
+    UNIT_OK(!token(""), "token: not empty");
 
     UNIT_OK(user(TYPE3_ALICE, 128) == 25
             && memcmp(ubuf, "C\0O\0N\0T\0O\0S\0O\0\\a\0l\0i\0c\0e\0",
