@@ -11,7 +11,9 @@
  * The status page: which server is failing, since when, why, and what to
  * check.  Every zone is copied under its lock first, then rendered from
  * the copy, so a page is one consistent picture and the lock is held only
- * for the copy.
+ * for the copy.  It is served only for a Host the server block serves
+ * (ngx_http_exchange_health_status_host, the admin API's check too): an
+ * allow list alone lets a rebound name of another site read it.
  */
 
 
@@ -32,6 +34,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_exchange_health_status_handler(
     ngx_http_request_t *r);
+static ngx_int_t ngx_http_exchange_health_refuse_host(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_exchange_health_format(ngx_http_request_t *r);
 static ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
     ngx_http_exchange_health_snapshot_t *snap);
@@ -333,6 +336,10 @@ ngx_http_exchange_health_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    if (!ngx_http_exchange_health_status_host(r)) {
+        return ngx_http_exchange_health_refuse_host(r);
+    }
+
     if (ngx_http_exchange_health_snapshot(r, &snap) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -361,6 +368,41 @@ ngx_http_exchange_health_status_handler(ngx_http_request_t *r)
         return ngx_http_exchange_health_send(r, NGX_HTTP_OK,
                                              "text/html; charset=utf-8", &w);
     }
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_refuse_host(ngx_http_request_t *r)
+{
+    u_char                             buf[3 * 64];
+    ngx_str_t                          host;
+    ngx_http_exchange_health_writer_t  w;
+
+    /*
+     * 403, as the admin API answers an order with such a Host: one answer
+     * for both.  Not 421 Misdirected Request, which tells a client to try
+     * again on another connection (browsers do, at once): it would only
+     * be refused again.
+     */
+
+    host = ngx_http_exchange_health_log_text(buf, sizeof(buf),
+                                             r->headers_in.server.data,
+                                             r->headers_in.server.len);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "exchange_health: status page refused: the Host is not a "
+                  "name of this server (Host \"%V\")", &host);
+
+    ngx_memzero(&w, sizeof(ngx_http_exchange_health_writer_t));
+    w.pool = r->pool;
+    w.last = &w.out;
+
+    ngx_http_exchange_health_write(&w, "the Host is not a name of this "
+                                   "server: use a name in its server_name, "
+                                   "its address or localhost\n");
+
+    return ngx_http_exchange_health_send(r, NGX_HTTP_FORBIDDEN,
+                                         "text/plain; charset=utf-8", &w);
 }
 
 
