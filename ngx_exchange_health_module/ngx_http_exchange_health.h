@@ -361,8 +361,9 @@ typedef struct {
     ngx_msec_t              hold_time;
     ngx_regex_t            *user_errors;
 
-    ngx_flag_t              admin;          /* exchange_health_status */
-    ngx_array_t            *admin_names;    /* of ngx_str_t: server_name */
+    ngx_flag_t              status;         /* exchange_health_status */
+    ngx_flag_t              admin;          /* its admin=on */
+    ngx_array_t            *server_names;   /* of ngx_str_t: Host check */
 
     ngx_array_t            *rules;          /* of rule_t, this level's */
     ngx_array_t            *active;         /* of rule_t *, all in force */
@@ -540,8 +541,6 @@ ngx_int_t ngx_http_exchange_health_bind(ngx_cycle_t *cycle,
 
 /* ngx_http_exchange_health_store.c */
 ngx_int_t ngx_http_exchange_health_store_check(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_exchange_health_admin_names(ngx_conf_t *cf,
-    ngx_http_exchange_health_loc_conf_t *hlcf);
 ngx_int_t ngx_http_exchange_health_store_restore(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_exchange_health_store_init_process(ngx_cycle_t *cycle);
 void ngx_http_exchange_health_store_exit_master(ngx_cycle_t *cycle);
@@ -634,6 +633,8 @@ ngx_int_t ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle);
 /* ngx_http_exchange_health_status.c */
 char *ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_exchange_health_status_names(ngx_conf_t *cf,
+    ngx_http_exchange_health_loc_conf_t *hlcf);
 
 /* ngx_http_exchange_health_variables.c */
 ngx_int_t ngx_http_exchange_health_add_variables(ngx_conf_t *cf);

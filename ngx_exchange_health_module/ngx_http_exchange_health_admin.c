@@ -18,8 +18,10 @@
  * What a page of another site can make an operator's browser send is
  * refused: an order carries X-Exchange-Health-Admin, which a cross-site
  * form cannot send and a script only after a CORS preflight nobody
- * answers; its Host is one of the server's names or its address, not a
- * name another site rebound to it; its Origin, if any, is this site.
+ * answers; its Host is one of the server's names or an address, not a
+ * name another site rebound to it (the status location's check,
+ * ngx_http_exchange_health_status_host); its Origin, if any, is this
+ * site.
  * Answers are JSON.
  */
 
@@ -46,7 +48,6 @@ static ngx_int_t ngx_http_exchange_health_admin_find(ngx_http_request_t *r,
     ngx_http_exchange_health_order_t *order, const char **error);
 static const char *ngx_http_exchange_health_admin_refused(
     ngx_http_request_t *r);
-static ngx_uint_t ngx_http_exchange_health_admin_host(ngx_http_request_t *r);
 static void ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
     ngx_http_exchange_health_order_t *order);
 static ngx_int_t ngx_http_exchange_health_admin_reply(ngx_http_request_t *r,
@@ -276,7 +277,7 @@ ngx_http_exchange_health_admin_refused(ngx_http_request_t *r)
     }
 
     if (r->headers_in.host == NULL
-        || !ngx_http_exchange_health_admin_host(r))
+        || !ngx_http_exchange_health_status_host(r))
     {
         return "the Host is not a name of this server";
     }
@@ -319,132 +320,6 @@ ngx_http_exchange_health_admin_refused(ngx_http_request_t *r)
     }
 
     return NULL;
-}
-
-
-ngx_int_t
-ngx_http_exchange_health_admin_names(ngx_conf_t *cf,
-    ngx_http_exchange_health_loc_conf_t *hlcf)
-{
-    ngx_str_t                 *name;
-    ngx_uint_t                 i;
-    ngx_http_server_name_t    *sn;
-    ngx_http_core_srv_conf_t  *cscf;
-
-    /*
-     * The server block's names, kept for the Host check: nginx keeps
-     * them in the configuration's temporary pool, gone once it is read.
-     * Regular expressions are left out: a name an order must match
-     * exactly is what the operator typed.
-     */
-
-    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
-    sn = cscf->server_names.elts;
-
-    hlcf->admin_names = ngx_array_create(cf->pool,
-                                         ngx_max(cscf->server_names.nelts, 1),
-                                         sizeof(ngx_str_t));
-    if (hlcf->admin_names == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < cscf->server_names.nelts; i++) {
-
-#if (NGX_PCRE)
-        if (sn[i].regex) {
-            continue;
-        }
-#endif
-
-        if (sn[i].name.len == 0) {
-            continue;
-        }
-
-        name = ngx_array_push(hlcf->admin_names);
-        if (name == NULL) {
-            return NGX_ERROR;
-        }
-
-        name->len = sn[i].name.len;
-        name->data = ngx_pstrdup(cf->pool, &sn[i].name);
-        if (name->data == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_uint_t
-ngx_http_exchange_health_admin_host(ngx_http_request_t *r)
-{
-    u_char                               addr[NGX_SOCKADDR_STRLEN];
-    ngx_str_t                            host, local, *name;
-    ngx_uint_t                           i;
-    ngx_http_exchange_health_loc_conf_t  *hlcf;
-
-    /* nginx's checked Host, without its port */
-
-    host = r->headers_in.server;
-
-    if (host.len == 0) {
-        return 0;
-    }
-
-    hlcf = ngx_http_get_module_loc_conf(r, ngx_http_exchange_health_module);
-
-    for (i = 0; hlcf->admin_names && i < hlcf->admin_names->nelts; i++) {
-
-        name = &((ngx_str_t *) hlcf->admin_names->elts)[i];
-
-        if (name->len == host.len
-            && ngx_strncasecmp(name->data, host.data, host.len) == 0)
-        {
-            return 1;
-        }
-
-        /* "*.contoso.com" and ".contoso.com" */
-
-        if (name->len > 1 && name->data[0] == '*' && name->data[1] == '.'
-            && host.len > name->len - 1
-            && ngx_strncasecmp(host.data + host.len - (name->len - 1),
-                               name->data + 1, name->len - 1) == 0)
-        {
-            return 1;
-        }
-
-        if (name->len > 1 && name->data[0] == '.'
-            && ((host.len == name->len - 1
-                 && ngx_strncasecmp(host.data, name->data + 1, host.len) == 0)
-                || (host.len > name->len
-                    && ngx_strncasecmp(host.data + host.len - name->len,
-                                       name->data, name->len) == 0)))
-        {
-            return 1;
-        }
-    }
-
-    /* the address the request came to, as an operator on the box uses */
-
-    local.data = addr;
-    local.len = NGX_SOCKADDR_STRLEN;
-
-    if (ngx_connection_local_sockaddr(r->connection, &local, 0) != NGX_OK) {
-        return 0;
-    }
-
-    if (host.len == local.len
-        && ngx_strncasecmp(host.data, local.data, host.len) == 0)
-    {
-        return 1;
-    }
-
-    /* an IPv6 literal is in brackets in Host */
-
-    return host.len == local.len + 2
-           && host.data[0] == '['
-           && ngx_strncasecmp(host.data + 1, local.data, local.len) == 0;
 }
 
 

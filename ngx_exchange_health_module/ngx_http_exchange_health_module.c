@@ -277,8 +277,8 @@ ngx_http_exchange_health_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_size_value(conf->hold, prev->hold, 4096);
     ngx_conf_merge_msec_value(conf->hold_time, prev->hold_time, 500);
 
-    if (conf->admin
-        && ngx_http_exchange_health_admin_names(cf, conf) != NGX_OK)
+    if (conf->status
+        && ngx_http_exchange_health_status_names(cf, conf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

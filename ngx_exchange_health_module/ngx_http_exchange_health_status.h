@@ -94,6 +94,7 @@ typedef struct {
 ngx_int_t ngx_http_exchange_health_send(ngx_http_request_t *r,
     ngx_uint_t status, char *type, ngx_http_exchange_health_writer_t *w);
 ngx_int_t ngx_http_exchange_health_admin_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_http_exchange_health_status_host(ngx_http_request_t *r);
 void ngx_http_exchange_health_write(ngx_http_exchange_health_writer_t *w,
     const char *fmt, ...);
 void ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,

@@ -2,8 +2,9 @@
 
 # The helpdesk status page: HTML, JSON and Prometheus against a farm with
 # one failing server; names, states, counts, the hint; escaping of what
-# upstream servers send; no secrets; GET and HEAD only; one consistent
-# picture while the state changes under load.
+# upstream servers send; no secrets; GET and HEAD only; only for a Host
+# the server serves (DNS rebinding); one consistent picture while the
+# state changes under load.
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -128,7 +129,73 @@ subtest 'GET and HEAD only' => sub {
     is length($r->{raw_body} // ''), 0, 'HEAD has no body';
 };
 
+# DNS rebinding: a page of attacker.example, its name now resolving to the
+# load balancer, reads the status page through a helpdesk browser inside
+# the allow list; the Host it sends is attacker.example.  The page is
+# served only for a Host the server block serves (the admin API's check,
+# t/65-admin-hostile.t): its server_name (mail.contoso.com here), an
+# address, localhost.
+subtest 'only for a Host the server serves (DNS rebinding)' => sub {
+    my $port = $ng->port;
+    for my $f ('', '?format=json', '?format=prometheus') {
+        my $what = $f || 'HTML';
+        my $r = $ng->request(GET => "/status$f", host => 'attacker.example');
+        is $r->{status}, 403, "Host attacker.example, $what: refused (403)";
+        like $r->{body}, qr/the Host is not a name of this server/, '... says why';
+        unlike $r->{body}, qr/EXCH|exchange_health_|owa/, '... and nothing of the farm';
+    }
+    my $r = $ng->request(HEAD => '/status', host => "attacker.example:$port");
+    is $r->{status}, 403, 'HEAD with a port: refused';
+    $r = $ng->request(GET => '/status', no_host => 1, http_version => '1.0');
+    is $r->{status}, 403, 'HTTP/1.0 without a Host: refused';
+    for my $h ('evilmail.contoso.com', 'mail.contoso.com.attacker.example',
+               'localhost.attacker.example', '127.0.0.1.attacker.example', '1.2.3') {
+        is $ng->request(GET => '/status?format=prometheus', host => $h)->{status}, 403,
+            "Host $h: refused";
+    }
+    like $ng->error_log, qr/\[warn\].*exchange_health: status page refused: the Host is not a name of this server \(Host "attacker\.example"\)/,
+        'a refusal is logged at warn, with the Host';
+
+    for my $h ('mail.contoso.com', "MAIL.Contoso.com.:$port", "127.0.0.1:$port",
+               '192.0.2.7', "[::1]:$port", '[2001:db8::5]', 'localhost', "localhost:$port") {
+        my $r = $ng->request(GET => '/status?format=json', host => $h);
+        is $r->{status}, 200, "Host $h: served";
+    }
+    # what the harness, Prometheus and the screenshots send
+    is $ng->request(GET => '/status?format=prometheus')->{status}, 200,
+        'the default Host (mail.contoso.com): served';
+};
+
 $ng->stop;
+
+# A server block with no name of its own, or "server_name _" (the
+# catch-all of nginx's examples): the page is served for an address or
+# localhost only, never for a name; "_" is not taken as one.
+subtest 'server_name _ or none: an address or localhost only' => sub {
+    my $n = EH::Front::nginx($farm, server_name => '',
+        server => 'location = /status { exchange_health_status; }',
+        http => <<'CONF');
+server {
+    listen 127.0.0.1:{{PORT_CATCHALL}};
+    server_name _;
+    location = /status { exchange_health_status; }
+}
+CONF
+    $n->start;
+    for my $which ('no server_name', 'server_name _') {
+        my @port = $which eq 'no server_name' ? () : (port => 'CATCHALL');
+        my $p = $n->port(@port ? 'CATCHALL' : ());
+        for my $h ('mail.contoso.com', 'attacker.example', '_') {
+            is $n->request(GET => '/status?format=json', host => $h, @port)->{status},
+                403, "$which: Host $h refused";
+        }
+        for my $h ("127.0.0.1:$p", 'localhost') {
+            is $n->request(GET => '/status?format=json', host => $h, @port)->{status},
+                200, "$which: Host $h served";
+        }
+    }
+    $n->stop;
+};
 
 subtest 'hostile X-FEServer values are escaped' => sub {
     my $evil = qq{<script>alert("x")</script>&'\\\x01\x7f\xff"};

@@ -5,7 +5,8 @@
 # older browsers, any Host by DNS rebinding where access is an allow list
 # only) but not a header of its choosing without a CORS preflight.  An
 # order needs X-Exchange-Health-Admin, a Host that is one of the server's
-# names or its address, and an Origin, if any, of this very site.
+# names, an address or localhost (the status page's check, t/40-status.t),
+# and an Origin, if any, of this very site.
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -54,6 +55,10 @@ my @refused = (
       { $H => 1, Host => 'rebind.evil.example' }, qr/Host is not a name of this server/ ],
     [ 'a Host that only ends like a name', { $H => 1, Host => 'evilmail.contoso.com' },
       qr/Host is not a name/ ],
+    [ 'a Host that only starts like localhost', { $H => 1, Host => 'localhost.evil.example' },
+      qr/Host is not a name/ ],
+    [ 'a Host that only starts like an address', { $H => 1, Host => '127.0.0.1.evil.example' },
+      qr/Host is not a name/ ],
 );
 for my $c (@refused) {
     my ($name, $h, $re) = @$c;
@@ -70,6 +75,9 @@ my @obeyed = (
     [ 'the header and this site\'s Origin', { $H => 1, Origin => 'http://mail.contoso.com' } ],
     [ 'a wildcard server name', { $H => 1, Host => "lb1.lb.contoso.com:$port" } ],
     [ 'the address the request came to', { $H => 1, Host => "127.0.0.1:$port" } ],
+    [ 'another address (NAT, a virtual IP)', { $H => 1, Host => '192.0.2.7' } ],
+    [ 'an IPv6 address', { $H => 1, Host => "[::1]:$port" } ],
+    [ 'localhost', { $H => 1, Host => "localhost:$port" } ],
 );
 for my $c (@obeyed) {
     my ($name, $h) = @$c;

@@ -768,8 +768,10 @@ sub status_json {
     my ($client, %o) = @_;
     require JSON::PP;
     my $t0 = time;
+    # by address, as a scraper that knows the node by its IP: the status
+    # location answers only a Host its server block serves
     my $r = $client->request(GET => ($o{path} // '/status') . '?format=json',
-                             timeout => $o{timeout} // 5);
+                             host => '127.0.0.1', timeout => $o{timeout} // 5);
     my $dt = time - $t0;
     return (undef, $r->{error} // 'no answer', $dt) unless defined $r->{status};
     return (undef, "status $r->{status}", $dt) unless $r->{status} == 200;

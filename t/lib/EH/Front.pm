@@ -26,6 +26,9 @@ use EH::Nginx ();
 #   params   => per-server parameters, as EH::Farm::upstream_block
 #   before   => lines before the server lines (the upstream "zone")
 #   zone     => zone size (default 1m)
+#   server_name => the front end's names (default mail.contoso.com, the
+#               Host EH::Client sends; '' for none): the status location
+#               answers only a Host the server block serves
 #   any other option goes to EH::Nginx->new
 sub nginx {
     my ($farm, %o) = @_;
@@ -40,6 +43,8 @@ sub nginx {
     my $http = delete $o{http} // '';
     my $server = delete $o{server} // '';
     my $location = delete $o{location} // '';
+    my $names = delete $o{server_name} // 'mail.contoso.com';
+    my $server_name = length $names ? "server_name $names;" : '';
     my $scheme = $farm->scheme;
 
     return EH::Nginx->new(%o, http => <<"CONF");
@@ -57,6 +62,7 @@ $http
 
 server {
     listen 127.0.0.1:{{PORT}};
+    $server_name
     $server
 
     location / {
