@@ -7,8 +7,10 @@
 /*
  * libFuzzer target of the request facts: the protocol of a URI, a
  * protocol by its name, a cookie in a Cookie header value, whether a URI
- * is an anonymous page, an errorFE redirect's httpCode, and a path with
- * its mailbox addresses masked.  The whole
+ * is an anonymous page, an errorFE redirect's httpCode, a path with
+ * its mailbox addresses masked, and what a request waits for (a query
+ * parameter, ActiveSync's command and WBXML Sync, EWS's operation).  The
+ * whole
  * input is each of them in turn.  Each answer is checked against a second,
  * simpler reading of the same rules, and every pointer returned must stay
  * within the input.
@@ -38,6 +40,10 @@ static int fuzz_same_caseless(const u_char *p, size_t len, const char *s);
 static void fuzz_anonymous(const u_char *p, size_t len);
 static void fuzz_errorfe(const u_char *p, size_t len);
 static void fuzz_mask(const u_char *p, size_t len);
+static void fuzz_waits(const u_char *p, size_t len);
+static int fuzz_query_ref(const u_char *p, size_t len, const char *name,
+    const char *value);
+static int fuzz_ews_ref(const u_char *p, size_t len);
 
 
 /*
@@ -61,6 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_mask(data, size);
     fuzz_ntlm(data, size);
     fuzz_healthcheck(data, size);
+    fuzz_waits(data, size);
 
     for (i = 0; i < sizeof(fuzz_cookie_name) / sizeof(char *); i++) {
         fuzz_cookie(data, size, fuzz_cookie_name[i]);
@@ -368,4 +375,143 @@ fuzz_healthcheck(const u_char *p, size_t len)
             abort();
         }
     }
+}
+
+
+static void
+fuzz_waits(const u_char *p, size_t len)
+{
+    int                                 cmd, w;
+    unsigned                            i;
+    ngx_http_exchange_health_request_t  rq;
+
+    if (ngx_http_exchange_health_query_is(p, len, "ns", "PendingRequest")
+        != fuzz_query_ref(p, len, "ns", "PendingRequest"))
+    {
+        fprintf(stderr, "fuzz: query_is disagrees with its reference\n");
+        abort();
+    }
+
+    cmd = ngx_http_exchange_health_eas_command(p, len);
+
+    if (cmd < -1 || cmd > 255) {
+        fprintf(stderr, "fuzz: ActiveSync command %d\n", cmd);
+        abort();
+    }
+
+    /* the WBXML walker: only ASan and UBSan judge it */
+
+    (void) ngx_http_exchange_health_eas_sync_waits(p, len);
+
+    if (ngx_http_exchange_health_ews_streaming(p, len)
+        != fuzz_ews_ref(p, len))
+    {
+        fprintf(stderr, "fuzz: ews_streaming disagrees with its reference\n");
+        abort();
+    }
+
+    /* the input as every part of a request of every protocol */
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
+        rq.protocol = i;
+        rq.method = p;
+        rq.method_len = len;
+        rq.path = p;
+        rq.path_len = len;
+        rq.args = p;
+        rq.args_len = len;
+        rq.request_type = p;
+        rq.request_type_len = len;
+        rq.content_length = (off_t) len - 1;
+        rq.body = p;
+        rq.body_len = len;
+
+        w = ngx_http_exchange_health_waits(&rq);
+
+        if (w < 0 || w >= NGX_HTTP_EXCHANGE_HEALTH_WAIT_N) {
+            fprintf(stderr, "fuzz: waits %d\n", w);
+            abort();
+        }
+    }
+}
+
+
+/* the query split at each '&': a pair is "name=value", caselessly */
+
+static int
+fuzz_query_ref(const u_char *p, size_t len, const char *name,
+    const char *value)
+{
+    size_t         nlen;
+    const u_char  *seg, *amp, *end, *eq;
+
+    nlen = strlen(name);
+    end = p + len;
+
+    for (seg = p; seg < end; seg = amp + 1) {
+        amp = memchr(seg, '&', end - seg);
+
+        if (amp == NULL) {
+            amp = end;
+        }
+
+        eq = memchr(seg, '=', amp - seg);
+
+        if (eq != NULL
+            && fuzz_same_caseless(seg, eq - seg, name)
+            && (size_t) (eq - seg) == nlen
+            && fuzz_same_caseless(eq + 1, amp - eq - 1, value))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Every '<', then a run of name characters; after a ':' another: the
+ * last run is the local name, "GetStreamingEvents", and then a blank,
+ * '>' or '/'.
+ */
+
+static int
+fuzz_ews_ref(const u_char *p, size_t len)
+{
+    size_t  i, j, k;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] != '<') {
+            continue;
+        }
+
+        for (j = i + 1; j < len && (isalnum(p[j]) || p[j] == '_'
+                                    || p[j] == '-' || p[j] == '.'); j++)
+        {
+            /* void */
+        }
+
+        k = i + 1;
+
+        if (j < len && p[j] == ':' && j > i + 1) {
+            k = j + 1;
+
+            for (j = k; j < len && (isalnum(p[j]) || p[j] == '_'
+                                    || p[j] == '-' || p[j] == '.'); j++)
+            {
+                /* void */
+            }
+        }
+
+        if (j - k == 18 && memcmp(p + k, "GetStreamingEvents", 18) == 0
+            && j < len
+            && (p[j] == '>' || p[j] == '/' || p[j] == ' ' || p[j] == '\t'
+                || p[j] == '\r' || p[j] == '\n'))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }

@@ -137,4 +137,78 @@ size_t ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len,
     u_char *dst, size_t size);
 
 
+/*
+ * Requests meant to wait: Exchange holds them open on purpose, until
+ * something happens or a time given by the client has passed (OWA's
+ * notification channel, ActiveSync's Direct Push, MAPI's and EWS's
+ * notifications), or they are a channel that lives for minutes (RPC over
+ * HTTP).  Their timeouts are nobody's failure, and their answers are
+ * never held back.  What each protocol sends, and the sources:
+ * docs/exchange-answers.md, "Requests meant to wait".
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE         0
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_OWA_NOTIFY   1    /* ev.owa2 */
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_EAS_PING     2
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_EAS_SYNC     3    /* Wait, Heartbeat */
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_MAPI_NOTIFY  4    /* NotificationWait */
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_EWS_STREAM   5    /* GetStreamingEv. */
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_RPC_CHANNEL  6    /* RPC_IN/OUT_DATA */
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_N            7
+
+/* the ActiveSync commands that may wait, by their code (MS-ASHTTP) */
+#define NGX_HTTP_EXCHANGE_HEALTH_EAS_SYNC     0
+#define NGX_HTTP_EXCHANGE_HEALTH_EAS_PING     18
+
+/* how much of a request body is read for a WBXML or SOAP operation */
+#define NGX_HTTP_EXCHANGE_HEALTH_WAIT_BODY    8192
+
+
+/* what of a request tells whether it waits; NULL or -1 when absent */
+typedef struct {
+    unsigned        protocol;
+    const u_char   *method;
+    size_t          method_len;
+    const u_char   *path;               /* without the query */
+    size_t          path_len;
+    const u_char   *args;               /* the query, undecoded */
+    size_t          args_len;
+    const u_char   *request_type;       /* MAPI's X-RequestType */
+    size_t          request_type_len;
+    off_t           content_length;
+    const u_char   *body;               /* its first bytes, if at hand */
+    size_t          body_len;
+} ngx_http_exchange_health_request_t;
+
+
+extern const char *ngx_http_exchange_health_wait_names[
+    NGX_HTTP_EXCHANGE_HEALTH_WAIT_N];
+
+/* NGX_HTTP_EXCHANGE_HEALTH_WAIT_*: what a request waits for, if it does */
+int ngx_http_exchange_health_waits(
+    const ngx_http_exchange_health_request_t *rq);
+
+/*
+ * 1 when the query has the parameter "name" with the value "value", both
+ * compared caselessly, as sent (not %-decoded).
+ */
+int ngx_http_exchange_health_query_is(const u_char *args, size_t len,
+    const char *name, const char *value);
+
+/*
+ * The ActiveSync command of a query: Cmd=Ping (plain text), or the
+ * command code of a base64-encoded query (its second byte, after a
+ * protocol version byte of 12.1 to 16.1); -1 when unknown.
+ */
+int ngx_http_exchange_health_eas_command(const u_char *args, size_t len);
+
+/*
+ * 1 when a WBXML ActiveSync body is a Sync whose request has a Wait or
+ * HeartbeatInterval element: the server may hold it that long.
+ */
+int ngx_http_exchange_health_eas_sync_waits(const u_char *p, size_t len);
+
+/* 1 when a SOAP body's operation is EWS's GetStreamingEvents */
+int ngx_http_exchange_health_ews_streaming(const u_char *p, size_t len);
+
+
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_REQUEST_H_INCLUDED_ */

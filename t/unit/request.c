@@ -2,7 +2,7 @@
 /*
  * Unit tests of the request facts: protocol from the URI, cookies,
  * anonymous pages, the errorFE redirect's httpCode, the NTLM user, the
- * name in a healthcheck.htm body.
+ * name in a healthcheck.htm body, the requests meant to wait.
  */
 
 
@@ -144,6 +144,69 @@ hc(const char *body)
     hcbuf[n] = '\0';
 
     return n;
+}
+
+
+static int
+qis(const char *args, const char *name, const char *value)
+{
+    return ngx_http_exchange_health_query_is((const u_char *) args,
+                                             strlen(args), name, value);
+}
+
+
+static int
+eas(const char *args)
+{
+    return ngx_http_exchange_health_eas_command((const u_char *) args,
+                                                strlen(args));
+}
+
+
+/* WBXML bodies: a header (1.3, ActiveSync, UTF-8, no string table) */
+#define WBXML_HEAD  "\x03\x01\x6a\x00"
+
+#define SYNC(s)  sync_waits(s, sizeof(s) - 1)
+
+static int
+sync_waits(const char *body, size_t len)
+{
+    return ngx_http_exchange_health_eas_sync_waits((const u_char *) body,
+                                                   len);
+}
+
+
+static int
+ews(const char *body)
+{
+    return ngx_http_exchange_health_ews_streaming((const u_char *) body,
+                                                  strlen(body));
+}
+
+
+static int
+waits(unsigned protocol, const char *method, const char *path,
+    const char *args, const char *request_type, off_t content_length,
+    const char *body, size_t body_len)
+{
+    ngx_http_exchange_health_request_t  rq;
+
+    memset(&rq, 0, sizeof(rq));
+
+    rq.protocol = protocol;
+    rq.method = (const u_char *) method;
+    rq.method_len = strlen(method);
+    rq.path = (const u_char *) path;
+    rq.path_len = strlen(path);
+    rq.args = (const u_char *) args;
+    rq.args_len = args ? strlen(args) : 0;
+    rq.request_type = (const u_char *) request_type;
+    rq.request_type_len = request_type ? strlen(request_type) : 0;
+    rq.content_length = content_length;
+    rq.body = (const u_char *) body;
+    rq.body_len = body_len;
+
+    return ngx_http_exchange_health_waits(&rq);
 }
 
 
@@ -348,6 +411,161 @@ main(void)
     UNIT_OK(hc("200 OK<br") == 0, "healthcheck: none in a cut <br/>");
     UNIT_OK(hc("<br/>\x01name") == 0,
             "healthcheck: none when a control byte follows");
+
+    UNIT_OK(qis("ns=PendingRequest&ev=PendingNotificationRequest&UA=0",
+                "ev", "PendingNotificationRequest"), "query: a parameter");
+    UNIT_OK(qis("NS=pendingrequest", "ns", "PendingRequest"),
+            "query: names and values caselessly");
+    UNIT_OK(!qis("xns=PendingRequest", "ns", "PendingRequest"),
+            "query: a name that ends like it");
+    UNIT_OK(!qis("ns=PendingRequestX", "ns", "PendingRequest"),
+            "query: a value that starts like it");
+    UNIT_OK(!qis("ns", "ns", "PendingRequest"), "query: a name alone");
+    UNIT_OK(!qis("", "ns", "PendingRequest"), "query: empty");
+    UNIT_OK(!ngx_http_exchange_health_query_is(NULL, 0, "ns", "x"),
+            "query: none");
+
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_OWA, "GET", "/owa/ev.owa2",
+                  "ns=PendingRequest&ev=PendingNotificationRequest&UA=0"
+                  "&cid=8a2f&X-OWA-CANARY=x&n=96", NULL, -1, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_OWA_NOTIFY,
+            "waits: OWA's pending notification GET");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_OWA, "GET", "/OWA/EV.OWA",
+                  "oeh=1&ns=PendingRequest&ev=PendingNotificationRequest",
+                  NULL, -1, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_OWA_NOTIFY,
+            "waits: Exchange 2010's ev.owa, any case");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_OWA, "POST", "/owa/ev.owa2",
+                  "ns=PendingRequest&ev=FinishNotificationRequest&UA=0",
+                  NULL, 0, NULL, 0) == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: not FinishNotificationRequest, it answers at once");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_OWA, "GET", "/owa/service.svc",
+                  "ns=PendingRequest&ev=PendingNotificationRequest", NULL,
+                  -1, NULL, 0) == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: the query alone on another page");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_OWA, "GET", "/owa/ev.owa2", NULL,
+                  NULL, -1, NULL, 0) == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: ev.owa2 without its query");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_ECP, "GET", "/ecp/ev.owa2",
+                  "ns=PendingRequest&ev=PendingNotificationRequest", NULL,
+                  -1, NULL, 0) == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: OWA's channel only in OWA");
+
+    UNIT_OK(eas("Cmd=Ping&User=alice&DeviceId=dev1&DeviceType=iPhone")
+            == NGX_HTTP_EXCHANGE_HEALTH_EAS_PING, "eas: Cmd=Ping");
+    UNIT_OK(eas("User=alice&DeviceId=dev1&DeviceType=iPhone&Cmd=Sync")
+            == NGX_HTTP_EXCHANGE_HEALTH_EAS_SYNC, "eas: Cmd=Sync, last");
+    UNIT_OK(eas("Cmd=FolderSync&User=alice&DeviceId=d&DeviceType=t") == -1,
+            "eas: another plain command");
+    UNIT_OK(eas("jRIJBARkZXYxAAZpUGhvbmU=") == 18,
+            "eas: base64, 14.1, Ping");
+    UNIT_OK(eas("jAAJBARkZXYxAAZpUGhvbmU=") == 0,
+            "eas: base64, 14.0, Sync");
+    UNIT_OK(eas("of%2F%2F") == 0xff, "eas: base64 with %2F");
+    UNIT_OK(eas("ZBIJBA==") == -1, "eas: base64 of an unknown version");
+    UNIT_OK(eas("jR") == -1, "eas: base64 cut short");
+    UNIT_OK(eas("jR%2") == -1, "eas: a cut %-escape");
+    UNIT_OK(eas("") == -1, "eas: no query");
+
+    UNIT_OK(SYNC(WBXML_HEAD
+                       "\x45\x5c\x4f\x4b\x03" "1\0\x01\x52\x03" "5\0\x01"
+                       "\x01\x01" "\x64\x03" "5\0\x01" "\x01"),
+            "sync: Wait after the collections");
+    UNIT_OK(SYNC(WBXML_HEAD "\x45\x69\x03" "600\0\x01\x01"),
+            "sync: HeartbeatInterval");
+    UNIT_OK(!SYNC(WBXML_HEAD
+                        "\x45\x5c\x4f\x4b\x03" "1\0\x01\x52\x03" "5\0\x01"
+                        "\x01\x01\x01"),
+            "sync: a Sync that answers at once");
+    UNIT_OK(!SYNC(WBXML_HEAD
+                        "\x45\x5c\x4f\x64\x03" "5\0\x01\x01\x01\x01"),
+            "sync: a Wait token deeper down is not the Sync's");
+    UNIT_OK(!SYNC(WBXML_HEAD "\x45\x00\x01\x64\x03" "5\0\x01\x01"),
+            "sync: token 0x24 of another code page");
+    UNIT_OK(!SYNC(WBXML_HEAD "\x00\x0d\x45\x48\x03" "480\0\x01\x01"),
+            "sync: a Ping body (code page 13)");
+    UNIT_OK(SYNC(WBXML_HEAD "\x45\x5c\xc3\x03\x64\x64\x64\x01"
+                       "\x64\x03" "1\0\x01\x01"),
+            "sync: opaque data skipped, Wait found after it");
+    UNIT_OK(!SYNC(WBXML_HEAD "\x45\x5c\xc3\x09\x64\x64"),
+            "sync: opaque data longer than the body");
+    UNIT_OK(!SYNC(WBXML_HEAD "\x45\x5c\x03" "no end"),
+            "sync: an inline string cut short");
+    UNIT_OK(!SYNC(WBXML_HEAD "\x45\x01\x64\x03" "5\0\x01"),
+            "sync: nothing after the Sync closed");
+    UNIT_OK(!SYNC("\x03\x01\x6a\x05" "abc"),
+            "sync: a string table longer than the body");
+    UNIT_OK(!SYNC("\x03\x81\x81\x81\x81\x81"),
+            "sync: a multi-byte integer of six bytes");
+    UNIT_OK(!SYNC(""), "sync: empty");
+
+    UNIT_OK(ews("<soap:Envelope><soap:Body><m:GetStreamingEvents>"
+                "<m:SubscriptionIds>"), "ews: <m:GetStreamingEvents>");
+    UNIT_OK(ews("<Body><GetStreamingEvents xmlns=\"http://schemas...\">"),
+            "ews: without a prefix, with a namespace");
+    UNIT_OK(!ews("<m:GetEvents><m:SubscriptionId>"),
+            "ews: GetEvents (pull) answers at once");
+    UNIT_OK(!ews("<m:GetStreamingEventsResponse>"),
+            "ews: a name that starts like it");
+    UNIT_OK(!ews("<t:Subject>GetStreamingEvents</t:Subject>"),
+            "ews: the word as text");
+    UNIT_OK(!ews(":GetStreamingEvents>"), "ews: a prefix with nothing before");
+    UNIT_OK(!ews("GetStreamingEvents"), "ews: the word alone");
+
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC, "POST",
+                  "/Microsoft-Server-ActiveSync",
+                  "Cmd=Ping&User=alice&DeviceId=d&DeviceType=t", NULL, 0,
+                  NULL, 0) == NGX_HTTP_EXCHANGE_HEALTH_WAIT_EAS_PING,
+            "waits: ActiveSync Ping, even with the body left out");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC, "POST",
+                  "/Microsoft-Server-ActiveSync", "jAAJBARkZXYxAAZpUGhvbmU=",
+                  NULL, 13, WBXML_HEAD "\x45\x69\x03" "600\0\x01\x01", 13)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_EAS_SYNC,
+            "waits: ActiveSync Sync with HeartbeatInterval");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC, "POST",
+                  "/Microsoft-Server-ActiveSync",
+                  "Cmd=Sync&User=a&DeviceId=d&DeviceType=t", NULL, 12, NULL,
+                  0) == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: a Sync whose body is not at hand");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_MAPI, "POST", "/mapi/emsmdb/",
+                  "MailboxId=x", "notificationwait", 8, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_MAPI_NOTIFY,
+            "waits: MAPI NotificationWait, any case");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_MAPI, "POST", "/mapi/emsmdb/",
+                  NULL, "Execute", 8, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE, "waits: MAPI Execute");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_EWS, "POST", "/EWS/Exchange.asmx",
+                  NULL, NULL, 40, "<m:GetStreamingEvents>", 22)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_EWS_STREAM,
+            "waits: EWS GetStreamingEvents");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_RPC, "RPC_IN_DATA",
+                  "/rpc/rpcproxy.dll", "mbx.contoso.local:6001", NULL,
+                  1073741824, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_RPC_CHANNEL,
+            "waits: the RPC IN channel, 1 GiB declared");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_RPC, "RPC_OUT_DATA",
+                  "/rpc/rpcproxy.dll", "mbx.contoso.local:6001", NULL, 76,
+                  NULL, 0) == NGX_HTTP_EXCHANGE_HEALTH_WAIT_RPC_CHANNEL,
+            "waits: the RPC OUT channel (76 bytes)");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_RPC, "RPC_IN_DATA",
+                  "/rpc/rpcproxy.dll", NULL, NULL, 16, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: an RPC echo request answers at once");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_RPC, "rpc_in_data",
+                  "/rpc/rpcproxy.dll", NULL, NULL, 1073741824, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: RPC methods are case-sensitive");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_RPC, "RPC_IN_DATA",
+                  "/rpc/rpcproxy.dll", NULL, NULL, -1, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: an RPC request without Content-Length");
+    UNIT_OK(waits(NGX_HTTP_EXCHANGE_HEALTH_OTHER, "RPC_IN_DATA", "/x", NULL,
+                  "NotificationWait", 1073741824, NULL, 0)
+            == NGX_HTTP_EXCHANGE_HEALTH_WAIT_NONE,
+            "waits: nothing outside Exchange's directories");
+    UNIT_OK(strcmp(ngx_http_exchange_health_wait_names[
+                       NGX_HTTP_EXCHANGE_HEALTH_WAIT_RPC_CHANNEL],
+                   "rpc-channel") == 0, "waits: names for the log");
 
     return unit_done();
 }
