@@ -22,7 +22,6 @@ use EH::Util ();
 
 my $repo = EH::Util::repo_root();
 my $docs = "$repo/docs";
-my $module = EH::Nginx::module_path();
 my $nginx_bin = $ENV{EH_NGINX} // '/usr/sbin/nginx';
 
 # ====================================================================
@@ -53,23 +52,8 @@ my @replaced = (
 
 sub adapt {
     my ($text, $ports) = @_;
-    my %addr = ('10.0.0.11' => $exch[0]->addr, '10.0.0.12' => $exch[1]->addr,
-                '10.0.0.13' => $exch[2]->addr);
-    my @out;
-    for my $l (split /\n/, $text, -1) {
-        # a static build (EH_MODULE=static) has the module built in
-        $l =~ s{^load_module \S+;}{$module ? "load_module $module;" : ''}e;
-        $l =~ s{\b(10\.0\.0\.1[123]):443\b}{$addr{$1} // die "no server for $1"}e;
-        $l =~ s{^(\s*)listen 80;}{${1}listen 127.0.0.1:$ports->{http};};
-        $l =~ s{^(\s*)listen 443 ssl;}{${1}listen 127.0.0.1:$ports->{https} ssl;};
-        $l =~ s{^(\s*ssl_certificate\s+)/etc/nginx/ssl/mail\.contoso\.com\.crt;}{$1$mail->{cert};};
-        $l =~ s{^(\s*ssl_certificate_key\s+)/etc/nginx/ssl/mail\.contoso\.com\.key;}{$1$mail->{key};};
-        $l =~ s{^(\s*proxy_ssl_trusted_certificate\s+)/etc/nginx/ssl/contoso-ca\.pem;}{$1$ca->{cert};};
-        $l =~ s{^(\s*access_log\s+)/var/log/nginx/exchange\.log( exchange;)}{$1$ports->{prefix}/logs/exchange.log$2};
-        $l =~ s{^(\s*state=)/var/lib/nginx/exchange-health/exchange\.state;}{$1$ports->{prefix}/exchange.state;};
-        push @out, $l;
-    }
-    return join "\n", @out;
+    return EH::Front::example_conf(text => $text, ports => $ports,
+        servers => [ map { $_->addr } @exch ], cert => $mail, ca => $ca);
 }
 
 # the module's directives and variables of a configuration text, in order
@@ -127,11 +111,10 @@ sub module_lines {
 # "worker_connections 4096" becomes the harness's 1024 (4096 may exceed
 # the open file limit here); the http block is the example's, adapted.
 {
-    my $adapted = adapt($original, { http => '{{PORT_HTTP}}', https => '{{PORT}}',
-                                     prefix => '{{PREFIX}}' });
-    my ($main, $events, $http) = $adapted =~
-        /\A(.*?)^events\s*\{(.*?)^\}\s*^http\s*\{\n(.*)^\}\s*\z/ms
-        or BAIL_OUT('docs/example.conf: no events {} and http {} blocks');
+    my ($http, $main, $events) = eval {
+        EH::Front::example_http(text => $original, cert => $mail, ca => $ca,
+                                servers => [ map { $_->addr } @exch ])
+    } or BAIL_OUT($@);
     like $main, qr/^worker_processes auto;$/m, 'example.conf: worker_processes auto';
     like $events, qr/^\s*worker_connections 4096;$/m, 'example.conf: events as expected';
     is join('', grep { !/^\s*(?:#.*)?$/ && !/^(?:load_module|user|worker_processes) / }

@@ -7,6 +7,7 @@ use strict;
 use warnings;
 
 use Carp qw(croak carp);
+use Digest::MD5 qw(md5_hex);
 use Errno qw(EINTR EAGAIN EWOULDBLOCK);
 use Fcntl qw(:flock SEEK_END);
 use File::Path qw(make_path);
@@ -84,7 +85,12 @@ my %MATCH_KEYS = map { $_ => 1 } qw(method path signed_in user match_headers
 # Actions:
 my %ACTION_KEYS = map { $_ => 1 } qw(name capture status reason body headers
     add_headers remove_headers chunked gzip deflate delay trickle split
-    split_pause close reset truncate raw vars keepalive beserver ntlm);
+    split_pause close reset truncate raw vars keepalive beserver ntlm
+    read_body);
+
+# A body longer than this is logged as its first bytes, its length and
+# its MD5: decoding the log stays quick.
+my $LOG_BODY = 1 << 20;
 
 # ---------------------------------------------------------------- object
 
@@ -515,11 +521,12 @@ sub _handle {
     my $n = 0;
     while (1) {
         alarm 300;
-        my $req = _read_request($io) or last;
+        my $req = _read_request($io, sub { $self->_read_body($_[0]) })
+            or last;
         alarm 0;
         $n++;
         my $keep = $self->_respond($io, $req, $conn, $n, $peer_port);
-        last unless $keep;
+        last unless $keep && !$req->{partial};
     }
     alarm 0;
     close $sock;
@@ -539,8 +546,16 @@ sub _fill {
     }
 }
 
+# How much of a request's body its route reads (read_body), undef: all.
+sub _read_body {
+    my ($self, $req) = @_;
+    _who($req);
+    my (undef, $r) = $self->_match($req);
+    return $r->{read_body};
+}
+
 sub _read_request {
-    my ($io) = @_;
+    my ($io, $limit_of) = @_;
     my $hend;
     while (1) {
         $io->{buf} =~ s/\A(?:\r?\n)+//;
@@ -590,6 +605,12 @@ sub _read_request {
     }
     elsif (my $cl = $h{'content-length'}) {
         my $len = $cl->[0] + 0;
+        my $limit = $limit_of ? $limit_of->($req) : undef;
+        if (defined $limit && $limit < $len) {
+            # the rest is never read: the connection closes after the answer
+            $len = $limit;
+            $req->{partial} = 1;
+        }
         while (length $io->{buf} < $len) { _fill($io) or die "EH-eof\n" }
         $req->{body} = substr $io->{buf}, 0, $len, '';
     }
@@ -644,13 +665,20 @@ sub _accepts_gzip {
     return 0;
 }
 
-sub _respond {
-    my ($self, $io, $req, $conn, $n, $peer_port) = @_;
+# Who sends the request: signed_in and user, from its cadata cookie.
+sub _who {
+    my ($req) = @_;
     my $cookies = _cookies($req);
     my $cadata = $cookies->{cadata};
     $req->{signed_in} = defined $cadata && length $cadata ? 1 : 0;
     $req->{user} = $req->{signed_in} ? EH::Client::user_from_cadata($cadata) : undef;
     $req->{user} //= $cadata if $req->{signed_in};
+    return ($cookies, $cadata);
+}
+
+sub _respond {
+    my ($self, $io, $req, $conn, $n, $peer_port) = @_;
+    my ($cookies, $cadata) = _who($req);
 
     my ($idx, $r) = $req->{bad} ? (-1, { name => 'bad-request', status => 400 })
                                 : $self->_match($req);
@@ -731,7 +759,11 @@ sub _respond {
         headers    => { map { $_ => join(', ', @{ $req->{headers}{$_} }) }
                         keys %{ $req->{headers} } },
         header_list => $req->{header_list},
-        body       => $req->{body},
+        body       => length $req->{body} > $LOG_BODY
+                      ? substr($req->{body}, 0, $LOG_BODY) : $req->{body},
+        body_length => length $req->{body},
+        body_md5   => md5_hex($req->{body}),
+        ($req->{partial} ? (partial => 1) : ()),
         route      => $r->{name} // "route-$idx",
         route_index => $idx,
         capture    => $r->{capture},

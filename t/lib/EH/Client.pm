@@ -143,7 +143,7 @@ sub request {
     my $start = time;
     my $res = bless {
         request => $req, method => uc($method // 'GET'), reads => [],
-        raw => '', error => undef, status => undef,
+        raw => '', error => undef, status => undef, start => $start,
     }, 'EH::Client::Response';
 
     my $sock = $self->{keepalive} ? $self->{sock} : undef;
@@ -474,8 +474,8 @@ package EH::Client::Response;
 
 # Hash fields: status reason version headers{lc name => [values]}
 # header_list [[Name, value]...] raw raw_head raw_body body_encoded body
-# chunked chunk_sizes trailers content_encoding error elapsed first_byte
-# reads [[time, length]...] closed interim peer_cert request
+# chunked chunk_sizes trailers content_encoding error start elapsed
+# first_byte reads [[time, length]...] closed interim peer_cert request
 
 sub header {
     my ($self, $name) = @_;

@@ -76,6 +76,53 @@ server {
 CONF
 }
 
+# docs/example.conf as it runs here: only what cannot exist here is
+# replaced, line by line (the module path, the back ends' addresses, the
+# listen ports, the certificates, the log and state paths).
+#   text    => the configuration (default docs/example.conf)
+#   servers => [ addresses of EXCH1, EXCH2, EXCH3 ]
+#   ports   => { http => N, https => N, prefix => dir }, or {{PORT...}}
+#   cert    => the certificate nginx and the servers present (EH::Cert)
+#   ca      => the CA proxy_ssl_trusted_certificate names (EH::Cert)
+sub example_conf {
+    my (%o) = @_;
+    require EH::Util;
+    my $text = $o{text}
+        // EH::Util::slurp(EH::Util::repo_root() . '/docs/example.conf');
+    my $module = EH::Nginx::module_path();
+    my ($ports, $mail, $ca) = @o{qw(ports cert ca)};
+    my %addr;
+    @addr{qw(10.0.0.11 10.0.0.12 10.0.0.13)} = @{ $o{servers} };
+    my @out;
+    for my $l (split /\n/, $text, -1) {
+        # a static build (EH_MODULE=static) has the module built in
+        $l =~ s{^load_module \S+;}{$module ? "load_module $module;" : ''}e;
+        $l =~ s{\b(10\.0\.0\.1[123]):443\b}{$addr{$1} // die "no server for $1"}e;
+        $l =~ s{^(\s*)listen 80;}{${1}listen 127.0.0.1:$ports->{http};};
+        $l =~ s{^(\s*)listen 443 ssl;}{${1}listen 127.0.0.1:$ports->{https} ssl;};
+        $l =~ s{^(\s*ssl_certificate\s+)/etc/nginx/ssl/mail\.contoso\.com\.crt;}{$1$mail->{cert};};
+        $l =~ s{^(\s*ssl_certificate_key\s+)/etc/nginx/ssl/mail\.contoso\.com\.key;}{$1$mail->{key};};
+        $l =~ s{^(\s*proxy_ssl_trusted_certificate\s+)/etc/nginx/ssl/contoso-ca\.pem;}{$1$ca->{cert};};
+        $l =~ s{^(\s*access_log\s+)/var/log/nginx/exchange\.log( exchange;)}{$1$ports->{prefix}/logs/exchange.log$2};
+        $l =~ s{^(\s*state=)/var/lib/nginx/exchange-health/exchange\.state;}{$1$ports->{prefix}/exchange.state;};
+        push @out, $l;
+    }
+    return join "\n", @out;
+}
+
+# The http {} block of example_conf, to run with EH::Nginx (which writes
+# the main context and events itself): (http block text, main, events).
+sub example_http {
+    my (%o) = @_;
+    my $adapted = example_conf(%o, ports => { http => '{{PORT_HTTP}}',
+                                              https => '{{PORT}}',
+                                              prefix => '{{PREFIX}}' });
+    my ($main, $events, $http) = $adapted =~
+        /\A(.*?)^events\s*\{(.*?)^\}\s*^http\s*\{\n(.*)^\}\s*\z/ms
+        or die "docs/example.conf: no events {} and http {} blocks\n";
+    return ($http, $main, $events);
+}
+
 # One hash per logged request: method uri status upstream_addr
 # upstream_status verdict server protocol pid.
 sub verdicts {
