@@ -447,6 +447,13 @@ typedef struct {
     off_t                                 skip;      /* scanned when held */
     off_t                                 passed;    /* body filter */
 
+    /*
+     * The hold's own timer, and the connection's recv while the last
+     * byte read is held back from nginx (judge.c, hold_back)
+     */
+    ngx_event_t                          *hold_timer;
+    ngx_recv_pt                           hold_recv;
+
     /* this try's answer: its headers the module reads, once read */
     ngx_table_elt_t                      *known[NGX_HTTP_EXCHANGE_HEALTH_H_N];
     ngx_str_t                             verdict_text;
@@ -474,6 +481,9 @@ typedef struct {
     unsigned                              ntlm:1;    /* its credentials */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */
+    unsigned                              waits:3;   /* what it waits for */
+    unsigned                              hold_expired:1;
+    unsigned                              held_byte:1;
 
     /* last: each is zeroed when its server is tried, not before */
     ngx_uint_t                            nattempts;

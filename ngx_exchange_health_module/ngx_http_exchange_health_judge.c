@@ -16,7 +16,8 @@
  * itself finds wrong (errors, timeouts, proxy_next_upstream statuses) is
  * judged when it frees the peer (judge_free).  The rules that classify an
  * answer are in rules.c; every verdict is recorded by judged, here; what
- * a verdict changes is in state.c.
+ * a verdict changes is in state.c.  Requests meant to wait (request.c)
+ * are never held, and their timeouts are nobody's.
  */
 
 
@@ -28,6 +29,18 @@ static ngx_int_t ngx_http_exchange_health_scan_held(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 static ngx_uint_t ngx_http_exchange_health_may_hold(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
+static ngx_int_t ngx_http_exchange_health_hold_back(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+static void ngx_http_exchange_health_hold_stop(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_connection_t *c);
+static ssize_t ngx_http_exchange_health_held_recv(ngx_connection_t *c,
+    u_char *buf, size_t size);
+static void ngx_http_exchange_health_hold_timeout(ngx_event_t *ev);
+static void ngx_http_exchange_health_hold_cleanup(void *data);
+static void ngx_http_exchange_health_waiting(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+static const u_char *ngx_http_exchange_health_request_body(
+    ngx_http_request_t *r, size_t *len);
 static ngx_uint_t ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 static ngx_int_t ngx_http_exchange_health_resend(ngx_http_request_t *r,
@@ -63,6 +76,8 @@ ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
 
     ctx->reinit_request = u->reinit_request;
     u->reinit_request = ngx_http_exchange_health_reinit_request;
+
+    ngx_http_exchange_health_waiting(r, ctx);
 }
 
 
@@ -80,10 +95,64 @@ ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
     c = pc->connection;
     timedout = c && (c->read->timedout || c->write->timedout);
 
+    /* an answer freed while held: its timer goes, nginx's recv comes back */
+
+    if (ctx->holding || ctx->held_byte
+        || (ctx->hold_timer && ctx->hold_timer->timer_set))
+    {
+        ngx_http_exchange_health_hold_stop(ctx, c);
+        ctx->holding = 0;
+    }
+
     if (ctx->retrying) {
         /* this module's verdict, not a connection failure for max_fails */
         ctx->retrying = 0;
         state &= ~NGX_PEER_FAILED;
+
+    } else if ((state & NGX_PEER_FAILED) && a && ctx->detect && ctx->waits
+               && c && c->read->timedout && u->request_sent)
+    {
+        /*
+         * A request meant to wait, still waiting when proxy_read_timeout
+         * ran out: the server did what the client asked.  Nobody's
+         * failure, for this module and for max_fails, and never sent to
+         * another server, where it would only wait again.
+         */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "exchange health: a request meant to wait (%s) "
+                       "timed out: nobody's failure, not retried",
+                       ngx_http_exchange_health_wait_names[ctx->waits]);
+
+        state &= ~NGX_PEER_FAILED;
+        pc->tries = 0;
+
+    } else if (!(state & NGX_PEER_FAILED) && a && ctx->detect && !ctx->waits
+               && a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING
+               && c && c->read->timedout)
+    {
+        /*
+         * The header went on when the hold time was up, and the body the
+         * module still reads stalled past proxy_read_timeout: the
+         * server's failure, as when the hold waited for it, but too late
+         * to send the request elsewhere.  nginx counts no timeout after
+         * the header, and neither does max_fails here.
+         */
+
+        a->rule = ngx_http_exchange_health_upstream_timeout;
+        a->status = 0;
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "exchange health: the body stalled before it was "
+                       "judged: \"upstream-timeout\"");
+
+        ngx_http_exchange_health_judged(ctx->request, ctx,
+                                        NGX_HTTP_EXCHANGE_HEALTH_ERROR, NULL);
+        ngx_http_exchange_health_blame(ctx, a, 1);
+
+        /* the answer ends here, before the access log is written */
+
+        ngx_http_exchange_health_settle(ctx);
 
     } else if ((state & NGX_PEER_FAILED) && a && ctx->detect
                && a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED
@@ -173,6 +242,9 @@ ngx_http_exchange_health_process_header(ngx_http_request_t *r)
     a = &ctx->attempt[ctx->nattempts - 1];
 
     if (!ctx->holding) {
+        ctx->hold_expired = 0;
+        ctx->held_byte = 0;
+
         rc = ctx->process_header(r);
 
         /* the proxy module moves on from the status line by itself */
@@ -203,11 +275,18 @@ ngx_http_exchange_health_process_header(ngx_http_request_t *r)
     if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING && ctx->scan
         && ngx_http_exchange_health_scan_held(r, ctx) == NGX_AGAIN)
     {
+        if (ngx_http_exchange_health_hold_back(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         ctx->holding = 1;
         return NGX_AGAIN;
     }
 
-    ctx->holding = 0;
+    if (ctx->holding) {
+        ngx_http_exchange_health_hold_stop(ctx, u->peer.connection);
+        ctx->holding = 0;
+    }
 
     if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED
         && a->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER
@@ -260,9 +339,13 @@ ngx_http_exchange_health_scan_held(ngx_http_request_t *r,
     u = r->upstream;
     b = &u->buffer;
 
-    rc = ngx_http_exchange_health_scan(ctx->scan, b->start + ctx->fed,
-                                       b->last - (b->start + ctx->fed));
-    ctx->fed = b->last - b->start;
+    rc = NGX_HTTP_EXCHANGE_HEALTH_SCAN_MORE;
+
+    if (b->last > b->start + ctx->fed) {
+        rc = ngx_http_exchange_health_scan(ctx->scan, b->start + ctx->fed,
+                                           b->last - (b->start + ctx->fed));
+        ctx->fed = b->last - b->start;
+    }
 
     body = b->last - b->pos;
 
@@ -306,21 +389,35 @@ ngx_http_exchange_health_may_hold(ngx_http_request_t *r,
 {
     off_t                                 held;
     ngx_buf_t                            *b;
+    ngx_msec_int_t                        left;
+    ngx_connection_t                     *c;
     ngx_http_upstream_t                  *u;
     ngx_http_exchange_health_loc_conf_t  *hlcf;
 
     /*
      * Waiting for more of the body only pays when a failure found in it
-     * can still be retried; it stops at the hold size, a full buffer, or
-     * the end of the body, and, checked when data comes, the hold time.
+     * can still be retried; it stops at the hold size, a full buffer, the
+     * end of the body, or the hold time (a timer of its own, hold_back).
+     * A request meant to wait streams or answers when it will: never
+     * held.
      */
 
     u = r->upstream;
     b = &u->buffer;
+    c = u->peer.connection;
     hlcf = ctx->lcf;
     held = b->last - b->pos;
 
-    if (b->last == b->end
+    if (ctx->waits) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: no hold of a request meant to "
+                       "wait (%s)",
+                       ngx_http_exchange_health_wait_names[ctx->waits]);
+        return 0;
+    }
+
+    if (ctx->hold_expired
+        || b->last == b->end
         || held >= (off_t) hlcf->hold
         || ngx_current_msec - ctx->hold_start >= hlcf->hold_time
         || (!u->headers_in.chunked && u->headers_in.content_length_n < 0))
@@ -328,7 +425,201 @@ ngx_http_exchange_health_may_hold(ngx_http_request_t *r,
         return 0;
     }
 
+    /*
+     * nginx's read timer runs from the request on, and nginx resets it
+     * only once the header is passed on: the hold ends before it is due,
+     * so that it never turns a healthy answer into a timeout.
+     */
+
+    if (c && c->read->timer_set) {
+        left = (ngx_msec_int_t) (c->read->timer.key - ngx_current_msec);
+
+        if (left <= 1) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "exchange health: no hold, the read timer is "
+                           "due in %M ms", (ngx_msec_t) ngx_max(left, 0));
+            return 0;
+        }
+    }
+
     return ngx_http_exchange_health_may_retry(r, ctx);
+}
+
+
+/*
+ * Holding an answer: nginx calls process_header only when bytes arrive,
+ * so a page that streams a chunk every few seconds would be held until
+ * the next one.  The hold has a timer of its own instead, and when it
+ * fires nginx must read the header once more with no new bytes.  For
+ * that, the last byte read is held back: u->buffer.last is moved back
+ * over it, and the connection's recv, while the answer is held, hands it
+ * back first, followed by whatever the server sends, or alone when the
+ * hold time is up.  The byte never leaves nginx's buffer, where recv
+ * gives it back, so nothing is copied.  This is the public module API:
+ * nginx reads the upstream's header through c->recv, and its read
+ * handler runs when the connection's read event is posted.
+ */
+
+static ngx_int_t
+ngx_http_exchange_health_hold_back(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_msec_t                            timer;
+    ngx_event_t                          *ev;
+    ngx_msec_int_t                        left;
+    ngx_connection_t                     *c;
+    ngx_pool_cleanup_t                   *cln;
+    ngx_http_upstream_t                  *u;
+    ngx_http_exchange_health_loc_conf_t  *hlcf;
+
+    u = r->upstream;
+    c = u->peer.connection;
+    hlcf = ctx->lcf;
+
+    if (ctx->hold_timer == NULL) {
+        ev = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+
+        if (ev == NULL || cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ev->handler = ngx_http_exchange_health_hold_timeout;
+        ev->data = r;
+        ev->log = r->connection->log;
+
+        /* a request freed while its answer is held takes its timer along */
+
+        cln->handler = ngx_http_exchange_health_hold_cleanup;
+        cln->data = ev;
+
+        ctx->hold_timer = ev;
+    }
+
+    if (!ctx->hold_timer->timer_set) {
+        timer = hlcf->hold_time - (ngx_current_msec - ctx->hold_start);
+
+        if (c->read->timer_set) {
+            left = (ngx_msec_int_t) (c->read->timer.key - ngx_current_msec);
+
+            if ((ngx_msec_int_t) timer >= left) {
+                timer = (ngx_msec_t) left - 1;
+            }
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: hold for %M ms at most", timer);
+
+        ngx_add_timer(ctx->hold_timer, timer);
+    }
+
+    if (!ctx->held_byte) {
+        u->buffer.last--;
+        u->state->bytes_received--;
+        ctx->held_byte = 1;
+    }
+
+    if (c->recv != ngx_http_exchange_health_held_recv) {
+        ctx->hold_recv = c->recv;
+        c->recv = ngx_http_exchange_health_held_recv;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_exchange_health_hold_stop(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_connection_t *c)
+{
+    if (ctx->hold_timer && ctx->hold_timer->timer_set) {
+        ngx_del_timer(ctx->hold_timer);
+    }
+
+    if (c && c->recv == ngx_http_exchange_health_held_recv) {
+        c->recv = ctx->hold_recv;
+    }
+
+    ctx->held_byte = 0;
+}
+
+
+static ssize_t
+ngx_http_exchange_health_held_recv(ngx_connection_t *c, u_char *buf,
+    size_t size)
+{
+    ssize_t                          n;
+    ngx_http_request_t              *r;
+    ngx_http_exchange_health_ctx_t  *ctx;
+
+    /* an upstream connection's data is its request */
+
+    r = c->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
+
+    if (!ctx->held_byte) {
+        return ctx->hold_recv(c, buf, size);
+    }
+
+    /* buf is where the byte held back still is: it comes first */
+
+    if (ctx->hold_expired) {
+        ctx->held_byte = 0;
+        return 1;
+    }
+
+    n = ctx->hold_recv(c, buf + 1, size - 1);
+
+    if (n > 0) {
+        ctx->held_byte = 0;
+        return n + 1;
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_exchange_health_hold_timeout(ngx_event_t *ev)
+{
+    ngx_connection_t                *c;
+    ngx_http_request_t              *r;
+    ngx_http_exchange_health_ctx_t  *ctx;
+
+    r = ev->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
+    c = r->upstream ? r->upstream->peer.connection : NULL;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "exchange health: hold time is up, the answer goes on");
+
+    ctx->hold_expired = 1;
+
+    if (!ctx->holding || c == NULL
+        || c->recv != ngx_http_exchange_health_held_recv)
+    {
+        return;
+    }
+
+    /*
+     * nginx's read handler, as if bytes came: the held byte comes back.
+     * At once, not posted: nginx's read timer, due later, may be expired
+     * too by the time posted events run.  Nothing here after it: the
+     * request may be gone.
+     */
+
+    c->read->handler(c->read);
+}
+
+
+static void
+ngx_http_exchange_health_hold_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
 }
 
 
@@ -546,4 +837,116 @@ ngx_http_exchange_health_learn(ngx_http_request_t *r,
     }
 
     ngx_http_exchange_health_learn_name(ctx, a, &fqdn, 1);
+}
+
+
+static void
+ngx_http_exchange_health_waiting(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_table_elt_t                     *h;
+    ngx_http_exchange_health_request_t   rq;
+
+    static ngx_str_t  request_type = ngx_string("X-RequestType");
+
+    /*
+     * Whether the request is meant to wait (request.c): from its method,
+     * path and query, MAPI's X-RequestType, and for ActiveSync and EWS
+     * the first bytes of a body nginx has read into memory.
+     */
+
+    ngx_memzero(&rq, sizeof(ngx_http_exchange_health_request_t));
+
+    rq.protocol = ctx->protocol;
+    rq.method = r->method_name.data;
+    rq.method_len = r->method_name.len;
+    rq.path = r->uri.data;
+    rq.path_len = r->uri.len;
+    rq.args = r->args.data;
+    rq.args_len = r->args.len;
+    rq.content_length = r->headers_in.content_length_n;
+
+    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_MAPI) {
+        h = ngx_http_exchange_health_header(&r->headers_in.headers,
+                                            &request_type);
+        if (h) {
+            rq.request_type = h->value.data;
+            rq.request_type_len = h->value.len;
+        }
+    }
+
+    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC
+        || ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_EWS)
+    {
+        rq.body = ngx_http_exchange_health_request_body(r, &rq.body_len);
+    }
+
+    ctx->waits = ngx_http_exchange_health_waits(&rq);
+
+    if (ctx->waits) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: a request meant to wait: %s",
+                       ngx_http_exchange_health_wait_names[ctx->waits]);
+    }
+}
+
+
+static const u_char *
+ngx_http_exchange_health_request_body(ngx_http_request_t *r, size_t *len)
+{
+    u_char       *p, *buf;
+    size_t        size, n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    /*
+     * The first bytes of a body read into memory before the request is
+     * sent: an ActiveSync Sync or an EWS operation is small.  One buffer
+     * is read in place; a body in pieces is copied, up to the limit.
+     */
+
+    *len = 0;
+
+    if (r->request_body == NULL || r->request_body_no_buffering
+        || r->request_body->bufs == NULL
+        || !ngx_buf_in_memory(r->request_body->bufs->buf))
+    {
+        return NULL;
+    }
+
+    cl = r->request_body->bufs;
+    b = cl->buf;
+
+    if (cl->next == NULL
+        || b->last - b->pos >= NGX_HTTP_EXCHANGE_HEALTH_WAIT_BODY)
+    {
+        *len = ngx_min((size_t) (b->last - b->pos),
+                       NGX_HTTP_EXCHANGE_HEALTH_WAIT_BODY);
+        return b->pos;
+    }
+
+    size = 0;
+
+    for ( /* void */ ; cl && ngx_buf_in_memory(cl->buf); cl = cl->next) {
+        size += cl->buf->last - cl->buf->pos;
+    }
+
+    size = ngx_min(size, NGX_HTTP_EXCHANGE_HEALTH_WAIT_BODY);
+
+    buf = ngx_pnalloc(r->pool, size);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    p = buf;
+
+    for (cl = r->request_body->bufs; p < buf + size; cl = cl->next) {
+        n = ngx_min((size_t) (cl->buf->last - cl->buf->pos),
+                    (size_t) (buf + size - p));
+        p = ngx_cpymem(p, cl->buf->pos, n);
+    }
+
+    *len = size;
+
+    return buf;
 }

@@ -96,27 +96,30 @@ for my $size ('ffffffffffffffff', '-10', 'zz', '0x1a', '1a1a1a1a1a1a1a1a1a1a') {
 }
 
 # A size nginx accepts (1 TB), then silence.  The scanner takes it too
-# and holds the header for the data; none comes, and proxy_read_timeout
-# (3s, still the header's) ends the wait: a timeout, retried.  Without
-# the module the client would get the header and wait for the body.
+# and holds the header for the data; none comes, and the hold's time
+# (500 ms) ends the wait: the client gets the header, as without the
+# module, and waits for the body until proxy_read_timeout (3s).  The
+# stall is EXCH2's failure all the same, too late to be retried.
 hostile(name => 'chunk size ffffffffff (1 TB), then silence',
         route => { raw => response(
             add => [['Transfer-Encoding', 'chunked']],
             body => "ffffffffff\r\n<html><body>hello</body></html>\r\n") },
         clients => sub {
-            is join(' ', map { outcome($_) . '/' . (fe($_) =~ s/EXCH[13]/other/r) } @_),
-               join(' ', ('200/other') x 9),
-               'every client gets 200, from EXCH1 or EXCH3';
+            is join(' ', sort map { outcome($_) . '/' . (fe($_) =~ s/EXCH[13]/other/r) } @_),
+               join(' ', sort(('200/other') x 6,
+                              ('200 (incomplete chunked body)/EXCH2') x 3)),
+               'EXCH1 and EXCH3 answer; EXCH2\'s header goes on, its body cut';
             my @slow = grep { $_->{elapsed} > 1 } @_;
             is scalar(@slow), 3, '3 of them late';
             ok !grep({ $_->{elapsed} < 2.8 } @slow), "after nginx's read timeout (3s)";
         },
-        eject => 'upstream-timeout', verdicts => { rescued => 3, healthy => 6 },
+        eject => 'upstream-timeout',
+        verdicts => { 'upstream-error' => 3, healthy => 6 },
         bound => 5,
         check => sub {
             my ($ng) = @_;
-            is scalar($ng->grep_error_log(qr/upstream timed out .* while reading response header/)), 3,
-                'nginx: upstream timed out while reading the header, 3 times';
+            is scalar($ng->grep_error_log(qr/upstream timed out .* while reading upstream/)), 3,
+                'nginx: upstream timed out while reading the body, 3 times';
         });
 
 # Chunk extensions of many KB: nginx skips them.  Before the errorFE
