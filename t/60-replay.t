@@ -355,7 +355,7 @@ like $err, qr{config \Q$dir\E/rules\.conf: 1 directive taken \(1 at http level\)
 is $rc, 0, '--show-config: exit 0';
 like $out, qr{^    location / \{  # from \S+/docs/example\.conf:\d+\n.*^        exchange_health_retry on non_idempotent;  # from \S+docs/example\.conf:\d+$}ms,
     '--show-config: the retry of example.conf\'s location /, and where it comes from';
-like $out, qr{^    location ~\* \^/\(mapi\|rpc\)/ \{.*^        proxy_request_buffering off;}ms,
+like $out, qr{^    location ~\* \^/rpc/ \{.*^        proxy_request_buffering off;}ms,
     '--show-config: the proxy settings that decide a retry are taken too';
 unlike $out, qr{exchange_health_zone|exchange_health zone=|exchange_health_eject|load_module|ssl_certificate},
     '--show-config: zone, upstream, TLS and the rest are not';
