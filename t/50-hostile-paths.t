@@ -86,8 +86,11 @@ use Time::HiRes qw(time sleep);
                        server => "location \@again {\n        $again\n    }" },
             clients => 'all-200', eject => 'upstream-error', verdicts => sub {});
 
+    # a hold longer than the client waits (it would end at nginx's read
+    # timer, 3s): the client leaves while the header is held
     hostile(name => 'the client leaves while the header is held',
             route => { raw => substr($page, 0, head_len($page) + 50) },
+            front => { location => 'exchange_health_hold 4k 10s;' },
             timeout => 1, client_timeout_ok => 1, bound => 1.5,
             clients => sub {
                 is join(' ', map { outcome($_) } @_),
