@@ -35,12 +35,20 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKES         32
 #define NGX_HTTP_EXCHANGE_HEALTH_BIND_IDLE_TIMEOUT  60000
 
+/*
+ * A server whose answers have named no back end for this long strips
+ * those headers: a signed-in answer proves a sign-in without them.
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_BACKEND_HEADERS  600
+
 /* a trial request that has not answered by then no longer blocks others */
 #define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
 
 /* a failure's scope: the server's fault, or one user's or mailbox's */
 #define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER  0
 #define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER    1
+/* the server's only for a session another server signed in, else none */
+#define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_PROVEN  2
 
 /* what one server's answer to one request was */
 #define NGX_HTTP_EXCHANGE_HEALTH_NONE      0    /* not judged */
@@ -155,6 +163,12 @@ typedef struct {
 
     size_t                  fqdn_len;
     u_char                  fqdn[NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN];
+
+    /*
+     * When an answer of it last named its back end (X-BEServer,
+     * X-CalculatedBETarget); a farm that strips them never does.
+     */
+    time_t                  backend_seen;
 
     /* the TLS certificate the probe saw */
     time_t                  cert_time;
@@ -361,6 +375,10 @@ typedef struct {
     ngx_msec_t              hold_time;
     ngx_regex_t            *user_errors;
 
+    /* exchange_health_session_cookies: how OWA and ECP sign users in */
+    ngx_http_exchange_health_cookie_name_t  *sessions;
+    ngx_uint_t              nsessions;
+
     ngx_flag_t              status;         /* exchange_health_status */
     ngx_flag_t              admin;          /* its admin=on */
     ngx_array_t            *server_names;   /* of ngx_str_t: Host check */
@@ -441,6 +459,7 @@ typedef struct {
 
     /* the answer being judged */
     uint32_t                              eligible;  /* body markers */
+    ngx_http_exchange_health_rule_t      *fallback;  /* if none is found */
     ngx_http_exchange_health_scan_t      *scan;
     off_t                                 fed;       /* in u->buffer */
     ngx_msec_t                            hold_start;
@@ -610,6 +629,11 @@ ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
 void ngx_http_exchange_health_judged(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t verdict,
     ngx_http_exchange_health_rule_t *rule);
+void ngx_http_exchange_health_unread(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+
+ngx_uint_t ngx_http_exchange_health_proven(
+    ngx_http_exchange_health_ctx_t *ctx);
 
 /* ngx_http_exchange_health_bind.c */
 ngx_int_t ngx_http_exchange_health_bind_init(ngx_conf_t *cf);

@@ -381,10 +381,11 @@ ngx_http_exchange_health_who(ngx_http_request_t *r,
 #endif
 
     /*
-     * OWA and ECP sign in with the cadata cookie, the other protocols with
-     * a header; what signs a user in also tells users apart.  The Cookie
-     * lines are those nginx gathered as it read the request: a list from
-     * 1.23 on, an array before.
+     * OWA and ECP sign in with a session cookie (cadata, AD FS's FedAuth,
+     * OpenID Connect's: exchange_health_session_cookies), the other
+     * protocols with a header; what signs a user in also tells users
+     * apart.  The Cookie lines are those nginx gathered as it read the
+     * request: a list from 1.23 on, an array before.
      */
 
 #if (nginx_version >= 1023000)
@@ -396,8 +397,11 @@ ngx_http_exchange_health_who(ngx_http_request_t *r,
         h = cookies[i];
 #endif
 
-        v = ngx_http_exchange_health_cookie(h->value.data, h->value.len,
-                                            "cadata", &len);
+        v = ngx_http_exchange_health_session_cookie(h->value.data,
+                                                    h->value.len,
+                                                    ctx->lcf->sessions,
+                                                    ctx->lcf->nsessions,
+                                                    &len);
         if (v) {
             ctx->signed_in = 1;
             ctx->user_key.data = (u_char *) v;

@@ -250,6 +250,18 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
                                         NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER);
         if (user.len) {
             ctx->user_key = user;
+
+        } else if (auth->value.len > NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER) {
+            /*
+             * A Kerberos ticket names no user.  Its last bytes (the
+             * encrypted authenticator) differ on every sign-in, its
+             * first are the same for everyone: the binding keeps the
+             * last, and the sign-in is who they say from then on.
+             */
+
+            ctx->user_key.data = auth->value.data + auth->value.len
+                                 - NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
+            ctx->user_key.len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
         }
 
     } else if (b && b->signed_in && auth == NULL) {

@@ -1300,6 +1300,26 @@ ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
+ngx_uint_t
+ngx_http_exchange_health_proven(ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_http_exchange_health_shctx_t  *sh;
+
+    /* the session got an answer a mailbox server took part in before */
+
+    if (ctx == NULL || !ctx->signed_in) {
+        return 0;
+    }
+
+    sh = ctx->conf->shpool->data;
+    ctx->user = ngx_http_exchange_health_user(ctx);
+
+    return ctx->user != 0
+           && sh->proven[ctx->user % NGX_HTTP_EXCHANGE_HEALTH_PROVEN]
+              == ctx->user;
+}
+
+
 static ngx_uint_t
 ngx_http_exchange_health_max_ejected(ngx_http_exchange_health_srv_conf_t *conf)
 {
