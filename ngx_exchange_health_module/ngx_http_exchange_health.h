@@ -510,7 +510,11 @@ typedef enum {
     ngx_http_exchange_health_readmitted,
     ngx_http_exchange_health_farm_fault,
     ngx_http_exchange_health_farm_cleared,
-    ngx_http_exchange_health_backend_fault
+    ngx_http_exchange_health_backend_fault,
+
+    /* the probe's, which probe.c logs: it has no request to name */
+    ngx_http_exchange_health_probe_drained,
+    ngx_http_exchange_health_probe_back
 } ngx_http_exchange_health_change_e;
 
 
@@ -601,6 +605,14 @@ void ngx_http_exchange_health_recount(
     ngx_http_exchange_health_srv_conf_t *hscf);
 void ngx_http_exchange_health_recount_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
+void ngx_http_exchange_health_set_admin_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t admin);
+void ngx_http_exchange_health_clear_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
+ngx_http_exchange_health_change_e ngx_http_exchange_health_probed_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t result);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
 

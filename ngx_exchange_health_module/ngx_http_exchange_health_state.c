@@ -26,12 +26,31 @@ static ngx_http_exchange_health_slot_t *ngx_http_exchange_health_slot(
 static void ngx_http_exchange_health_success(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_trial_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_slot_t *slot,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_readmit_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_trial_failed_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_eject_locked(
-    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_slot_t *slot,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer,
     ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_farm_fault_locked(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_farm_cleared_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_backend_fault_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_event_t *ev);
 static uint64_t ngx_http_exchange_health_in_service_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
@@ -190,7 +209,6 @@ void
 ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
-    ngx_msec_t                         now;
     ngx_slab_pool_t                   *shpool;
     ngx_http_exchange_health_slot_t   *slot;
     ngx_http_exchange_health_event_t   ev;
@@ -206,22 +224,10 @@ ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     }
 
     shpool = ctx->conf->shpool;
-    now = ngx_current_msec;
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     ngx_shmtx_lock(&shpool->mutex);
-
-    if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
-        && (ngx_msec_int_t) (now - slot->until) >= 0
-        && !ngx_http_exchange_health_trial_pending(slot, now))
-    {
-        slot->trial = now;
-        a->trial = 1;
-
-        ev.change = ngx_http_exchange_health_trial;
-        ev.name = ctx->conf->servers[a->peer]->name;
-    }
-
+    ngx_http_exchange_health_trial_locked(ctx, a, slot, &ev);
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_exchange_health_log(ctx, a, &ev);
@@ -541,7 +547,6 @@ static void
 ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
-    ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_slot_t      *slot;
@@ -576,33 +581,18 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     }
 
     shpool = ctx->conf->shpool;
-    now = ngx_current_msec;
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     ngx_shmtx_lock(&shpool->mutex);
 
     if (a->trial && slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
-        slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
-        slot->trial = 0;
-        slot->up_since = now;
-        slot->since = ngx_time();
-        ngx_http_exchange_health_recount_locked(ctx->conf, ctx->slot);
-
+        ngx_http_exchange_health_readmit_locked(ctx, a->peer, &ev);
         a->trial = 0;
-
-        ev.change = ngx_http_exchange_health_readmitted;
-        ev.name = ctx->conf->servers[a->peer]->name;
 
     } else if (farm->fault
                && (farm->failing & ngx_http_exchange_health_bit(a->peer)))
     {
-        farm->fault = 0;
-        farm->failing = 0;
-        farm->since = ngx_time();
-        ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
-
-        ev.change = ngx_http_exchange_health_farm_cleared;
-        ev.name = ctx->conf->servers[a->peer]->name;
+        ngx_http_exchange_health_farm_cleared_locked(ctx, a, &ev);
 
     } else if (!farm->fault) {
 
@@ -630,7 +620,7 @@ void
 ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed)
 {
-    ngx_msec_t                            now, duration;
+    ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_event_t      ev;
@@ -665,19 +655,7 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
 
         if (a->trial) {
-            /* the trial failed: out again, for longer */
-            duration = ngx_http_exchange_health_backoff(conf, slot->level);
-            slot->level += (slot->level < 255);
-            slot->until = now + duration;
-            slot->trial = 0;
-            slot->since = ngx_time();
-            slot->ejections++;
-
-            a->trial = 0;
-
-            ev.change = ngx_http_exchange_health_trial_failed;
-            ev.duration = duration;
-            ev.name = conf->servers[a->peer]->name;
+            ngx_http_exchange_health_trial_failed_locked(ctx, a, &ev);
         }
 
     } else if (ngx_http_exchange_health_count(ctx, &slot->window, confirmed)
@@ -697,10 +675,8 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
             ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
 
         } else {
-            ngx_http_exchange_health_eject_locked(ctx, slot, &ev);
+            ngx_http_exchange_health_eject_locked(ctx, a->peer, &ev);
         }
-
-        ev.name = conf->servers[a->peer]->name;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -709,14 +685,126 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
+/*
+ * The changes of a server's state for a protocol, each in one function
+ * that writes the slot's state fields and leaves the zone's counts
+ * right.  The caller holds the zone's lock (hence _locked); what a
+ * change logs is filled into ev, and events.c says it once the lock is
+ * released.  An operator's changes (admin.c) and the probe's (probe.c)
+ * come last: they log their own lines, with no request to name.
+ */
+
+
 static void
-ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
+ngx_http_exchange_health_trial_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_slot_t *slot, ngx_http_exchange_health_event_t *ev)
 {
+    ngx_msec_t  now;
+
+    /*
+     * An ejected server whose time is up gets this request as its trial,
+     * unless another request is its trial already: looked at again under
+     * the lock, as another worker may have just sent one.
+     */
+
+    now = ngx_current_msec;
+
+    if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+        || (ngx_msec_int_t) (now - slot->until) < 0
+        || ngx_http_exchange_health_trial_pending(slot, now))
+    {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui on trial", a->peer);
+
+    slot->trial = now;
+    a->trial = 1;
+
+    ev->change = ngx_http_exchange_health_trial;
+    ev->name = ctx->conf->servers[a->peer]->name;
+}
+
+
+static void
+ngx_http_exchange_health_readmit_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer, ngx_http_exchange_health_event_t *ev)
+{
+    ngx_http_exchange_health_slot_t    *slot;
+    ngx_http_exchange_health_server_t  *srv;
+
+    /*
+     * Back in service: after a good answer to its trial, or taken back by
+     * a farm-wide fault (no ev: the fault's line says it).  Up from now,
+     * for the backoff of a later ejection.
+     */
+
+    srv = ctx->conf->servers[peer];
+    slot = &srv->slot[ctx->slot];
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui re-admitted", peer);
+
+    slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
+    slot->trial = 0;
+    slot->up_since = ngx_current_msec;
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(ctx->conf, ctx->slot);
+
+    if (ev) {
+        ev->change = ngx_http_exchange_health_readmitted;
+        ev->name = srv->name;
+    }
+}
+
+
+static void
+ngx_http_exchange_health_trial_failed_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev)
+{
+    ngx_msec_t                            duration;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    /* the trial failed: out again, for longer; still ejected, no recount */
+
+    conf = ctx->conf;
+    slot = &conf->servers[a->peer]->slot[ctx->slot];
+
+    duration = ngx_http_exchange_health_backoff(conf, slot->level);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui failed its trial, out for %M",
+                   a->peer, duration);
+
+    slot->level += (slot->level < 255);
+    slot->until = ngx_current_msec + duration;
+    slot->trial = 0;
+    slot->since = ngx_time();
+    slot->ejections++;
+
+    a->trial = 0;
+
+    ev->change = ngx_http_exchange_health_trial_failed;
+    ev->duration = duration;
+    ev->name = conf->servers[a->peer]->name;
+}
+
+
+static void
+ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer, ngx_http_exchange_health_event_t *ev)
+{
     ngx_msec_t                            now, duration;
+    ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_srv_conf_t  *conf;
 
     conf = ctx->conf;
+    slot = &conf->servers[peer]->slot[ctx->slot];
     now = ngx_current_msec;
 
     /* a server that stayed up long enough starts again from the base time */
@@ -726,6 +814,10 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
     }
 
     duration = ngx_http_exchange_health_backoff(conf, slot->level);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui ejected for %M, level %ui",
+                   peer, duration, (ngx_uint_t) slot->level);
 
     slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
     slot->until = now + duration;
@@ -739,6 +831,7 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
 
     ev->change = ngx_http_exchange_health_ejected;
     ev->duration = duration;
+    ev->name = conf->servers[peer]->name;
 }
 
 
@@ -763,6 +856,10 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
     up = conf->sh;
     farm = &up->farm[ctx->slot];
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: farm-wide fault raised by peer %ui, "
+                   "%ui ejected taken back", a->peer, up->ejected[ctx->slot]);
+
     farm->fault = 1;
     farm->since = ngx_time();
     farm->failing |= ngx_http_exchange_health_bit(a->peer);
@@ -779,15 +876,9 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
 
         if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
             farm->failing |= ngx_http_exchange_health_bit(i);
-
-            slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
-            slot->trial = 0;
-            slot->up_since = ngx_current_msec;
-            slot->since = ngx_time();
+            ngx_http_exchange_health_readmit_locked(ctx, i, NULL);
         }
     }
-
-    ngx_http_exchange_health_recount_locked(conf, ctx->slot);
 
     ev->change = ngx_http_exchange_health_farm_fault;
 
@@ -796,6 +887,165 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
     if (conf->servers[a->peer]) {
         ev->name = conf->servers[a->peer]->name;
     }
+}
+
+
+static void
+ngx_http_exchange_health_farm_cleared_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev)
+{
+    ngx_http_exchange_health_farm_t  *farm;
+
+    /* one of the servers that failed answers a signed-in user well */
+
+    farm = &ctx->conf->sh->farm[ctx->slot];
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: farm-wide fault cleared by peer %ui",
+                   a->peer);
+
+    farm->fault = 0;
+    farm->failing = 0;
+    farm->since = ngx_time();
+    ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
+
+    ev->change = ngx_http_exchange_health_farm_cleared;
+    ev->name = ctx->conf->servers[a->peer]->name;
+}
+
+
+static void
+ngx_http_exchange_health_backend_fault_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_event_t *ev)
+{
+    ngx_http_exchange_health_farm_t  *farm;
+
+    /*
+     * Requests fail on every server, each through the same mailbox
+     * server: kept as known for max_time, said once per window.
+     */
+
+    farm = &ctx->conf->sh->farm[ctx->slot];
+
+    farm->known_len = farm->backend_len;
+    ngx_memcpy(farm->known, farm->backend, farm->backend_len);
+    farm->known_last = ngx_current_msec;
+
+    if (farm->backend_logged) {
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: a back end's fault, not the farm's");
+
+    farm->backend_logged = 1;
+
+    ev->change = ngx_http_exchange_health_backend_fault;
+    ev->name.len = farm->backend_len;
+    ngx_memcpy(ev->name.data, farm->backend, farm->backend_len);
+}
+
+
+void
+ngx_http_exchange_health_set_admin_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t admin)
+{
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /* an operator drains it, puts it in maintenance, or makes it ready */
+
+    slot = &conf->servers[peer]->slot[p];
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui admin %ui for slot %ui",
+                   peer, admin, p);
+
+    slot->admin = (uint8_t) admin;
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(conf, p);
+}
+
+
+void
+ngx_http_exchange_health_clear_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer)
+{
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /*
+     * An operator clears its history: in service again, with no backoff
+     * and nothing counted; what an operator or the probe said stays.
+     */
+
+    slot = &conf->servers[peer]->slot[p];
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui cleared for slot %ui", peer, p);
+
+    slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
+    slot->until = 0;
+    slot->trial = 0;
+    slot->level = 0;
+    slot->up_since = ngx_current_msec;
+    slot->failures = 0;
+    slot->user_failures = 0;
+    slot->rescued = 0;
+    slot->ejections = 0;
+    ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
+    ngx_memzero(&slot->last, sizeof(ngx_http_exchange_health_failure_t));
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(conf, p);
+}
+
+
+ngx_http_exchange_health_change_e
+ngx_http_exchange_health_probed_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t result)
+{
+    ngx_uint_t                        was, now;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /*
+     * What the probe found; a change only when it drains the server or
+     * lets it back, as the probe's failures in a row or an operator's
+     * word decide (drained).
+     */
+
+    slot = &conf->servers[peer]->slot[p];
+
+    was = ngx_http_exchange_health_drained(conf, slot);
+
+    slot->probe = (uint8_t) result;
+    slot->probe_time = ngx_time();
+
+    if (result == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK) {
+        slot->probe_fails = 0;
+
+    } else if (slot->probe_fails < 255) {
+        slot->probe_fails++;
+    }
+
+    now = ngx_http_exchange_health_drained(conf, slot);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui probed: %ui, drained %ui, "
+                   "was %ui", peer, result, now, was);
+
+    if (was == now) {
+        return ngx_http_exchange_health_nothing;
+    }
+
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(conf, p);
+
+    return now ? ngx_http_exchange_health_probe_drained
+               : ngx_http_exchange_health_probe_back;
 }
 
 
@@ -955,16 +1205,7 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
         ev.window = now - farm->window.start;
 
         if (farm->backends == 1) {
-            farm->known_len = farm->backend_len;
-            ngx_memcpy(farm->known, farm->backend, farm->backend_len);
-            farm->known_last = now;
-
-            if (!farm->backend_logged) {
-                farm->backend_logged = 1;
-                ev.change = ngx_http_exchange_health_backend_fault;
-                ev.name.len = farm->backend_len;
-                ngx_memcpy(ev.name.data, farm->backend, farm->backend_len);
-            }
+            ngx_http_exchange_health_backend_fault_locked(ctx, &ev);
 
         } else {
             ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
@@ -1137,6 +1378,10 @@ ngx_http_exchange_health_release_trial(ngx_http_exchange_health_ctx_t *ctx,
     if (slot == NULL) {
         return;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui's trial proved nothing",
+                   a->peer);
 
     shpool = ctx->conf->shpool;
 
