@@ -407,6 +407,18 @@ typedef struct {
 #define NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED  ((ngx_uint_t) -1)
 
 
+/*
+ * A request's bitmaps of peers, in words as round robin keeps "tried":
+ * that one, and the servers this module avoids or suspects for it.
+ */
+#define ngx_http_exchange_health_map_test(map, i)                            \
+    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
+     & ((uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t))))
+#define ngx_http_exchange_health_map_set(map, i)                             \
+    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
+     |= (uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t)))
+
+
 typedef struct ngx_http_exchange_health_binding_s
     ngx_http_exchange_health_binding_t;
 

@@ -118,7 +118,6 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
     uintptr_t *avoid, uintptr_t *suspect)
 {
     uint64_t                              failing;
-    uintptr_t                             m;
     ngx_uint_t                            i, n, retry;
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
@@ -184,8 +183,7 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
                     || !ctx->detect
                     || ngx_http_exchange_health_trial_pending(slot, now))))
         {
-            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
-            avoid[i / (8 * sizeof(uintptr_t))] |= m;
+            ngx_http_exchange_health_map_set(avoid, i);
             n++;
 
         } else if (retry
@@ -193,8 +191,7 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
                                                             conf, now)
                        || (i < 64 && (failing & ((uint64_t) 1 << i)))))
         {
-            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
-            suspect[i / (8 * sizeof(uintptr_t))] |= m;
+            ngx_http_exchange_health_map_set(suspect, i);
             n++;
         }
     }
