@@ -146,6 +146,7 @@ typedef struct {
     uint8_t                 admin;          /* drain, maintenance */
     uint8_t                 probe;          /* what the probe found */
     uint8_t                 probe_fails;    /* probes failed in a row */
+    uint8_t                 failing;        /* the farm's map, state.c */
 
     ngx_http_exchange_health_failure_t  last;
 } ngx_http_exchange_health_slot_t;
@@ -187,9 +188,6 @@ typedef struct {
 typedef struct {
     ngx_uint_t              fault;
     time_t                  since;
-    uint64_t                failing;        /* servers seen failing, a bit
-                                               each: only their good
-                                               answers clear a fault */
     uint32_t                request_failures;
 
     ngx_http_exchange_health_window_t   window;
@@ -627,6 +625,10 @@ ngx_http_exchange_health_change_e ngx_http_exchange_health_probed_locked(
     ngx_uint_t result);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
+ngx_uint_t ngx_http_exchange_health_failing(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
+void ngx_http_exchange_health_failing_reset_locked(
+    ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing);
 
 /* ngx_http_exchange_health_upstream.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -52,7 +52,10 @@ static void ngx_http_exchange_health_farm_cleared_locked(
 static void ngx_http_exchange_health_backend_fault_locked(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_event_t *ev);
-static uint64_t ngx_http_exchange_health_in_service_locked(
+static void ngx_http_exchange_health_failing_set_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t failing);
+static ngx_uint_t ngx_http_exchange_health_failing_all_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
 static void ngx_http_exchange_health_rescued(
     ngx_http_exchange_health_ctx_t *ctx,
@@ -90,7 +93,6 @@ static ngx_uint_t ngx_http_exchange_health_max_ejected(
     ngx_http_exchange_health_srv_conf_t *conf);
 static ngx_msec_t ngx_http_exchange_health_backoff(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t level);
-static uint64_t ngx_http_exchange_health_bit(ngx_uint_t peer);
 
 
 /* the first, for a request not judged, leaves the variable empty */
@@ -117,8 +119,7 @@ ngx_uint_t
 ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
     uintptr_t *avoid, uintptr_t *suspect)
 {
-    uint64_t                              failing;
-    ngx_uint_t                            i, n, retry;
+    ngx_uint_t                            i, n, live, retry;
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
@@ -155,10 +156,8 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    failing = (retry
-               && ngx_http_exchange_health_window_live(&farm->window, conf,
-                                                       now))
-              ? farm->failing : 0;
+    live = retry && ngx_http_exchange_health_window_live(&farm->window,
+                                                         conf, now);
 
     for (i = 0; i < conf->nprimary; i++) {
 
@@ -189,7 +188,8 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
         } else if (retry
                    && (ngx_http_exchange_health_window_live(&slot->window,
                                                             conf, now)
-                       || (i < 64 && (failing & ((uint64_t) 1 << i)))))
+                       || (live && ngx_http_exchange_health_failing(conf,
+                                                          ctx->slot, i))))
         {
             ngx_http_exchange_health_map_set(suspect, i);
             n++;
@@ -572,7 +572,8 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     if (!ctx->signed_in
         || !a->mailbox
         || (!a->trial
-            && !(farm->failing & ngx_http_exchange_health_bit(a->peer))))
+            && !ngx_http_exchange_health_failing(ctx->conf, ctx->slot,
+                                                 a->peer)))
     {
         return;
     }
@@ -587,7 +588,8 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
         a->trial = 0;
 
     } else if (farm->fault
-               && (farm->failing & ngx_http_exchange_health_bit(a->peer)))
+               && ngx_http_exchange_health_failing(ctx->conf, ctx->slot,
+                                                   a->peer))
     {
         ngx_http_exchange_health_farm_cleared_locked(ctx, a, &ev);
 
@@ -604,7 +606,8 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
                        "exchange health: peer %ui answers well, no longer "
                        "failing for the farm", a->peer);
 
-        farm->failing &= ~ngx_http_exchange_health_bit(a->peer);
+        ngx_http_exchange_health_failing_set_locked(ctx->conf, ctx->slot,
+                                                    a->peer, 0);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -859,7 +862,7 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
 
     farm->fault = 1;
     farm->since = ngx_time();
-    farm->failing |= ngx_http_exchange_health_bit(a->peer);
+    ngx_http_exchange_health_failing_set_locked(conf, ctx->slot, a->peer, 1);
 
     ev->ejected = up->ejected[ctx->slot];
 
@@ -872,7 +875,7 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
         ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
 
         if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
-            farm->failing |= ngx_http_exchange_health_bit(i);
+            ngx_http_exchange_health_failing_set_locked(conf, ctx->slot, i, 1);
             ngx_http_exchange_health_readmit_locked(ctx, i, NULL);
         }
     }
@@ -903,7 +906,7 @@ ngx_http_exchange_health_farm_cleared_locked(
                    a->peer);
 
     farm->fault = 0;
-    farm->failing = 0;
+    ngx_http_exchange_health_failing_reset_locked(ctx->conf->sh, ctx->slot, 0);
     farm->since = ngx_time();
     ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
 
@@ -1046,36 +1049,6 @@ ngx_http_exchange_health_probed_locked(
 }
 
 
-static uint64_t
-ngx_http_exchange_health_in_service_locked(
-    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)
-{
-    uint64_t                          bits;
-    ngx_uint_t                        i;
-    ngx_http_exchange_health_slot_t  *slot;
-
-    /* the primaries that take requests of the protocol now */
-
-    bits = 0;
-
-    for (i = 0; i < conf->nprimary; i++) {
-        if (conf->servers[i] == NULL || conf->peers[i]->down) {
-            continue;
-        }
-
-        slot = &conf->servers[i]->slot[p];
-
-        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
-            && !ngx_http_exchange_health_drained(conf, slot))
-        {
-            bits |= ngx_http_exchange_health_bit(i);
-        }
-    }
-
-    return bits;
-}
-
-
 static void
 ngx_http_exchange_health_rescued(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
@@ -1097,7 +1070,6 @@ static void
 ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
-    uint64_t                              bits, serving;
     ngx_str_t                            *backend;
     ngx_uint_t                            i, named;
     ngx_msec_t                            now;
@@ -1123,7 +1095,6 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     now = ngx_current_msec;
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
-    bits = 0;
     backend = NULL;
     named = 1;
 
@@ -1139,10 +1110,6 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
         slot = ngx_http_exchange_health_slot(ctx, f);
         if (slot) {
             (void) ngx_atomic_fetch_add(&slot->requests, 1);
-        }
-
-        if (f->peer < conf->nprimary) {
-            bits |= ngx_http_exchange_health_bit(f->peer);
         }
 
         /* the mailbox server every failure named, if one and the same */
@@ -1169,12 +1136,24 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_record(ctx, a, &farm->last);
 
     if (farm->window.fails == 0 || now - farm->window.start > conf->window) {
-        farm->failing = 0;
+        ngx_http_exchange_health_failing_reset_locked(up, ctx->slot, 0);
         farm->backends = 0;
         farm->backend_logged = 0;
     }
 
-    farm->failing |= bits;
+    /* the primaries that answered it: backups are round robin's */
+
+    for (i = 0; i < ctx->nattempts; i++) {
+        f = &ctx->attempt[i];
+
+        if (f->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED
+            && f->peer < conf->nprimary)
+        {
+            ngx_http_exchange_health_failing_set_locked(conf, ctx->slot,
+                                                        f->peer, 1);
+        }
+    }
+
     ngx_http_exchange_health_note_backend_locked(farm, named ? backend : NULL);
 
     if (named && backend
@@ -1192,11 +1171,9 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
      * back end's fault (a database down), not the farm's.
      */
 
-    serving = ngx_http_exchange_health_in_service_locked(conf, ctx->slot);
-
     if (!farm->fault
         && ngx_http_exchange_health_count(ctx, &farm->window, 0)
-        && (farm->failing & serving) == serving)
+        && ngx_http_exchange_health_failing_all_locked(conf, ctx->slot))
     {
         ev.fails = farm->window.fails;
         ev.window = now - farm->window.start;
@@ -1631,12 +1608,99 @@ ngx_http_exchange_health_backoff(ngx_http_exchange_health_srv_conf_t *conf,
 }
 
 
-static uint64_t
-ngx_http_exchange_health_bit(ngx_uint_t peer)
-{
-    /* servers past the 64th share the last bit: a farm that big is rare */
+/*
+ * The farm's "failing" map, per protocol: the servers seen failing a
+ * request that failed on every server tried, since the farm's window of
+ * such failures began.  A retry steers clear of them, a farm-wide fault
+ * needs every server in service among them, and only a good answer from
+ * one of them ends the fault.
+ *
+ * A server's mark is a byte of its own slot, not a bit of one word: any
+ * server, the 65th or the 500th, has its own.  A word has 64 bits, and a
+ * server past them could only share one, and make a healthy server look
+ * failing, or have none, and be tried again however often it failed.  A
+ * mark also stays with its server's address when a reload renumbers the
+ * upstream.
+ */
 
-    return (uint64_t) 1 << ngx_min(peer, 63);
+
+ngx_uint_t
+ngx_http_exchange_health_failing(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t p, ngx_uint_t peer)
+{
+    ngx_http_exchange_health_server_t  *srv;
+
+    /* read unlocked outside avoid(): a stale mark misleads one request */
+
+    if (peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
+        return 0;
+    }
+
+    srv = conf->servers[peer];
+
+    return srv && srv->slot[p].failing;
 }
 
 
+static void
+ngx_http_exchange_health_failing_set_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t failing)
+{
+    /* a server the zone has no record of has no mark: it is not judged */
+
+    if (peer != NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED && conf->servers[peer]) {
+        conf->servers[peer]->slot[p].failing = (uint8_t) failing;
+    }
+}
+
+
+void
+ngx_http_exchange_health_failing_reset_locked(
+    ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing)
+{
+    ngx_queue_t                        *q;
+    ngx_http_exchange_health_server_t  *srv;
+
+    /*
+     * Every server of the upstream's record, those an older cycle still
+     * has included: marks of a window gone by, or of a fault ended, say
+     * nothing now; a fault restored from the state file names nobody.
+     */
+
+    for (q = ngx_queue_head(&up->servers);
+         q != ngx_queue_sentinel(&up->servers);
+         q = ngx_queue_next(q))
+    {
+        srv = ngx_queue_data(q, ngx_http_exchange_health_server_t, queue);
+        srv->slot[p].failing = (uint8_t) failing;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_failing_all_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)
+{
+    ngx_uint_t                        i;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /* whether every primary that takes requests of the protocol is marked */
+
+    for (i = 0; i < conf->nprimary; i++) {
+        if (conf->servers[i] == NULL || conf->peers[i]->down) {
+            continue;
+        }
+
+        slot = &conf->servers[i]->slot[p];
+
+        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+            && !ngx_http_exchange_health_drained(conf, slot)
+            && !slot->failing)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
