@@ -146,6 +146,7 @@ typedef struct {
     uint8_t                 admin;          /* drain, maintenance */
     uint8_t                 probe;          /* what the probe found */
     uint8_t                 probe_fails;    /* probes failed in a row */
+    uint8_t                 failing;        /* the farm's map, state.c */
 
     ngx_http_exchange_health_failure_t  last;
 } ngx_http_exchange_health_slot_t;
@@ -187,9 +188,6 @@ typedef struct {
 typedef struct {
     ngx_uint_t              fault;
     time_t                  since;
-    uint64_t                failing;        /* servers seen failing, a bit
-                                               each: only their good
-                                               answers clear a fault */
     uint32_t                request_failures;
 
     ngx_http_exchange_health_window_t   window;
@@ -407,6 +405,18 @@ typedef struct {
 #define NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED  ((ngx_uint_t) -1)
 
 
+/*
+ * A request's bitmaps of peers, in words as round robin keeps "tried":
+ * that one, and the servers this module avoids or suspects for it.
+ */
+#define ngx_http_exchange_health_map_test(map, i)                            \
+    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
+     & ((uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t))))
+#define ngx_http_exchange_health_map_set(map, i)                             \
+    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
+     |= (uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t)))
+
+
 typedef struct ngx_http_exchange_health_binding_s
     ngx_http_exchange_health_binding_t;
 
@@ -510,7 +520,11 @@ typedef enum {
     ngx_http_exchange_health_readmitted,
     ngx_http_exchange_health_farm_fault,
     ngx_http_exchange_health_farm_cleared,
-    ngx_http_exchange_health_backend_fault
+    ngx_http_exchange_health_backend_fault,
+
+    /* the probe's, which probe.c logs: it has no request to name */
+    ngx_http_exchange_health_probe_drained,
+    ngx_http_exchange_health_probe_back
 } ngx_http_exchange_health_change_e;
 
 
@@ -601,8 +615,20 @@ void ngx_http_exchange_health_recount(
     ngx_http_exchange_health_srv_conf_t *hscf);
 void ngx_http_exchange_health_recount_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
+void ngx_http_exchange_health_set_admin_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t admin);
+void ngx_http_exchange_health_clear_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
+ngx_http_exchange_health_change_e ngx_http_exchange_health_probed_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t result);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
+ngx_uint_t ngx_http_exchange_health_failing(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
+void ngx_http_exchange_health_failing_reset_locked(
+    ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing);
 
 /* ngx_http_exchange_health_upstream.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -27,12 +27,6 @@ static void ngx_http_exchange_health_who(ngx_http_request_t *r,
 static void ngx_http_exchange_health_cleanup(void *data);
 
 
-/* a bit of a bitmap of peers, as round robin keeps "tried" */
-#define ngx_http_exchange_health_map_bit(map, i)                             \
-    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
-     & ((uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t))))
-
-
 ngx_int_t
 ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
@@ -323,9 +317,9 @@ ngx_http_exchange_health_usable(ngx_http_upstream_rr_peer_data_t *rrp,
         for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
 
             if (peers == rrp->peers
-                && (ngx_http_exchange_health_map_bit(rrp->tried, i)
+                && (ngx_http_exchange_health_map_test(rrp->tried, i)
                     || (avoided
-                        && ngx_http_exchange_health_map_bit(avoided, i))))
+                        && ngx_http_exchange_health_map_test(avoided, i))))
             {
                 continue;
             }

@@ -924,7 +924,8 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
 
     if (a->trial
         || (farm && (farm->fault
-                     || (a->peer < 64 && (farm->failing >> a->peer & 1))))
+                     || ngx_http_exchange_health_failing(ctx->conf,
+                                                         ctx->slot, a->peer)))
         || (farm && ctx->signed_in && ctx->sampled))
     {
         a->mailbox = ngx_http_exchange_health_proof(r, ctx, a, status);
