@@ -503,6 +503,7 @@ typedef struct {
     unsigned                              ntlm:1;    /* its credentials */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */
+    unsigned                              trial_handshake:1;
 
     /* last: each is zeroed when its server is tried, not before */
     ngx_uint_t                            nattempts;
@@ -660,6 +661,11 @@ void ngx_http_exchange_health_unread(ngx_http_request_t *r,
 
 ngx_uint_t ngx_http_exchange_health_proven(
     ngx_http_exchange_health_ctx_t *ctx);
+void ngx_http_exchange_health_trial_handshake(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+ngx_uint_t ngx_http_exchange_health_trial_bound(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer);
 
 /* ngx_http_exchange_health_bind.c */
 ngx_int_t ngx_http_exchange_health_bind_init(ngx_conf_t *cf);

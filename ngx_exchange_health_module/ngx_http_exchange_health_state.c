@@ -1365,6 +1365,56 @@ ngx_http_exchange_health_release_trial(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
+void
+ngx_http_exchange_health_trial_handshake(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    /*
+     * The trial got a challenge (NTLM): its answer, on the same
+     * connection, is the trial.  The slot's trial stays pending (it ends
+     * by itself after the trial time if the answer never comes); this
+     * attempt is no longer it, so settling does not let it go.
+     */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui's trial goes on on its "
+                   "connection", a->peer);
+
+    a->trial = 0;
+}
+
+
+ngx_uint_t
+ngx_http_exchange_health_trial_bound(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer)
+{
+    ngx_http_exchange_health_slot_t    *slot;
+    ngx_http_exchange_health_server_t  *srv;
+
+    /*
+     * Whether a bound request may finish the handshake that a trial of
+     * its ejected server began: the server is still ejected, its trial
+     * still pending, and no operator or probe drained it since.  Read
+     * unlocked: at worst the request meets the server as a trial late.
+     */
+
+    if (ctx->conf->sh == NULL || peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
+        return 0;
+    }
+
+    srv = ctx->conf->servers[peer];
+    if (srv == NULL) {
+        return 0;
+    }
+
+    slot = &srv->slot[ctx->slot];
+
+    return slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+           && ngx_http_exchange_health_trial_pending(slot, ngx_current_msec)
+           && !ngx_http_exchange_health_drained(ctx->conf, slot);
+}
+
+
 static ngx_uint_t
 ngx_http_exchange_health_count(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_window_t *w, ngx_uint_t confirmed)
