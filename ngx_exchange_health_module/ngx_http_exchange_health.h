@@ -276,6 +276,13 @@ typedef struct {
 #define NGX_HTTP_EXCHANGE_HEALTH_H_N          6
 
 
+/* where a walk of the lines of one header name is (header_next) */
+typedef struct {
+    ngx_list_part_t        *part;
+    ngx_uint_t              i;
+} ngx_http_exchange_health_lines_t;
+
+
 /* an "exchange_health_rule" */
 typedef struct {
     ngx_str_t               name;
@@ -562,6 +569,8 @@ void ngx_http_exchange_health_describe(ngx_http_request_t *r,
     ngx_http_exchange_health_rule_t *rule);
 ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
     ngx_str_t *name);
+ngx_table_elt_t *ngx_http_exchange_health_header_next(ngx_list_t *headers,
+    ngx_str_t *name, ngx_http_exchange_health_lines_t *lines);
 ngx_table_elt_t *ngx_http_exchange_health_known(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k);
 ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r,

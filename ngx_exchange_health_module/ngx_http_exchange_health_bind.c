@@ -597,10 +597,10 @@ ngx_http_exchange_health_bind_keep(ngx_http_exchange_health_ctx_t *ctx,
 static ngx_uint_t
 ngx_http_exchange_health_bind_token(ngx_http_upstream_t *u)
 {
-    int               token;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    int                                token;
+    ngx_table_elt_t                   *h;
+    ngx_http_exchange_health_lines_t   lines;
+    static ngx_str_t                   name = ngx_string("WWW-Authenticate");
 
     /*
      * The answer's WWW-Authenticate lines, all of them: IIS offers the
@@ -608,30 +608,13 @@ ngx_http_exchange_health_bind_token(ngx_http_upstream_t *u)
      * credentials only.
      */
 
-    part = &u->headers_in.headers.part;
-    h = part->elts;
+    lines.part = NULL;
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != sizeof("WWW-Authenticate") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "WWW-Authenticate",
-                               sizeof("WWW-Authenticate") - 1) != 0)
-        {
-            continue;
-        }
-
-        token = ngx_http_exchange_health_ntlm_token(h[i].value.data,
-                                                    h[i].value.len);
+    while ((h = ngx_http_exchange_health_header_next(&u->headers_in.headers,
+                                                     &name, &lines)))
+    {
+        token = ngx_http_exchange_health_ntlm_token(h->value.data,
+                                                    h->value.len);
         if (token) {
             return token;
         }

@@ -1259,14 +1259,36 @@ ngx_http_exchange_health_headers_match(ngx_http_request_t *r,
 ngx_table_elt_t *
 ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
 {
+    ngx_http_exchange_health_lines_t  lines;
+
+    lines.part = NULL;
+
+    return ngx_http_exchange_health_header_next(headers, name, &lines);
+}
+
+
+ngx_table_elt_t *
+ngx_http_exchange_health_header_next(ngx_list_t *headers, ngx_str_t *name,
+    ngx_http_exchange_health_lines_t *lines)
+{
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &headers->part;
+    /* the lines of one name, each in turn: lines->part NULL starts */
+
+    if (lines->part == NULL) {
+        part = &headers->part;
+        i = 0;
+
+    } else {
+        part = lines->part;
+        i = lines->i + 1;
+    }
+
     h = part->elts;
 
-    for (i = 0; /* void */; i++) {
+    for ( /* void */ ; /* void */ ; i++) {
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
@@ -1281,6 +1303,8 @@ ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
         if (h[i].key.len == name->len
             && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
         {
+            lines->part = part;
+            lines->i = i;
             return &h[i];
         }
     }
@@ -1291,32 +1315,18 @@ static ngx_uint_t
 ngx_http_exchange_health_header_any(ngx_list_t *headers, ngx_str_t *name,
     ngx_regex_t *regex)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t                   *h;
+    ngx_http_exchange_health_lines_t   lines;
 
-    part = &headers->part;
-    h = part->elts;
+    lines.part = NULL;
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == name->len
-            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0
-            && ngx_regex_exec(regex, &h[i].value, NULL, 0) >= 0)
-        {
+    while ((h = ngx_http_exchange_health_header_next(headers, name, &lines))) {
+        if (ngx_regex_exec(regex, &h->value, NULL, 0) >= 0) {
             return 1;
         }
     }
+
+    return 0;
 }
 
 
