@@ -10,10 +10,9 @@
  * is an anonymous page, an errorFE redirect's httpCode, a path with
  * its mailbox addresses masked, and what a request waits for (a query
  * parameter, ActiveSync's command and WBXML Sync, EWS's operation).  The
- * whole
- * input is each of them in turn.  Each answer is checked against a second,
- * simpler reading of the same rules, and every pointer returned must stay
- * within the input.
+ * whole input is each of them in turn.  Each answer is checked against a
+ * second, simpler reading of the same rules, and every pointer returned
+ * must stay within the input.
  */
 
 
@@ -40,6 +39,7 @@ static int fuzz_same_caseless(const u_char *p, size_t len, const char *s);
 static void fuzz_anonymous(const u_char *p, size_t len);
 static void fuzz_errorfe(const u_char *p, size_t len);
 static void fuzz_mask(const u_char *p, size_t len);
+static void fuzz_session(const u_char *p, size_t len);
 static void fuzz_waits(const u_char *p, size_t len);
 static int fuzz_query_ref(const u_char *p, size_t len, const char *name,
     const char *value);
@@ -73,7 +73,45 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_cookie(data, size, fuzz_cookie_name[i]);
     }
 
+    fuzz_session(data, size);
+
     return 0;
+}
+
+
+static void
+fuzz_session(const u_char *p, size_t len)
+{
+    size_t                                         i, vlen, wlen, n;
+    const u_char                                  *v, *want, *one;
+    static ngx_http_exchange_health_cookie_name_t  names[] = {
+        { 6, (const u_char *) "cadata" },
+        { 7, (const u_char *) "FedAuth" },
+        { 22, (const u_char *) "OpenIdConnect.token.v1" }
+    };
+
+    /* the session cookie is the first of the names' cookies in the header */
+
+    v = ngx_http_exchange_health_session_cookie(p, len, names, 3, &vlen);
+
+    want = NULL;
+    wlen = 0;
+
+    for (i = 0; i < 3; i++) {
+        one = ngx_http_exchange_health_cookie(p, len,
+                                              (const char *) names[i].data,
+                                              &n);
+        if (one && (want == NULL || one < want)) {
+            want = one;
+            wlen = n;
+        }
+    }
+
+    if (v != want || (v && vlen != wlen)) {
+        fprintf(stderr, "fuzz: session cookie at %td+%zu, expected %td+%zu\n",
+                v ? v - p : -1, vlen, want ? want - p : -1, wlen);
+        abort();
+    }
 }
 
 

@@ -35,12 +35,20 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKES         32
 #define NGX_HTTP_EXCHANGE_HEALTH_BIND_IDLE_TIMEOUT  60000
 
+/*
+ * A server whose answers have named no back end for this long strips
+ * those headers: a signed-in answer proves a sign-in without them.
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_BACKEND_HEADERS  600
+
 /* a trial request that has not answered by then no longer blocks others */
 #define NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT  30000
 
 /* a failure's scope: the server's fault, or one user's or mailbox's */
 #define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER  0
 #define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_USER    1
+/* the server's only for a session another server signed in, else none */
+#define NGX_HTTP_EXCHANGE_HEALTH_SCOPE_PROVEN  2
 
 /* what one server's answer to one request was */
 #define NGX_HTTP_EXCHANGE_HEALTH_NONE      0    /* not judged */
@@ -138,6 +146,7 @@ typedef struct {
     uint8_t                 admin;          /* drain, maintenance */
     uint8_t                 probe;          /* what the probe found */
     uint8_t                 probe_fails;    /* probes failed in a row */
+    uint8_t                 failing;        /* the farm's map, state.c */
 
     ngx_http_exchange_health_failure_t  last;
 } ngx_http_exchange_health_slot_t;
@@ -156,6 +165,12 @@ typedef struct {
     size_t                  fqdn_len;
     u_char                  fqdn[NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN];
 
+    /*
+     * When an answer of it last named its back end (X-BEServer,
+     * X-CalculatedBETarget); a farm that strips them never does.
+     */
+    time_t                  backend_seen;
+
     /* the TLS certificate the probe saw */
     time_t                  cert_time;
     time_t                  cert_not_after;
@@ -173,9 +188,6 @@ typedef struct {
 typedef struct {
     ngx_uint_t              fault;
     time_t                  since;
-    uint64_t                failing;        /* servers seen failing, a bit
-                                               each: only their good
-                                               answers clear a fault */
     uint32_t                request_failures;
 
     ngx_http_exchange_health_window_t   window;
@@ -262,6 +274,13 @@ typedef struct {
 #define NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET   4
 #define NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING   5
 #define NGX_HTTP_EXCHANGE_HEALTH_H_N          6
+
+
+/* where a walk of the lines of one header name is (header_next) */
+typedef struct {
+    ngx_list_part_t        *part;
+    ngx_uint_t              i;
+} ngx_http_exchange_health_lines_t;
 
 
 /* an "exchange_health_rule" */
@@ -361,6 +380,10 @@ typedef struct {
     ngx_msec_t              hold_time;
     ngx_regex_t            *user_errors;
 
+    /* exchange_health_session_cookies: how OWA and ECP sign users in */
+    ngx_http_exchange_health_cookie_name_t  *sessions;
+    ngx_uint_t              nsessions;
+
     ngx_flag_t              status;         /* exchange_health_status */
     ngx_flag_t              admin;          /* its admin=on */
     ngx_array_t            *server_names;   /* of ngx_str_t: Host check */
@@ -387,6 +410,18 @@ typedef struct {
 
 
 #define NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED  ((ngx_uint_t) -1)
+
+
+/*
+ * A request's bitmaps of peers, in words as round robin keeps "tried":
+ * that one, and the servers this module avoids or suspects for it.
+ */
+#define ngx_http_exchange_health_map_test(map, i)                            \
+    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
+     & ((uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t))))
+#define ngx_http_exchange_health_map_set(map, i)                             \
+    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
+     |= (uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t)))
 
 
 typedef struct ngx_http_exchange_health_binding_s
@@ -441,6 +476,7 @@ typedef struct {
 
     /* the answer being judged */
     uint32_t                              eligible;  /* body markers */
+    ngx_http_exchange_health_rule_t      *fallback;  /* if none is found */
     ngx_http_exchange_health_scan_t      *scan;
     off_t                                 fed;       /* in u->buffer */
     ngx_msec_t                            hold_start;
@@ -481,6 +517,7 @@ typedef struct {
     unsigned                              ntlm:1;    /* its credentials */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */
+    unsigned                              trial_handshake:1;
     unsigned                              waits:3;   /* what it waits for */
     unsigned                              hold_expired:1;
     unsigned                              held_byte:1;
@@ -501,7 +538,11 @@ typedef enum {
     ngx_http_exchange_health_readmitted,
     ngx_http_exchange_health_farm_fault,
     ngx_http_exchange_health_farm_cleared,
-    ngx_http_exchange_health_backend_fault
+    ngx_http_exchange_health_backend_fault,
+
+    /* the probe's, which probe.c logs: it has no request to name */
+    ngx_http_exchange_health_probe_drained,
+    ngx_http_exchange_health_probe_back
 } ngx_http_exchange_health_change_e;
 
 
@@ -538,6 +579,8 @@ void ngx_http_exchange_health_describe(ngx_http_request_t *r,
     ngx_http_exchange_health_rule_t *rule);
 ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
     ngx_str_t *name);
+ngx_table_elt_t *ngx_http_exchange_health_header_next(ngx_list_t *headers,
+    ngx_str_t *name, ngx_http_exchange_health_lines_t *lines);
 ngx_table_elt_t *ngx_http_exchange_health_known(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k);
 ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r,
@@ -592,8 +635,20 @@ void ngx_http_exchange_health_recount(
     ngx_http_exchange_health_srv_conf_t *hscf);
 void ngx_http_exchange_health_recount_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
+void ngx_http_exchange_health_set_admin_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t admin);
+void ngx_http_exchange_health_clear_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
+ngx_http_exchange_health_change_e ngx_http_exchange_health_probed_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t result);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
+ngx_uint_t ngx_http_exchange_health_failing(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
+void ngx_http_exchange_health_failing_reset_locked(
+    ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing);
 
 /* ngx_http_exchange_health_upstream.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -620,6 +675,16 @@ ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
 void ngx_http_exchange_health_judged(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t verdict,
     ngx_http_exchange_health_rule_t *rule);
+void ngx_http_exchange_health_unread(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+
+ngx_uint_t ngx_http_exchange_health_proven(
+    ngx_http_exchange_health_ctx_t *ctx);
+void ngx_http_exchange_health_trial_handshake(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+ngx_uint_t ngx_http_exchange_health_trial_bound(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer);
 
 /* ngx_http_exchange_health_bind.c */
 ngx_int_t ngx_http_exchange_health_bind_init(ngx_conf_t *cf);

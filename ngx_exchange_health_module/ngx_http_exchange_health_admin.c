@@ -330,12 +330,9 @@ ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
     u_char                                buf[3 * 64], wbuf[3 * 64];
     ngx_str_t                             who, proto, server;
     ngx_uint_t                            p, last;
-    ngx_http_exchange_health_slot_t      *slot;
-    ngx_http_exchange_health_server_t    *srv;
     ngx_http_exchange_health_srv_conf_t  *conf;
 
     conf = order->conf;
-    srv = conf->servers[order->peer];
 
     /* with scope=server one state, the first, stands for every protocol */
 
@@ -353,45 +350,32 @@ ngx_http_exchange_health_admin_apply(ngx_http_request_t *r,
         last = NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS - 1;
     }
 
+    /* a slot's state changes in state.c only, one function for each */
+
     ngx_shmtx_lock(&conf->shpool->mutex);
 
     for ( /* void */ ; p <= last; p++) {
 
-        slot = &srv->slot[p];
-
         switch (order->action) {
 
         case NGX_HTTP_EXCHANGE_HEALTH_ACTION_DRAIN:
-            slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN;
+            ngx_http_exchange_health_set_admin_locked(conf, p, order->peer,
+                                       NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN);
             break;
 
         case NGX_HTTP_EXCHANGE_HEALTH_ACTION_MAINTENANCE:
-            slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE;
+            ngx_http_exchange_health_set_admin_locked(conf, p, order->peer,
+                                 NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE);
             break;
 
         case NGX_HTTP_EXCHANGE_HEALTH_ACTION_READY:
-            slot->admin = NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE;
+            ngx_http_exchange_health_set_admin_locked(conf, p, order->peer,
+                                        NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE);
             break;
 
         default: /* NGX_HTTP_EXCHANGE_HEALTH_ACTION_CLEAR */
-            slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
-            slot->until = 0;
-            slot->trial = 0;
-            slot->level = 0;
-            slot->up_since = ngx_current_msec;
-            slot->failures = 0;
-            slot->user_failures = 0;
-            slot->rescued = 0;
-            slot->ejections = 0;
-            ngx_memzero(&slot->window,
-                        sizeof(ngx_http_exchange_health_window_t));
-            ngx_memzero(&slot->last,
-                        sizeof(ngx_http_exchange_health_failure_t));
+            ngx_http_exchange_health_clear_locked(conf, p, order->peer);
         }
-
-        slot->since = ngx_time();
-
-        ngx_http_exchange_health_recount_locked(conf, p);
     }
 
     ngx_shmtx_unlock(&conf->shpool->mutex);

@@ -27,12 +27,6 @@ static void ngx_http_exchange_health_who(ngx_http_request_t *r,
 static void ngx_http_exchange_health_cleanup(void *data);
 
 
-/* a bit of a bitmap of peers, as round robin keeps "tried" */
-#define ngx_http_exchange_health_map_bit(map, i)                             \
-    ((map)[(i) / (8 * sizeof(uintptr_t))]                                    \
-     & ((uintptr_t) 1 << (i) % (8 * sizeof(uintptr_t))))
-
-
 ngx_int_t
 ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
@@ -323,9 +317,9 @@ ngx_http_exchange_health_usable(ngx_http_upstream_rr_peer_data_t *rrp,
         for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
 
             if (peers == rrp->peers
-                && (ngx_http_exchange_health_map_bit(rrp->tried, i)
+                && (ngx_http_exchange_health_map_test(rrp->tried, i)
                     || (avoided
-                        && ngx_http_exchange_health_map_bit(avoided, i))))
+                        && ngx_http_exchange_health_map_test(avoided, i))))
             {
                 continue;
             }
@@ -381,10 +375,11 @@ ngx_http_exchange_health_who(ngx_http_request_t *r,
 #endif
 
     /*
-     * OWA and ECP sign in with the cadata cookie, the other protocols with
-     * a header; what signs a user in also tells users apart.  The Cookie
-     * lines are those nginx gathered as it read the request: a list from
-     * 1.23 on, an array before.
+     * OWA and ECP sign in with a session cookie (cadata, AD FS's FedAuth,
+     * OpenID Connect's: exchange_health_session_cookies), the other
+     * protocols with a header; what signs a user in also tells users
+     * apart.  The Cookie lines are those nginx gathered as it read the
+     * request: a list from 1.23 on, an array before.
      */
 
 #if (nginx_version >= 1023000)
@@ -396,8 +391,11 @@ ngx_http_exchange_health_who(ngx_http_request_t *r,
         h = cookies[i];
 #endif
 
-        v = ngx_http_exchange_health_cookie(h->value.data, h->value.len,
-                                            "cadata", &len);
+        v = ngx_http_exchange_health_session_cookie(h->value.data,
+                                                    h->value.len,
+                                                    ctx->lcf->sessions,
+                                                    ctx->lcf->nsessions,
+                                                    &len);
         if (v) {
             ctx->signed_in = 1;
             ctx->user_key.data = (u_char *) v;

@@ -60,6 +60,7 @@ struct ngx_http_exchange_health_binding_s {
     unsigned                              signed_in:1;
     unsigned                              pending:1;  /* a challenge out */
     unsigned                              counted:1;  /* in peer->conns */
+    unsigned                              trial:1;    /* its server's */
 };
 
 
@@ -250,6 +251,18 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
                                         NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER);
         if (user.len) {
             ctx->user_key = user;
+
+        } else if (auth->value.len > NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER) {
+            /*
+             * A Kerberos ticket names no user.  Its last bytes (the
+             * encrypted authenticator) differ on every sign-in, its
+             * first are the same for everyone: the binding keeps the
+             * last, and the sign-in is who they say from then on.
+             */
+
+            ctx->user_key.data = auth->value.data + auth->value.len
+                                 - NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
+            ctx->user_key.len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
         }
 
     } else if (b && b->signed_in && auth == NULL) {
@@ -288,7 +301,9 @@ ngx_http_exchange_health_bind_get_peer(ngx_peer_connection_t *pc, void *data)
      * server answers 401, and the client signs in again there.
      */
 
-    if (ngx_http_exchange_health_out(ctx, b->peer)) {
+    if (ngx_http_exchange_health_out(ctx, b->peer)
+        && !(b->trial && ngx_http_exchange_health_trial_bound(ctx, b->peer)))
+    {
         ngx_log_error(NGX_LOG_INFO, pc->log, 0,
                       "exchange_health_ntlm: %V is out of service, the "
                       "client signs in again elsewhere", &b->name);
@@ -330,6 +345,13 @@ ngx_http_exchange_health_bind_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->cached = 1;
 
     ngx_http_exchange_health_attempt(ctx, b->peer);
+
+    if (b->trial) {
+        /* the answer to the challenge its trial got: the trial itself */
+        ctx->attempt[ctx->nattempts - 1].trial =
+                         ngx_http_exchange_health_trial_bound(ctx, b->peer);
+        b->trial = 0;
+    }
 
     return NGX_DONE;
 }
@@ -442,6 +464,9 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
         b->signed_in = 0;
         timeout = NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKE_TIMEOUT;
 
+        /* a trial of an ejected server: the answer to come is the trial */
+        b->trial = ctx->trial_handshake;
+
     } else {
         (void) ngx_http_exchange_health_bind_pending(b, 0);
         timeout = NGX_HTTP_EXCHANGE_HEALTH_BIND_IDLE_TIMEOUT;
@@ -516,8 +541,10 @@ ngx_http_exchange_health_bind_keep(ngx_http_exchange_health_ctx_t *ctx,
     b = ctx->binding;
     status = u->headers_in.status_n;
 
+    /* an ejected server's trial goes on: its handshake is the trial */
+
     if (!ngx_http_exchange_health_keepable(pc, u, state)
-        || ngx_http_exchange_health_out(ctx, peer))
+        || (ngx_http_exchange_health_out(ctx, peer) && !ctx->trial_handshake))
     {
         return NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE;
     }
@@ -570,10 +597,10 @@ ngx_http_exchange_health_bind_keep(ngx_http_exchange_health_ctx_t *ctx,
 static ngx_uint_t
 ngx_http_exchange_health_bind_token(ngx_http_upstream_t *u)
 {
-    int               token;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    int                                token;
+    ngx_table_elt_t                   *h;
+    ngx_http_exchange_health_lines_t   lines;
+    static ngx_str_t                   name = ngx_string("WWW-Authenticate");
 
     /*
      * The answer's WWW-Authenticate lines, all of them: IIS offers the
@@ -581,30 +608,13 @@ ngx_http_exchange_health_bind_token(ngx_http_upstream_t *u)
      * credentials only.
      */
 
-    part = &u->headers_in.headers.part;
-    h = part->elts;
+    lines.part = NULL;
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != sizeof("WWW-Authenticate") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "WWW-Authenticate",
-                               sizeof("WWW-Authenticate") - 1) != 0)
-        {
-            continue;
-        }
-
-        token = ngx_http_exchange_health_ntlm_token(h[i].value.data,
-                                                    h[i].value.len);
+    while ((h = ngx_http_exchange_health_header_next(&u->headers_in.headers,
+                                                     &name, &lines)))
+    {
+        token = ngx_http_exchange_health_ntlm_token(h->value.data,
+                                                    h->value.len);
         if (token) {
             return token;
         }
@@ -618,25 +628,41 @@ void
 ngx_http_exchange_health_bind_header(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
-    ngx_uint_t  peer;
+    ngx_http_exchange_health_attempt_t  *a;
+
+    a = &ctx->attempt[ctx->nattempts - 1];
+
+    /*
+     * The trial of an ejected server met a challenge (NTLM): the answer
+     * to it will be the trial, on this connection, kept for it.  Decided
+     * here, before settling would let the trial go as proving nothing.
+     */
+
+    if (ctx->ntlm && a->trial
+        && r->upstream->headers_in.status_n == NGX_HTTP_UNAUTHORIZED
+        && ngx_http_exchange_health_bind_token(r->upstream))
+    {
+        ngx_http_exchange_health_trial_handshake(ctx, a);
+        ctx->trial_handshake = 1;
+        return;
+    }
 
     /*
      * The answer on a bound connection whose binding ends with it (its
      * server closes it, or went out of service): the client's connection
      * ends too, and says so, so that its next request starts on a new
-     * one instead of meeting a reset.
+     * one instead of meeting a reset.  Not a trial's: it may bring the
+     * server back.
      */
 
-    if (!ctx->bound || !r->keepalive) {
+    if (!ctx->bound || !r->keepalive || a->trial) {
         return;
     }
-
-    peer = ctx->attempt[ctx->nattempts - 1].peer;
 
     /* u->keepalive is known only once the body is read: the header's */
 
     if (r->upstream->headers_in.connection_close
-        || ngx_http_exchange_health_out(ctx, peer))
+        || ngx_http_exchange_health_out(ctx, a->peer))
     {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: binding ends, Connection: close");

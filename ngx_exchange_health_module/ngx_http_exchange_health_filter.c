@@ -54,9 +54,7 @@ ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
 
     if (encoding == NGX_ERROR) {
         /* an encoding zlib cannot read: judged by its header alone */
-        ngx_http_exchange_health_judged(r, ctx,
-                                        NGX_HTTP_EXCHANGE_HEALTH_HEALTHY,
-                                        NULL);
+        ngx_http_exchange_health_unread(r, ctx);
         return NGX_OK;
     }
 
@@ -131,9 +129,7 @@ ngx_http_exchange_health_header_filter(ngx_http_request_t *r)
 
     if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING) {
         /* nothing to scan: no body, or not one in a form to read */
-        ngx_http_exchange_health_judged(r, ctx,
-                                        NGX_HTTP_EXCHANGE_HEALTH_HEALTHY,
-                                        NULL);
+        ngx_http_exchange_health_unread(r, ctx);
     }
 
     ngx_http_exchange_health_settle(ctx);

@@ -227,6 +227,26 @@ ngx_http_exchange_health_judged(ngx_http_request_t *r,
 }
 
 
+void
+ngx_http_exchange_health_unread(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_uint_t                        verdict;
+    ngx_http_exchange_health_rule_t  *rule;
+
+    /*
+     * The body was to decide and cannot be read: as if it named none of
+     * the markers looked for, so a later rule that matched the header
+     * (ctx->fallback) decides.
+     */
+
+    rule = NULL;
+    verdict = ngx_http_exchange_health_classify_body(r, ctx, -1, &rule);
+
+    ngx_http_exchange_health_judged(r, ctx, verdict, rule);
+}
+
+
 static ngx_int_t
 ngx_http_exchange_health_process_header(ngx_http_request_t *r)
 {

@@ -15,12 +15,29 @@ static char *ngx_http_exchange_health_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_exchange_health_protocol(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_exchange_health_sessions(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_exchange_health_retry(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_exchange_health_hold(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_exchange_health_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_exchange_health_init_process(ngx_cycle_t *cycle);
+
+
+/*
+ * The cookies that hold a signed-in OWA or ECP session: forms sign-in's
+ * cadata, AD FS claims' FedAuth (WIF; its first chunk, FedAuth1 and on
+ * follow), OpenID Connect's (hybrid modern authentication).
+ */
+static ngx_http_exchange_health_cookie_name_t
+    ngx_http_exchange_health_default_sessions[] =
+{
+    { sizeof("cadata") - 1, (u_char *) "cadata" },
+    { sizeof("FedAuth") - 1, (u_char *) "FedAuth" },
+    { sizeof("OpenIdConnect.token.v1") - 1,
+      (u_char *) "OpenIdConnect.token.v1" }
+};
 
 
 static ngx_command_t  ngx_http_exchange_health_commands[] = {
@@ -91,6 +108,13 @@ static ngx_command_t  ngx_http_exchange_health_commands[] = {
     { ngx_string("exchange_health_user_errors"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_exchange_health_user_errors,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("exchange_health_session_cookies"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_exchange_health_sessions,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -257,6 +281,7 @@ ngx_http_exchange_health_create_loc_conf(ngx_conf_t *cf)
     hlcf->hold = NGX_CONF_UNSET_SIZE;
     hlcf->hold_time = NGX_CONF_UNSET_MSEC;
     hlcf->user_errors = NGX_CONF_UNSET_PTR;
+    hlcf->sessions = NGX_CONF_UNSET_PTR;
 
     return hlcf;
 }
@@ -276,6 +301,17 @@ ngx_http_exchange_health_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_size_value(conf->scan, prev->scan, 32768);
     ngx_conf_merge_size_value(conf->hold, prev->hold, 4096);
     ngx_conf_merge_msec_value(conf->hold_time, prev->hold_time, 500);
+
+    if (conf->sessions == NGX_CONF_UNSET_PTR) {
+        if (prev->sessions == NGX_CONF_UNSET_PTR) {
+            prev->sessions = ngx_http_exchange_health_default_sessions;
+            prev->nsessions = sizeof(ngx_http_exchange_health_default_sessions)
+                              / sizeof(ngx_http_exchange_health_cookie_name_t);
+        }
+
+        conf->sessions = prev->sessions;
+        conf->nsessions = prev->nsessions;
+    }
 
     if (conf->status
         && ngx_http_exchange_health_status_names(cf, conf) != NGX_OK)
@@ -315,6 +351,57 @@ ngx_http_exchange_health_protocol(ngx_conf_t *cf, ngx_command_t *cmd,
                            "\"mapi\", \"rpc\", \"oab\", \"autodiscover\", "
                            "\"powershell\" or \"other\"", &value[1]);
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_exchange_health_sessions(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
+
+    ngx_str_t                        *value;
+    ngx_uint_t                        i, j;
+    ngx_http_exchange_health_cookie_name_t  *name;
+
+    if (hlcf->sessions != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    hlcf->nsessions = cf->args->nelts - 1;
+    hlcf->sessions = ngx_palloc(cf->pool,
+                        hlcf->nsessions
+                        * sizeof(ngx_http_exchange_health_cookie_name_t));
+    if (hlcf->sessions == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        /* a cookie name is a token (RFC 6265): no '=', ';', space */
+
+        for (j = 0; j < value[i].len; j++) {
+            if (value[i].data[j] <= ' ' || value[i].data[j] >= 0x7f
+                || ngx_strchr("=;,\"", value[i].data[j]))
+            {
+                break;
+            }
+        }
+
+        if (value[i].len == 0 || j < value[i].len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid cookie name \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        name = &hlcf->sessions[i - 1];
+        name->len = value[i].len;
+        name->data = value[i].data;
     }
 
     return NGX_CONF_OK;

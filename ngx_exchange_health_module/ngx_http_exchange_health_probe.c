@@ -877,28 +877,20 @@ ngx_http_exchange_health_probe_record(ngx_http_exchange_health_probe_t *pr,
     size_t                                  i, len;
     u_char                                  buf[64], safe[3 * 64];
     ngx_str_t                               name, proto;
-    ngx_uint_t                              was, now;
-    ngx_http_exchange_health_slot_t        *slot;
+    ngx_http_exchange_health_change_e       change;
     ngx_http_exchange_health_server_t      *srv;
     ngx_http_exchange_health_srv_conf_t    *conf;
 
     conf = pr->conf;
     srv = conf->servers[pr->peer];
-    slot = &srv->slot[conf->per_server ? 0 : pr->protocol];
 
     ngx_shmtx_lock(&conf->shpool->mutex);
 
-    was = ngx_http_exchange_health_drained(conf, slot);
+    /* whether what it found drains the server or lets it back: state.c's */
 
-    slot->probe = (uint8_t) result;
-    slot->probe_time = ngx_time();
-
-    if (result == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK) {
-        slot->probe_fails = 0;
-
-    } else if (slot->probe_fails < 255) {
-        slot->probe_fails++;
-    }
+    change = ngx_http_exchange_health_probed_locked(conf,
+                                        conf->per_server ? 0 : pr->protocol,
+                                        pr->peer, result);
 
     if (fqdn && fqdn->len) {
         srv->fqdn_len = ngx_min(fqdn->len, NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN);
@@ -925,14 +917,6 @@ ngx_http_exchange_health_probe_record(ngx_http_exchange_health_probe_t *pr,
         srv->cert_time = ngx_time();
     }
 
-    now = ngx_http_exchange_health_drained(conf, slot);
-
-    if (was != now) {
-        slot->since = ngx_time();
-        ngx_http_exchange_health_recount_locked(conf,
-                                           conf->per_server ? 0 : pr->protocol);
-    }
-
     name.data = buf;
     name.len = srv->name.len;
     ngx_memcpy(buf, srv->name.data, name.len);
@@ -946,7 +930,7 @@ ngx_http_exchange_health_probe_record(ngx_http_exchange_health_probe_t *pr,
         ngx_str_set(&name, "-");
     }
 
-    if (was == now) {
+    if (change == ngx_http_exchange_health_nothing) {
         return;
     }
 
@@ -959,7 +943,7 @@ ngx_http_exchange_health_probe_record(ngx_http_exchange_health_probe_t *pr,
         proto.len = ngx_strlen(proto.data);
     }
 
-    if (now) {
+    if (change == ngx_http_exchange_health_probe_drained) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "exchange_health: upstream \"%V\" server %V (%V) "
                       "drained for %V by its probe of %V: %s",

@@ -409,10 +409,22 @@ const u_char *
 ngx_http_exchange_health_cookie(const u_char *p, size_t len,
     const char *name, size_t *vlen)
 {
-    size_t         nlen;
+    ngx_http_exchange_health_cookie_name_t  one;
+
+    one.len = strlen(name);
+    one.data = (const u_char *) name;
+
+    return ngx_http_exchange_health_session_cookie(p, len, &one, 1, vlen);
+}
+
+
+const u_char *
+ngx_http_exchange_health_session_cookie(const u_char *p, size_t len,
+    const ngx_http_exchange_health_cookie_name_t *names, size_t n, size_t *vlen)
+{
+    size_t         i, nlen;
     const u_char  *end, *start, *semi;
 
-    nlen = strlen(name);
     end = p + len;
 
     while (p < end) {
@@ -428,11 +440,15 @@ ngx_http_exchange_health_cookie(const u_char *p, size_t len,
 
         /* the name has no '=': the first '=' is right after it */
 
-        if ((size_t) (p - start) > nlen && start[nlen] == '='
-            && memcmp(start, name, nlen) == 0)
-        {
-            *vlen = p - (start + nlen + 1);
-            return start + nlen + 1;
+        for (i = 0; i < n; i++) {
+            nlen = names[i].len;
+
+            if ((size_t) (p - start) > nlen && start[nlen] == '='
+                && memcmp(start, names[i].data, nlen) == 0)
+            {
+                *vlen = p - (start + nlen + 1);
+                return start + nlen + 1;
+            }
         }
     }
 

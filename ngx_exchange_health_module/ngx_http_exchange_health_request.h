@@ -103,9 +103,19 @@ size_t ngx_http_exchange_health_healthcheck_name(const u_char *p,
 /*
  * Finds cookie "name" in one Cookie header value; returns its value
  * (and length) or NULL.  Names are compared exactly, as browsers do.
+ * The second finds the first cookie of the header whose name is one of
+ * names[0..n-1]: the session cookies of every way OWA signs users in.
  */
+typedef struct {
+    size_t         len;
+    const u_char  *data;
+} ngx_http_exchange_health_cookie_name_t;
+
 const u_char *ngx_http_exchange_health_cookie(const u_char *p, size_t len,
     const char *name, size_t *vlen);
+const u_char *ngx_http_exchange_health_session_cookie(const u_char *p,
+    size_t len, const ngx_http_exchange_health_cookie_name_t *names, size_t n,
+    size_t *vlen);
 
 /*
  * NTLM and Negotiate sign in a connection, not a request.  The first

@@ -31,7 +31,12 @@ static char *ngx_http_exchange_health_compile(ngx_conf_t *cf,
 static ngx_uint_t ngx_http_exchange_health_headers_match(
     ngx_http_request_t *r, ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_rule_t *rule);
+static ngx_uint_t ngx_http_exchange_health_proof(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_uint_t status);
 static ngx_uint_t ngx_http_exchange_health_scannable(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_exchange_health_header_any(ngx_list_t *headers,
+    ngx_str_t *name, ngx_regex_t *regex);
 static ngx_uint_t ngx_http_exchange_health_failure(ngx_http_request_t *r,
     ngx_http_exchange_health_rule_t *rule,
     ngx_http_exchange_health_rule_t **matched);
@@ -52,7 +57,7 @@ typedef char  ngx_http_exchange_health_rules_fit_a_word[
 
 #define ngx_http_exchange_health_arg(s)  { sizeof(s) - 1, (u_char *) s }
 
-static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
+static ngx_str_t  ngx_http_exchange_health_default_rules[][6] = {
 
     /* how OWA usually delivers "Something went wrong" */
     { ngx_http_exchange_health_arg("errorfe-redirect"),
@@ -90,16 +95,39 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][5] = {
       ngx_null_string },
 
     /*
-     * EWS answers every SOAP fault with a 500: a request it cannot parse
-     * (ErrorSchemaValidation), a user it throttles (ErrorServerBusy), an
-     * item that is not there.  The service ran and answered: the
-     * request's or the user's, named so before fe500, which it also is.
-     * A broken EWS answers otherwise (HTTP.SYS 503, IIS's own pages).
+     * EWS answers every SOAP fault with a 500, its ResponseCode first in
+     * faultcode.  ErrorInternalServerError and its transient twin are
+     * the server's: EWS ran and failed for no cause of the request's.
+     * The others are a request it cannot parse (ErrorSchemaValidation),
+     * a user it throttles (ErrorServerBusy), an item that is not there:
+     * the request's or the user's, named so before fe500, which they also
+     * are.  The body decides between the two, within its first bytes.
      */
+    { ngx_http_exchange_health_arg("ews-server-fault"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("header=Content-Type~*^text/xml"),
+      ngx_http_exchange_health_arg("body=ErrorInternalServerError"),
+      ngx_http_exchange_health_arg("body=ErrorInternalServerTransientError"),
+      ngx_null_string },
+
     { ngx_http_exchange_health_arg("soap-fault"),
       ngx_http_exchange_health_arg("status=500"),
       ngx_http_exchange_health_arg("header=Content-Type~*^text/xml"),
       ngx_http_exchange_health_arg("scope=user"),
+      ngx_null_string },
+
+    /*
+     * OAuth (modern authentication: Outlook, EWS, ActiveSync) refuses
+     * tokens with x-ms-diagnostics naming why.  Most refusals are the
+     * client's (an expired token, refreshed at once) or the whole
+     * organization's (stale auth metadata); 2000007 (internal error)
+     * and 2000009 (a certificate the server cannot find) are the
+     * server's own, and only for a token another server accepted.
+     */
+    { ngx_http_exchange_health_arg("bearer-rejected"),
+      ngx_http_exchange_health_arg("status=401,403,500"),
+      ngx_http_exchange_health_arg("header=x-ms-diagnostics~^200000[79]"),
+      ngx_http_exchange_health_arg("scope=proven"),
       ngx_null_string },
 
     /* OWA service calls and most front-end failures */
@@ -333,6 +361,11 @@ ngx_http_exchange_health_parse_rule(ngx_conf_t *cf,
 
         if (ngx_strcmp(args[i].data, "scope=server") == 0) {
             rule->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER;
+            continue;
+        }
+
+        if (ngx_strcmp(args[i].data, "scope=proven") == 0) {
+            rule->scope = NGX_HTTP_EXCHANGE_HEALTH_SCOPE_PROVEN;
             continue;
         }
 
@@ -847,7 +880,7 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
     ngx_http_exchange_health_rule_t **matched)
 {
     uint64_t                              may;
-    ngx_uint_t                            k, status;
+    ngx_uint_t                            k, status, defer;
     ngx_http_upstream_t                  *u;
     ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_rule_t     **rule;
@@ -862,6 +895,8 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
 
     a->status = status;
     ctx->eligible = 0;
+    ctx->fallback = NULL;
+    defer = 0;
 
     /*
      * A trial, or the end of a farm-wide fault, needs proof that the
@@ -877,32 +912,23 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
 
     /*
      * The same proof makes a session a voter (state.c): looked for in the
-     * answers sampled, the first of a client connection and one in 16
+     * answers sampled, the first of a client connection, the one that
+     * signs a connection in (NTLM's type 3 comes second) and one in 16
      * others, so that a healthy answer mostly costs no header walk.  The
      * server's name is learnt from them too (judge.c).
      */
 
     ctx->sampled = r->connection->requests == 1
+                   || ctx->ntlm
                    || (++ngx_http_exchange_health_samples & 15) == 0;
 
     if (a->trial
         || (farm && (farm->fault
-                     || (a->peer < 64 && (farm->failing >> a->peer & 1))))
+                     || ngx_http_exchange_health_failing(ctx->conf,
+                                                         ctx->slot, a->peer)))
         || (farm && ctx->signed_in && ctx->sampled))
     {
-        /*
-         * Not on the few paths the front end sends to a mailbox server
-         * for anyone (Autodiscover's JSON, published calendars, add-in
-         * files, static files): their 2xx carries the same headers.
-         */
-
-        a->mailbox = status >= 200 && status < 300
-                     && (ngx_http_exchange_health_known(r, ctx,
-                                         NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER)
-                         || ngx_http_exchange_health_known(r, ctx,
-                                         NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET))
-                     && !ngx_http_exchange_health_open_uri(r->uri.data,
-                                                           r->uri.len);
+        a->mailbox = ngx_http_exchange_health_proof(r, ctx, a, status);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: status %ui, reached a mailbox: %ui",
@@ -932,10 +958,25 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
         }
 
         if (rule[k]->bodies == NULL) {
-            return ngx_http_exchange_health_failure(r, rule[k], matched);
+
+            if (!defer) {
+                return ngx_http_exchange_health_failure(r, rule[k], matched);
+            }
+
+            /*
+             * An earlier rule for this status waits for the body: it
+             * comes first, and this one decides if the body names none
+             * of the markers.  A body rule for any status (the errorFE
+             * page in any answer) does not hold a later rule back: that
+             * one decides at once, before anything reaches the client.
+             */
+
+            ctx->fallback = rule[k];
+            break;
         }
 
         ctx->eligible |= hlcf->rule_markers[k];
+        defer |= !rule[k]->any_status;
     }
 
     if (ctx->eligible) {
@@ -960,6 +1001,11 @@ ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
     ngx_http_exchange_health_rule_t  **rule;
 
     if (found < 0) {
+        if (ctx->fallback) {
+            return ngx_http_exchange_health_failure(r, ctx->fallback,
+                                                    matched);
+        }
+
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: no marker in the body, healthy");
         return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
@@ -1005,6 +1051,24 @@ ngx_http_exchange_health_failure(ngx_http_request_t *r,
         }
     }
 
+    /*
+     * A refusal of credentials is the server's only where another
+     * server accepted them: otherwise it is the client's to mend, and
+     * nobody's failure.
+     */
+
+    if (rule->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_PROVEN
+        && !ngx_http_exchange_health_proven(
+                  ngx_http_get_module_ctx(r, ngx_http_exchange_health_module)))
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: rule \"%V\" matched credentials "
+                       "no server accepted yet: the client's",
+                       &rule->name);
+
+        return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+    }
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "exchange health: rule \"%V\" matched, status %ui, "
                    "scope %ui", &rule->name, u->headers_in.status_n,
@@ -1031,7 +1095,10 @@ ngx_http_exchange_health_describe(ngx_http_request_t *r,
     a = &ctx->attempt[ctx->nattempts - 1];
 
     a->rule = rule->name;
-    a->scope = rule->scope;
+
+    /* a proven session's refusal: the server's, as any other failure */
+    a->scope = rule->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_PROVEN
+               ? NGX_HTTP_EXCHANGE_HEALTH_SCOPE_SERVER : rule->scope;
 
     /*
      * The exception names the cause; it also tells one user's problem
@@ -1147,6 +1214,20 @@ ngx_http_exchange_health_headers_match(ngx_http_request_t *r,
     cond = rule->headers->elts;
 
     for (i = 0; i < rule->headers->nelts; i++) {
+        if (cond[i].known < 0 && cond[i].regex && !cond[i].absent) {
+
+            /* any line of the name: WWW-Authenticate comes a line a scheme */
+
+            if (!ngx_http_exchange_health_header_any(
+                                        &r->upstream->headers_in.headers,
+                                        &cond[i].name, cond[i].regex))
+            {
+                return 0;
+            }
+
+            continue;
+        }
+
         h = cond[i].known >= 0
             ? ngx_http_exchange_health_known(r, ctx, cond[i].known)
             : ngx_http_exchange_health_header(&r->upstream->headers_in.headers,
@@ -1178,14 +1259,36 @@ ngx_http_exchange_health_headers_match(ngx_http_request_t *r,
 ngx_table_elt_t *
 ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
 {
+    ngx_http_exchange_health_lines_t  lines;
+
+    lines.part = NULL;
+
+    return ngx_http_exchange_health_header_next(headers, name, &lines);
+}
+
+
+ngx_table_elt_t *
+ngx_http_exchange_health_header_next(ngx_list_t *headers, ngx_str_t *name,
+    ngx_http_exchange_health_lines_t *lines)
+{
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &headers->part;
+    /* the lines of one name, each in turn: lines->part NULL starts */
+
+    if (lines->part == NULL) {
+        part = &headers->part;
+        i = 0;
+
+    } else {
+        part = lines->part;
+        i = lines->i + 1;
+    }
+
     h = part->elts;
 
-    for (i = 0; /* void */; i++) {
+    for ( /* void */ ; /* void */ ; i++) {
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
@@ -1200,9 +1303,30 @@ ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
         if (h[i].key.len == name->len
             && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
         {
+            lines->part = part;
+            lines->i = i;
             return &h[i];
         }
     }
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_header_any(ngx_list_t *headers, ngx_str_t *name,
+    ngx_regex_t *regex)
+{
+    ngx_table_elt_t                   *h;
+    ngx_http_exchange_health_lines_t   lines;
+
+    lines.part = NULL;
+
+    while ((h = ngx_http_exchange_health_header_next(headers, name, &lines))) {
+        if (ngx_regex_exec(regex, &h->value, NULL, 0) >= 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -1292,6 +1416,69 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
 
 
 static ngx_uint_t
+ngx_http_exchange_health_proof(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_uint_t status)
+{
+    time_t                              now;
+    ngx_uint_t                          named;
+    ngx_http_exchange_health_server_t  *srv;
+
+    /*
+     * Whether this answer shows that Exchange signed the request in: a
+     * 2xx to a GET or POST with credentials (the caller asks for those),
+     * not on the few paths the front end answers, or sends to a mailbox
+     * server, for anyone (anonymous pages are not judged at all; open_uri
+     * names the others).  A made-up or expired credential gets the logon
+     * redirect, an AD FS or Entra redirect, or a 401: never a 2xx.
+     */
+
+    if (status < 200 || status >= 300
+        || !(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))
+        || a->peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED
+        || ngx_http_exchange_health_open_uri(r->uri.data, r->uri.len))
+    {
+        return 0;
+    }
+
+    srv = ctx->conf->servers[a->peer];
+    if (srv == NULL) {
+        return 0;
+    }
+
+    named = ngx_http_exchange_health_known(r, ctx,
+                                           NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER)
+            || ngx_http_exchange_health_known(r, ctx,
+                                           NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET);
+
+    now = ngx_time();
+
+    /*
+     * Where the server names the back end of what it proxies, that name
+     * is the proof: an answer without it came from the front end alone.
+     * Where it has named none for minutes, its farm strips the headers
+     * (IIS outbound rules against host-name disclosure), and the answer
+     * itself is the proof.  One aligned word, written unlocked when it
+     * changes.
+     */
+
+    if (named) {
+        if (srv->backend_seen != now) {
+            srv->backend_seen = now;
+        }
+
+        return 1;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "exchange health: a 2xx naming no back end, which the "
+                   "server last named %T s ago", now - srv->backend_seen);
+
+    return now - srv->backend_seen > NGX_HTTP_EXCHANGE_HEALTH_BACKEND_HEADERS;
+}
+
+
+static ngx_uint_t
 ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 {
     u_char               *p;
@@ -1313,25 +1500,35 @@ ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 
     type = u->headers_in.content_type;
 
-    if (type == NULL || type->value.len < 9) {
+    if (type == NULL || type->value.len < 8) {
         return 0;
     }
 
     /*
-     * "text/html" in any case, on every answer: OR-ing in 0x20 lowers
-     * the letters and keeps '/' (a control byte 0x0f would pass for it:
-     * such an answer is only scanned)
+     * "text/html" in any case, on every answer, and "text/xml" on a
+     * 5xx (EWS's SOAP faults): OR-ing in 0x20 lowers the letters and
+     * keeps '/' (a control byte 0x0f would pass for it: such an answer
+     * is only scanned)
      */
 
     p = type->value.data;
 
-    for (i = 0; i < 9; i++) {
-        if ((p[i] | 0x20) != (u_char) "text/html"[i]) {
+    for (i = 0; i < 5; i++) {
+        if ((p[i] | 0x20) != (u_char) "text/"[i]) {
             return 0;
         }
     }
 
-    return 1;
+    if (type->value.len >= 9
+        && (p[5] | 0x20) == 'h' && (p[6] | 0x20) == 't'
+        && (p[7] | 0x20) == 'm' && (p[8] | 0x20) == 'l')
+    {
+        return 1;
+    }
+
+    return status >= 500
+           && (p[5] | 0x20) == 'x' && (p[6] | 0x20) == 'm'
+           && (p[7] | 0x20) == 'l';
 }
 
 

@@ -26,14 +26,36 @@ static ngx_http_exchange_health_slot_t *ngx_http_exchange_health_slot(
 static void ngx_http_exchange_health_success(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+static void ngx_http_exchange_health_trial_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_slot_t *slot,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_readmit_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_trial_failed_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_eject_locked(
-    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_slot_t *slot,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer,
     ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_farm_fault_locked(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_event_t *ev);
-static uint64_t ngx_http_exchange_health_in_service_locked(
+static void ngx_http_exchange_health_farm_cleared_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_backend_fault_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_event_t *ev);
+static void ngx_http_exchange_health_failing_set_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t failing);
+static ngx_uint_t ngx_http_exchange_health_failing_all_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
 static void ngx_http_exchange_health_rescued(
     ngx_http_exchange_health_ctx_t *ctx,
@@ -71,7 +93,6 @@ static ngx_uint_t ngx_http_exchange_health_max_ejected(
     ngx_http_exchange_health_srv_conf_t *conf);
 static ngx_msec_t ngx_http_exchange_health_backoff(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t level);
-static uint64_t ngx_http_exchange_health_bit(ngx_uint_t peer);
 
 
 /* the first, for a request not judged, leaves the variable empty */
@@ -98,9 +119,7 @@ ngx_uint_t
 ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
     uintptr_t *avoid, uintptr_t *suspect)
 {
-    uint64_t                              failing;
-    uintptr_t                             m;
-    ngx_uint_t                            i, n, retry;
+    ngx_uint_t                            i, n, live, retry;
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
@@ -137,10 +156,8 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    failing = (retry
-               && ngx_http_exchange_health_window_live(&farm->window, conf,
-                                                       now))
-              ? farm->failing : 0;
+    live = retry && ngx_http_exchange_health_window_live(&farm->window,
+                                                         conf, now);
 
     for (i = 0; i < conf->nprimary; i++) {
 
@@ -165,17 +182,16 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
                     || !ctx->detect
                     || ngx_http_exchange_health_trial_pending(slot, now))))
         {
-            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
-            avoid[i / (8 * sizeof(uintptr_t))] |= m;
+            ngx_http_exchange_health_map_set(avoid, i);
             n++;
 
         } else if (retry
                    && (ngx_http_exchange_health_window_live(&slot->window,
                                                             conf, now)
-                       || (i < 64 && (failing & ((uint64_t) 1 << i)))))
+                       || (live && ngx_http_exchange_health_failing(conf,
+                                                          ctx->slot, i))))
         {
-            m = (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
-            suspect[i / (8 * sizeof(uintptr_t))] |= m;
+            ngx_http_exchange_health_map_set(suspect, i);
             n++;
         }
     }
@@ -190,7 +206,6 @@ void
 ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
-    ngx_msec_t                         now;
     ngx_slab_pool_t                   *shpool;
     ngx_http_exchange_health_slot_t   *slot;
     ngx_http_exchange_health_event_t   ev;
@@ -206,22 +221,10 @@ ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     }
 
     shpool = ctx->conf->shpool;
-    now = ngx_current_msec;
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     ngx_shmtx_lock(&shpool->mutex);
-
-    if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
-        && (ngx_msec_int_t) (now - slot->until) >= 0
-        && !ngx_http_exchange_health_trial_pending(slot, now))
-    {
-        slot->trial = now;
-        a->trial = 1;
-
-        ev.change = ngx_http_exchange_health_trial;
-        ev.name = ctx->conf->servers[a->peer]->name;
-    }
-
+    ngx_http_exchange_health_trial_locked(ctx, a, slot, &ev);
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_exchange_health_log(ctx, a, &ev);
@@ -541,7 +544,6 @@ static void
 ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
-    ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
     ngx_http_exchange_health_slot_t      *slot;
@@ -570,39 +572,26 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     if (!ctx->signed_in
         || !a->mailbox
         || (!a->trial
-            && !(farm->failing & ngx_http_exchange_health_bit(a->peer))))
+            && !ngx_http_exchange_health_failing(ctx->conf, ctx->slot,
+                                                 a->peer)))
     {
         return;
     }
 
     shpool = ctx->conf->shpool;
-    now = ngx_current_msec;
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     ngx_shmtx_lock(&shpool->mutex);
 
     if (a->trial && slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
-        slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
-        slot->trial = 0;
-        slot->up_since = now;
-        slot->since = ngx_time();
-        ngx_http_exchange_health_recount_locked(ctx->conf, ctx->slot);
-
+        ngx_http_exchange_health_readmit_locked(ctx, a->peer, &ev);
         a->trial = 0;
 
-        ev.change = ngx_http_exchange_health_readmitted;
-        ev.name = ctx->conf->servers[a->peer]->name;
-
     } else if (farm->fault
-               && (farm->failing & ngx_http_exchange_health_bit(a->peer)))
+               && ngx_http_exchange_health_failing(ctx->conf, ctx->slot,
+                                                   a->peer))
     {
-        farm->fault = 0;
-        farm->failing = 0;
-        farm->since = ngx_time();
-        ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
-
-        ev.change = ngx_http_exchange_health_farm_cleared;
-        ev.name = ctx->conf->servers[a->peer]->name;
+        ngx_http_exchange_health_farm_cleared_locked(ctx, a, &ev);
 
     } else if (!farm->fault) {
 
@@ -617,7 +606,8 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
                        "exchange health: peer %ui answers well, no longer "
                        "failing for the farm", a->peer);
 
-        farm->failing &= ~ngx_http_exchange_health_bit(a->peer);
+        ngx_http_exchange_health_failing_set_locked(ctx->conf, ctx->slot,
+                                                    a->peer, 0);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -630,7 +620,7 @@ void
 ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed)
 {
-    ngx_msec_t                            now, duration;
+    ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_event_t      ev;
@@ -665,19 +655,7 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
 
         if (a->trial) {
-            /* the trial failed: out again, for longer */
-            duration = ngx_http_exchange_health_backoff(conf, slot->level);
-            slot->level += (slot->level < 255);
-            slot->until = now + duration;
-            slot->trial = 0;
-            slot->since = ngx_time();
-            slot->ejections++;
-
-            a->trial = 0;
-
-            ev.change = ngx_http_exchange_health_trial_failed;
-            ev.duration = duration;
-            ev.name = conf->servers[a->peer]->name;
+            ngx_http_exchange_health_trial_failed_locked(ctx, a, &ev);
         }
 
     } else if (ngx_http_exchange_health_count(ctx, &slot->window, confirmed)
@@ -697,10 +675,8 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
             ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
 
         } else {
-            ngx_http_exchange_health_eject_locked(ctx, slot, &ev);
+            ngx_http_exchange_health_eject_locked(ctx, a->peer, &ev);
         }
-
-        ev.name = conf->servers[a->peer]->name;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -709,14 +685,126 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
+/*
+ * The changes of a server's state for a protocol, each in one function
+ * that writes the slot's state fields and leaves the zone's counts
+ * right.  The caller holds the zone's lock (hence _locked); what a
+ * change logs is filled into ev, and events.c says it once the lock is
+ * released.  An operator's changes (admin.c) and the probe's (probe.c)
+ * come last: they log their own lines, with no request to name.
+ */
+
+
 static void
-ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
+ngx_http_exchange_health_trial_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_slot_t *slot, ngx_http_exchange_health_event_t *ev)
 {
+    ngx_msec_t  now;
+
+    /*
+     * An ejected server whose time is up gets this request as its trial,
+     * unless another request is its trial already: looked at again under
+     * the lock, as another worker may have just sent one.
+     */
+
+    now = ngx_current_msec;
+
+    if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+        || (ngx_msec_int_t) (now - slot->until) < 0
+        || ngx_http_exchange_health_trial_pending(slot, now))
+    {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui on trial", a->peer);
+
+    slot->trial = now;
+    a->trial = 1;
+
+    ev->change = ngx_http_exchange_health_trial;
+    ev->name = ctx->conf->servers[a->peer]->name;
+}
+
+
+static void
+ngx_http_exchange_health_readmit_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer, ngx_http_exchange_health_event_t *ev)
+{
+    ngx_http_exchange_health_slot_t    *slot;
+    ngx_http_exchange_health_server_t  *srv;
+
+    /*
+     * Back in service: after a good answer to its trial, or taken back by
+     * a farm-wide fault (no ev: the fault's line says it).  Up from now,
+     * for the backoff of a later ejection.
+     */
+
+    srv = ctx->conf->servers[peer];
+    slot = &srv->slot[ctx->slot];
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui re-admitted", peer);
+
+    slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
+    slot->trial = 0;
+    slot->up_since = ngx_current_msec;
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(ctx->conf, ctx->slot);
+
+    if (ev) {
+        ev->change = ngx_http_exchange_health_readmitted;
+        ev->name = srv->name;
+    }
+}
+
+
+static void
+ngx_http_exchange_health_trial_failed_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev)
+{
+    ngx_msec_t                            duration;
+    ngx_http_exchange_health_slot_t      *slot;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    /* the trial failed: out again, for longer; still ejected, no recount */
+
+    conf = ctx->conf;
+    slot = &conf->servers[a->peer]->slot[ctx->slot];
+
+    duration = ngx_http_exchange_health_backoff(conf, slot->level);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui failed its trial, out for %M",
+                   a->peer, duration);
+
+    slot->level += (slot->level < 255);
+    slot->until = ngx_current_msec + duration;
+    slot->trial = 0;
+    slot->since = ngx_time();
+    slot->ejections++;
+
+    a->trial = 0;
+
+    ev->change = ngx_http_exchange_health_trial_failed;
+    ev->duration = duration;
+    ev->name = conf->servers[a->peer]->name;
+}
+
+
+static void
+ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer, ngx_http_exchange_health_event_t *ev)
+{
     ngx_msec_t                            now, duration;
+    ngx_http_exchange_health_slot_t      *slot;
     ngx_http_exchange_health_srv_conf_t  *conf;
 
     conf = ctx->conf;
+    slot = &conf->servers[peer]->slot[ctx->slot];
     now = ngx_current_msec;
 
     /* a server that stayed up long enough starts again from the base time */
@@ -726,6 +814,10 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
     }
 
     duration = ngx_http_exchange_health_backoff(conf, slot->level);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui ejected for %M, level %ui",
+                   peer, duration, (ngx_uint_t) slot->level);
 
     slot->state = NGX_HTTP_EXCHANGE_HEALTH_EJECTED;
     slot->until = now + duration;
@@ -739,6 +831,7 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
 
     ev->change = ngx_http_exchange_health_ejected;
     ev->duration = duration;
+    ev->name = conf->servers[peer]->name;
 }
 
 
@@ -763,9 +856,13 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
     up = conf->sh;
     farm = &up->farm[ctx->slot];
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: farm-wide fault raised by peer %ui, "
+                   "%ui ejected taken back", a->peer, up->ejected[ctx->slot]);
+
     farm->fault = 1;
     farm->since = ngx_time();
-    farm->failing |= ngx_http_exchange_health_bit(a->peer);
+    ngx_http_exchange_health_failing_set_locked(conf, ctx->slot, a->peer, 1);
 
     ev->ejected = up->ejected[ctx->slot];
 
@@ -778,16 +875,10 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
         ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
 
         if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
-            farm->failing |= ngx_http_exchange_health_bit(i);
-
-            slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
-            slot->trial = 0;
-            slot->up_since = ngx_current_msec;
-            slot->since = ngx_time();
+            ngx_http_exchange_health_failing_set_locked(conf, ctx->slot, i, 1);
+            ngx_http_exchange_health_readmit_locked(ctx, i, NULL);
         }
     }
-
-    ngx_http_exchange_health_recount_locked(conf, ctx->slot);
 
     ev->change = ngx_http_exchange_health_farm_fault;
 
@@ -799,33 +890,162 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
-static uint64_t
-ngx_http_exchange_health_in_service_locked(
-    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)
+static void
+ngx_http_exchange_health_farm_cleared_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev)
 {
-    uint64_t                          bits;
-    ngx_uint_t                        i;
-    ngx_http_exchange_health_slot_t  *slot;
+    ngx_http_exchange_health_farm_t  *farm;
 
-    /* the primaries that take requests of the protocol now */
+    /* one of the servers that failed answers a signed-in user well */
 
-    bits = 0;
+    farm = &ctx->conf->sh->farm[ctx->slot];
 
-    for (i = 0; i < conf->nprimary; i++) {
-        if (conf->servers[i] == NULL || conf->peers[i]->down) {
-            continue;
-        }
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: farm-wide fault cleared by peer %ui",
+                   a->peer);
 
-        slot = &conf->servers[i]->slot[p];
+    farm->fault = 0;
+    ngx_http_exchange_health_failing_reset_locked(ctx->conf->sh, ctx->slot, 0);
+    farm->since = ngx_time();
+    ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
 
-        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
-            && !ngx_http_exchange_health_drained(conf, slot))
-        {
-            bits |= ngx_http_exchange_health_bit(i);
-        }
+    ev->change = ngx_http_exchange_health_farm_cleared;
+    ev->name = ctx->conf->servers[a->peer]->name;
+}
+
+
+static void
+ngx_http_exchange_health_backend_fault_locked(
+    ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_event_t *ev)
+{
+    ngx_http_exchange_health_farm_t  *farm;
+
+    /*
+     * Requests fail on every server, each through the same mailbox
+     * server: kept as known for max_time, said once per window.
+     */
+
+    farm = &ctx->conf->sh->farm[ctx->slot];
+
+    farm->known_len = farm->backend_len;
+    ngx_memcpy(farm->known, farm->backend, farm->backend_len);
+    farm->known_last = ngx_current_msec;
+
+    if (farm->backend_logged) {
+        return;
     }
 
-    return bits;
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: a back end's fault, not the farm's");
+
+    farm->backend_logged = 1;
+
+    ev->change = ngx_http_exchange_health_backend_fault;
+    ev->name.len = farm->backend_len;
+    ngx_memcpy(ev->name.data, farm->backend, farm->backend_len);
+}
+
+
+void
+ngx_http_exchange_health_set_admin_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t admin)
+{
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /* an operator drains it, puts it in maintenance, or makes it ready */
+
+    slot = &conf->servers[peer]->slot[p];
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui admin %ui for slot %ui",
+                   peer, admin, p);
+
+    slot->admin = (uint8_t) admin;
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(conf, p);
+}
+
+
+void
+ngx_http_exchange_health_clear_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer)
+{
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /*
+     * An operator clears its history: in service again, with no backoff
+     * and nothing counted; what an operator or the probe said stays.
+     */
+
+    slot = &conf->servers[peer]->slot[p];
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui cleared for slot %ui", peer, p);
+
+    slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
+    slot->until = 0;
+    slot->trial = 0;
+    slot->level = 0;
+    slot->up_since = ngx_current_msec;
+    slot->failures = 0;
+    slot->user_failures = 0;
+    slot->rescued = 0;
+    slot->ejections = 0;
+    ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
+    ngx_memzero(&slot->last, sizeof(ngx_http_exchange_health_failure_t));
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(conf, p);
+}
+
+
+ngx_http_exchange_health_change_e
+ngx_http_exchange_health_probed_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t result)
+{
+    ngx_uint_t                        was, now;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /*
+     * What the probe found; a change only when it drains the server or
+     * lets it back, as the probe's failures in a row or an operator's
+     * word decide (drained).
+     */
+
+    slot = &conf->servers[peer]->slot[p];
+
+    was = ngx_http_exchange_health_drained(conf, slot);
+
+    slot->probe = (uint8_t) result;
+    slot->probe_time = ngx_time();
+
+    if (result == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK) {
+        slot->probe_fails = 0;
+
+    } else if (slot->probe_fails < 255) {
+        slot->probe_fails++;
+    }
+
+    now = ngx_http_exchange_health_drained(conf, slot);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui probed: %ui, drained %ui, "
+                   "was %ui", peer, result, now, was);
+
+    if (was == now) {
+        return ngx_http_exchange_health_nothing;
+    }
+
+    slot->since = ngx_time();
+
+    ngx_http_exchange_health_recount_locked(conf, p);
+
+    return now ? ngx_http_exchange_health_probe_drained
+               : ngx_http_exchange_health_probe_back;
 }
 
 
@@ -850,7 +1070,6 @@ static void
 ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
-    uint64_t                              bits, serving;
     ngx_str_t                            *backend;
     ngx_uint_t                            i, named;
     ngx_msec_t                            now;
@@ -876,7 +1095,6 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     now = ngx_current_msec;
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
-    bits = 0;
     backend = NULL;
     named = 1;
 
@@ -892,10 +1110,6 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
         slot = ngx_http_exchange_health_slot(ctx, f);
         if (slot) {
             (void) ngx_atomic_fetch_add(&slot->requests, 1);
-        }
-
-        if (f->peer < conf->nprimary) {
-            bits |= ngx_http_exchange_health_bit(f->peer);
         }
 
         /* the mailbox server every failure named, if one and the same */
@@ -922,12 +1136,24 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_record(ctx, a, &farm->last);
 
     if (farm->window.fails == 0 || now - farm->window.start > conf->window) {
-        farm->failing = 0;
+        ngx_http_exchange_health_failing_reset_locked(up, ctx->slot, 0);
         farm->backends = 0;
         farm->backend_logged = 0;
     }
 
-    farm->failing |= bits;
+    /* the primaries that answered it: backups are round robin's */
+
+    for (i = 0; i < ctx->nattempts; i++) {
+        f = &ctx->attempt[i];
+
+        if (f->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED
+            && f->peer < conf->nprimary)
+        {
+            ngx_http_exchange_health_failing_set_locked(conf, ctx->slot,
+                                                        f->peer, 1);
+        }
+    }
+
     ngx_http_exchange_health_note_backend_locked(farm, named ? backend : NULL);
 
     if (named && backend
@@ -945,26 +1171,15 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
      * back end's fault (a database down), not the farm's.
      */
 
-    serving = ngx_http_exchange_health_in_service_locked(conf, ctx->slot);
-
     if (!farm->fault
         && ngx_http_exchange_health_count(ctx, &farm->window, 0)
-        && (farm->failing & serving) == serving)
+        && ngx_http_exchange_health_failing_all_locked(conf, ctx->slot))
     {
         ev.fails = farm->window.fails;
         ev.window = now - farm->window.start;
 
         if (farm->backends == 1) {
-            farm->known_len = farm->backend_len;
-            ngx_memcpy(farm->known, farm->backend, farm->backend_len);
-            farm->known_last = now;
-
-            if (!farm->backend_logged) {
-                farm->backend_logged = 1;
-                ev.change = ngx_http_exchange_health_backend_fault;
-                ev.name.len = farm->backend_len;
-                ngx_memcpy(ev.name.data, farm->backend, farm->backend_len);
-            }
+            ngx_http_exchange_health_backend_fault_locked(ctx, &ev);
 
         } else {
             ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
@@ -1138,11 +1353,65 @@ ngx_http_exchange_health_release_trial(ngx_http_exchange_health_ctx_t *ctx,
         return;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui's trial proved nothing",
+                   a->peer);
+
     shpool = ctx->conf->shpool;
 
     ngx_shmtx_lock(&shpool->mutex);
     slot->trial = 0;
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+void
+ngx_http_exchange_health_trial_handshake(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a)
+{
+    /*
+     * The trial got a challenge (NTLM): its answer, on the same
+     * connection, is the trial.  The slot's trial stays pending (it ends
+     * by itself after the trial time if the answer never comes); this
+     * attempt is no longer it, so settling does not let it go.
+     */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "exchange health: peer %ui's trial goes on on its "
+                   "connection", a->peer);
+
+    a->trial = 0;
+}
+
+
+ngx_uint_t
+ngx_http_exchange_health_trial_bound(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_uint_t peer)
+{
+    ngx_http_exchange_health_slot_t    *slot;
+    ngx_http_exchange_health_server_t  *srv;
+
+    /*
+     * Whether a bound request may finish the handshake that a trial of
+     * its ejected server began: the server is still ejected, its trial
+     * still pending, and no operator or probe drained it since.  Read
+     * unlocked: at worst the request meets the server as a trial late.
+     */
+
+    if (ctx->conf->sh == NULL || peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
+        return 0;
+    }
+
+    srv = ctx->conf->servers[peer];
+    if (srv == NULL) {
+        return 0;
+    }
+
+    slot = &srv->slot[ctx->slot];
+
+    return slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+           && ngx_http_exchange_health_trial_pending(slot, ngx_current_msec)
+           && !ngx_http_exchange_health_drained(ctx->conf, slot);
 }
 
 
@@ -1300,6 +1569,26 @@ ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
+ngx_uint_t
+ngx_http_exchange_health_proven(ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_http_exchange_health_shctx_t  *sh;
+
+    /* the session got an answer a mailbox server took part in before */
+
+    if (ctx == NULL || !ctx->signed_in) {
+        return 0;
+    }
+
+    sh = ctx->conf->shpool->data;
+    ctx->user = ngx_http_exchange_health_user(ctx);
+
+    return ctx->user != 0
+           && sh->proven[ctx->user % NGX_HTTP_EXCHANGE_HEALTH_PROVEN]
+              == ctx->user;
+}
+
+
 static ngx_uint_t
 ngx_http_exchange_health_max_ejected(ngx_http_exchange_health_srv_conf_t *conf)
 {
@@ -1369,12 +1658,99 @@ ngx_http_exchange_health_backoff(ngx_http_exchange_health_srv_conf_t *conf,
 }
 
 
-static uint64_t
-ngx_http_exchange_health_bit(ngx_uint_t peer)
-{
-    /* servers past the 64th share the last bit: a farm that big is rare */
+/*
+ * The farm's "failing" map, per protocol: the servers seen failing a
+ * request that failed on every server tried, since the farm's window of
+ * such failures began.  A retry steers clear of them, a farm-wide fault
+ * needs every server in service among them, and only a good answer from
+ * one of them ends the fault.
+ *
+ * A server's mark is a byte of its own slot, not a bit of one word: any
+ * server, the 65th or the 500th, has its own.  A word has 64 bits, and a
+ * server past them could only share one, and make a healthy server look
+ * failing, or have none, and be tried again however often it failed.  A
+ * mark also stays with its server's address when a reload renumbers the
+ * upstream.
+ */
 
-    return (uint64_t) 1 << ngx_min(peer, 63);
+
+ngx_uint_t
+ngx_http_exchange_health_failing(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t p, ngx_uint_t peer)
+{
+    ngx_http_exchange_health_server_t  *srv;
+
+    /* read unlocked outside avoid(): a stale mark misleads one request */
+
+    if (peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
+        return 0;
+    }
+
+    srv = conf->servers[peer];
+
+    return srv && srv->slot[p].failing;
 }
 
 
+static void
+ngx_http_exchange_health_failing_set_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t failing)
+{
+    /* a server the zone has no record of has no mark: it is not judged */
+
+    if (peer != NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED && conf->servers[peer]) {
+        conf->servers[peer]->slot[p].failing = (uint8_t) failing;
+    }
+}
+
+
+void
+ngx_http_exchange_health_failing_reset_locked(
+    ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing)
+{
+    ngx_queue_t                        *q;
+    ngx_http_exchange_health_server_t  *srv;
+
+    /*
+     * Every server of the upstream's record, those an older cycle still
+     * has included: marks of a window gone by, or of a fault ended, say
+     * nothing now; a fault restored from the state file names nobody.
+     */
+
+    for (q = ngx_queue_head(&up->servers);
+         q != ngx_queue_sentinel(&up->servers);
+         q = ngx_queue_next(q))
+    {
+        srv = ngx_queue_data(q, ngx_http_exchange_health_server_t, queue);
+        srv->slot[p].failing = (uint8_t) failing;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_exchange_health_failing_all_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p)
+{
+    ngx_uint_t                        i;
+    ngx_http_exchange_health_slot_t  *slot;
+
+    /* whether every primary that takes requests of the protocol is marked */
+
+    for (i = 0; i < conf->nprimary; i++) {
+        if (conf->servers[i] == NULL || conf->peers[i]->down) {
+            continue;
+        }
+
+        slot = &conf->servers[i]->slot[p];
+
+        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
+            && !ngx_http_exchange_health_drained(conf, slot)
+            && !slot->failing)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}

@@ -290,7 +290,7 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s)
 {
-    ngx_uint_t                           p, i, state, shown, nhints;
+    ngx_uint_t                           p, i, n, state, shown, nhints;
     const char                          *cls, *hint;
     ngx_http_exchange_health_slot_t     *slot;
     ngx_http_exchange_health_server_t   *rec;
@@ -320,6 +320,21 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
         ngx_http_exchange_health_write(w, " &middot; ");
         ngx_http_exchange_health_write_escaped(w, rec->fqdn, rec->fqdn_len,
                                    NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+    }
+
+    /*
+     * A server that has answered and named no back end for minutes: its
+     * farm strips the names, and sign-ins are proven by answers alone.
+     */
+
+    for (i = 0, n = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
+        n += rec->slot[i].requests;
+    }
+
+    if (n && snap->now - rec->backend_seen
+             > NGX_HTTP_EXCHANGE_HEALTH_BACKEND_HEADERS)
+    {
+        ngx_http_exchange_health_write(w, " &middot; names no back end");
     }
 
     ngx_http_exchange_health_write(w, "%s</span></h3>\n",

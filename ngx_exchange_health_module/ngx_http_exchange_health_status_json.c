@@ -129,6 +129,10 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_json_string(w, rec->name.data, rec->name.len);
     ngx_http_exchange_health_write(w, ",\"fqdn\":");
     ngx_http_exchange_health_json_string(w, rec->fqdn, rec->fqdn_len);
+
+    /* when an answer last named its back end: null on a farm that strips */
+    ngx_http_exchange_health_write(w, ",\"backend_named\":");
+    ngx_http_exchange_health_json_time(w, rec->backend_seen);
     ngx_http_exchange_health_write(w, ",\"certificate\":");
 
     if (rec->cert_thumbprint_len) {

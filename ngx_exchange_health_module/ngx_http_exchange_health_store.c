@@ -538,8 +538,7 @@ ngx_http_exchange_health_restore_record(ngx_http_exchange_health_read_t *sf,
             /* who failed is not kept: a good answer from any server ends it */
 
             if (v) {
-                ((ngx_http_exchange_health_farm_t *) record)->failing =
-                                                                (uint64_t) -1;
+                ngx_http_exchange_health_failing_reset_locked(up, p, 1);
             }
 
             break;

@@ -309,7 +309,7 @@ for my $name (@order) {
     my ($block) = $doc =~ /The built-in rules are:\s*```nginx\n(.*?)```/s;
     ok defined $block, 'directives.md: the built-in rules block';
     my @rules = grep { /\S/ } split /;\s*\n/, $block // '';
-    is scalar(@rules), 11, 'directives.md: eleven built-in rules';
+    is scalar(@rules), 13, 'directives.md: thirteen built-in rules';
     for my $where (qw(http server location)) {
         my $ng = nginx(http => conf_with($where, $block // ''));
         my ($rc, $out) = $ng->test_config;
@@ -357,7 +357,7 @@ sub c_strings {
     my ($block) = $doc =~ /The built-in rules are:\s*```nginx\n(.*?)```/s;
     my @doc_rules = map { my @t = tokens($_); shift @t; join ' ', @t }
                     grep { /\S/ } split /;\s*\n/, $block // '';
-    is scalar(@c_rules), 11, 'rules.c: eleven built-in rules';
+    is scalar(@c_rules), 13, 'rules.c: thirteen built-in rules';
     is_deeply \@doc_rules, \@c_rules, 'the documented built-in rules are the module\'s, in order';
 
     my ($c_user) = $c =~ /ngx_http_exchange_health_default_user_errors =\s*ngx_string\((.*?)\);/s;
@@ -447,6 +447,20 @@ sub c_strings {
     like slurp("$src/ngx_http_exchange_health_judge.c"),
         qr/\nngx_http_exchange_health_judged\(.*?\n\}/s,
         'judge.c defines judged';
+
+    # a slot's state is changed in state.c only, one function per change;
+    # zone.c makes a slot, store.c restores it from the state file
+    my $field = qr/(?:state|until|trial|up_since|since|level|admin|probe
+                     |probe_time|probe_fails|ejections|failing)/x;
+    my $write = qr/\s*(?:[-+|&]?=(?!=)|\+\+|--)/;
+    my @slot_writers;
+    for my $f (grep { !/_(?:state|zone|store)\.c\z/ } @files) {
+        my $c = slurp("$src/$f");
+        push @slot_writers, "$f:$1"
+            while $c =~ /(slot(?:->|\[[^]]*\]\.)$field)$write/g;
+    }
+    is "@slot_writers", '',
+        'a slot\'s state is written in state.c only (admin.c, probe.c call it)';
 }
 
 done_testing;

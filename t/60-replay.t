@@ -88,6 +88,12 @@ my %want = (
     'errorfe-page-quota'        => [ 'user-failure' => 'errorfe-page' ],
     'owa-service-500-nomailbox' => [ 'user-failure' => 'fe500' ],
     'iis-500'                   => [ failure => 'iis-500' ],
+    'ews-500-internal'          => [ failure => 'ews-server-fault' ],
+    'ews-500-busy'              => [ 'user-failure' => 'soap-fault' ],
+    # a refusal of credentials is the server's only for a session another
+    # server accepted: the replay's session got signed-in answers from the
+    # captures before it (ecp-page, ...), so it is
+    'ews-401-invalid-token'     => [ failure => 'bearer-rejected' ],
     map({ $_ => [ healthy => '-' ] } qw(owa-logon owa-redirect-logon owa-signed-in
         owa-service-ok ecp-page healthcheck eas-options ews-ok owa-script)),
 );
@@ -208,6 +214,9 @@ ecp-json-500.http               failure rule=ecp-json
 *quota.http                     user-failure retried=no     # one user's mailbox
 owa-service-500-nomailbox.http  user-failure rule=fe500
 ecp-page.http                   healthy
+ews-500-internal.http           failure rule=ews-server-fault retried=yes
+ews-500-busy.http               user-failure rule=soap-fault
+ews-401-invalid-token.http      failure rule=bearer-rejected
 gzip-chunked.http               failure rule=errorfe-page server=EXCH4
 
 # curl -i outputs

@@ -145,6 +145,25 @@ STATE
         or diag join "\n", @extra;
 }
 
+# a farm-wide fault read back names nobody who failed: the first good
+# answer to a signed-in user, from any server, ends it
+{
+    $farm->heal;
+    spew($state, join("\n", 'exchange-health-state 1',
+                      'farm exchange owa fault=1 since=' . (time - 60)
+                      . ' request_failures=3', 'end') . "\n");
+    $ng = EH::Front::nginx($farm, %o);
+    $ng->start;
+    my ($j) = EH::Front::status_json($ng);
+    is $j->{upstreams}[0]{farm}{owa}{fault}, JSON::PP::true(),
+        'a farm-wide fault read back';
+    is $ng->request(GET => '/owa/', signed_in => 'back')->{status}, 200,
+        '... a signed-in user answered well';
+    my @cleared = EH::Front::changes($ng, 'farm-cleared');
+    is scalar(@cleared), 1, '... ends it, whichever server answered';
+    $ng->stop;
+}
+
 # the state is saved while running, too (every few seconds, when changed)
 unlink $state;
 $farm->heal;

@@ -102,6 +102,32 @@ scheme(const char *v)
 }
 
 
+static const char *
+session(const char *header)
+{
+    size_t                                  vlen;
+    const u_char                           *v;
+    static char                             buf[256];
+    static ngx_http_exchange_health_cookie_name_t  names[] = {
+        { 6, (const u_char *) "cadata" },
+        { 7, (const u_char *) "FedAuth" },
+        { 22, (const u_char *) "OpenIdConnect.token.v1" }
+    };
+
+    v = ngx_http_exchange_health_session_cookie((const u_char *) header,
+                                                strlen(header), names, 3,
+                                                &vlen);
+    if (v == NULL || vlen >= sizeof(buf)) {
+        return NULL;
+    }
+
+    memcpy(buf, v, vlen);
+    buf[vlen] = '\0';
+
+    return buf;
+}
+
+
 static int
 token(const char *v)
 {
@@ -256,6 +282,16 @@ main(void)
             "no space after ';', '=' in the value");
     UNIT_OK(same(cookie("cadata=", "cadata"), ""), "empty value");
     UNIT_OK(cookie("", "cadata") == NULL, "empty header");
+
+    /* the session cookies of forms, AD FS and OpenID Connect sign-in */
+    UNIT_OK(same(session("a=1; FedAuth=77u/PD94; FedAuth1=PC9TZ"),
+                 "77u/PD94"), "session: AD FS, not its second chunk");
+    UNIT_OK(same(session("OpenIdConnect.token.v1=eyJ0; x=y"), "eyJ0"),
+            "session: OpenID Connect");
+    UNIT_OK(same(session("FedAuth1=z; cadata=abc; FedAuth=q"), "abc"),
+            "session: the first in the header");
+    UNIT_OK(session("FedAuth1=z; cadataKey=k; FedAuthx=1") == NULL,
+            "session: none of the names");
     UNIT_OK(cookie("cadata", "cadata") == NULL, "a name without '='");
     UNIT_OK(cookie(";;; ;", "cadata") == NULL, "only separators");
 

@@ -15,6 +15,7 @@ use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
+use MIME::Base64 ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_LINGER);
 use Time::HiRes qw(time sleep);
 
@@ -71,6 +72,17 @@ our %PRESETS = (
         'owa-page'    => { prefix => 'seed-', capture => 'errorfe-redirect' },
         'ecp-page'    => { prefix => 'seed-', capture => 'ecp-json-500' },
     ) ],
+    # EWS fails for every user (ErrorInternalServerError), OWA works.
+    'ews-broken' => [ _healthy_with(
+        ews => { prefix => 'broken-', capture => 'ews-500-internal' },
+    ) ],
+    # The server cannot validate OAuth tokens: every Bearer request is
+    # refused as invalid_token; forms, Basic and Windows sign-in work.
+    'bearer-broken' => [
+        { name => 'bearer-refused', path => '^/(?:EWS|mapi|Microsoft-Server-ActiveSync|oab)(?:[/?]|$)',
+          match_headers => { authorization => '^Bearer ' },
+          capture => 'ews-401-invalid-token' },
+        @HEALTHY ],
     # Exchange maintenance mode: healthcheck.htm drops the connection.
     maintenance => [ _healthy_with(
         healthcheck => { prefix => 'maintenance-', close => 1, capture => undef },
@@ -180,6 +192,15 @@ sub append {
     return $self->_write_routes([ @{ $self->{routes} }, @routes ]);
 }
 
+# Headers this server never sends, whatever the route: a farm whose IIS
+# outbound rules strip the names of its servers (X-BEServer,
+# X-CalculatedBETarget, X-DiagInfo, X-FEServer).  No names: send all.
+sub strip {
+    my ($self, @names) = @_;
+    $self->{strip} = [ @names ];
+    return $self->_write_routes($self->{routes});
+}
+
 # The current route table (copies).
 sub table { [ map { +{%$_} } @{ $_[0]{routes} } ] }
 sub current_preset { $_[0]{preset} }
@@ -219,7 +240,8 @@ sub _write_routes {
     $self->{routes} = \@out;
     $self->{gen}++;
     spew_atomic($self->{behaviour_file},
-                json_encode({ gen => $self->{gen}, routes => \@out }));
+                json_encode({ gen => $self->{gen}, routes => \@out,
+                              strip => $self->{strip} || [] }));
     return $self;
 }
 
@@ -494,6 +516,7 @@ sub _load_routes {
         EH::Capture->load($r{capture}) if defined $r{capture};   # warm cache
         push @routes, \%r;
     }
+    $self->{child_strip} = $data->{strip} || [];
     $self->{child_routes} = \@routes;
     $self->{child_gen} = $data->{gen};
     $self->{child_text} = $text;
@@ -631,6 +654,35 @@ sub _cookies {
     return \%c;
 }
 
+# How the request is signed in, as Exchange would see it: the session
+# cookie of forms (cadata), AD FS (FedAuth) or OpenID Connect, else an
+# Authorization header of Basic or Bearer (NTLM and Negotiate sign in a
+# connection: see _ntlm).  Any value counts, as a server that cannot tell
+# a made-up one before it asks its mailbox would; routes and presets say
+# what each gets.  Returns (method, credential) or ().
+sub _sign_in {
+    my ($req, $cookies) = @_;
+    for ([forms => 'cadata'], [adfs => 'FedAuth'],
+         [oidc => 'OpenIdConnect.token.v1']) {
+        my $v = $cookies->{ $_->[1] };
+        return ($_->[0], $v) if defined $v && length $v;
+    }
+    my ($a) = @{ $req->{headers}{authorization} || [] };
+    return () unless defined $a;
+    return (basic => $1) if $a =~ /\ABasic\s+(\S+)/i;
+    return (bearer => $1) if $a =~ /\ABearer\s+(\S+)/i;
+    return ();
+}
+
+sub _user_of {
+    my ($auth, $cred) = @_;
+    if ($auth eq 'basic') {
+        my $d = MIME::Base64::decode_base64($cred);
+        return $d =~ /\A(?:[^\\:]*\\)?([^:]+):/ ? $1 : $cred;
+    }
+    return EH::Client::user_from_cadata($cred) // $cred;
+}
+
 sub _match {
     my ($self, $req) = @_;
     my $routes = $self->_load_routes;
@@ -665,14 +717,16 @@ sub _accepts_gzip {
     return 0;
 }
 
-# Who sends the request: signed_in and user, from its cadata cookie.
+# Who sends the request: signed_in, user and how (auth), from its
+# sign-in cookie or credentials.
 sub _who {
     my ($req) = @_;
     my $cookies = _cookies($req);
     my $cadata = $cookies->{cadata};
-    $req->{signed_in} = defined $cadata && length $cadata ? 1 : 0;
-    $req->{user} = $req->{signed_in} ? EH::Client::user_from_cadata($cadata) : undef;
-    $req->{user} //= $cadata if $req->{signed_in};
+    my ($auth, $cred) = _sign_in($req, $cookies);
+    $req->{auth} = $auth;
+    $req->{signed_in} = defined $cred && length $cred ? 1 : 0;
+    $req->{user} = $req->{signed_in} ? _user_of($auth, $cred) : undef;
     return ($cookies, $cadata);
 }
 
@@ -697,6 +751,11 @@ sub _respond {
     }
     elsif (defined $r->{raw}) {
         $bytes = $r->{raw};
+        for my $h (@{ $self->{child_strip} || [] }) {
+            my ($head, $rest) = split /\r\n\r\n/, $bytes, 2;
+            $head =~ s/\r\n\Q$h\E:[^\r]*//gi;
+            $bytes = defined $rest ? "$head\r\n\r\n$rest" : $head;
+        }
         $action = 'raw';
         ($status) = $bytes =~ m{\AHTTP/\d\.\d (\d{3})};
     }
@@ -719,6 +778,9 @@ sub _respond {
             for (qw(headers add_headers remove_headers)) {
                 $opt{$_} = $r->{$_} if defined $r->{$_};
             }
+            $opt{remove_headers} = [ @{ $opt{remove_headers} || [] },
+                                     @{ $self->{child_strip} } ]
+                if @{ $self->{child_strip} || [] };
             $opt{head_only} = 1 if $req->{method} eq 'HEAD';
             $bytes = $cap->bytes(%opt);
             $status = $opt{status} // $cap->status;
@@ -751,6 +813,7 @@ sub _respond {
         query      => ($req->{target} =~ /\?(.*)/s ? $1 : undef),
         version    => $req->{version},
         signed_in  => $req->{signed_in},
+        auth       => $req->{auth},
         (defined $req->{ntlm} ? (ntlm => $req->{ntlm},
                                  ntlm_user => $req->{ntlm_user}) : ()),
         user       => $req->{user},
@@ -837,6 +900,20 @@ sub _ntlm {
         require MIME::Base64;
         my $msg = MIME::Base64::decode_base64($tok);
         my ($sig, $type) = unpack 'a8 V', $msg;
+        if (lc $scheme eq 'negotiate' && $msg =~ /\A\x60.{14}KRB5:([^:]+):[0-9a-f]+\z/s) {
+            # Kerberos: one leg signs the connection in; the 2xx carries
+            # the server's own token (the AP-REP: mutual authentication)
+            %$st = (user => $1);
+            $req->{ntlm} = 'kerberos';
+            $req->{ntlm_user} = $1;
+            my $rep = MIME::Base64::encode_base64("\xa1\x81\x9f\x30\x81\x9c\xa0\x03"
+                                                  . "AP-REP:$self->{name}", '');
+            my $body = "signed in as $1 on $self->{name}\n";
+            return { %$r, (!defined $r->{capture} && !defined $r->{body}
+                           ? (body => $body) : ()),
+                     add_headers => [ @{ $r->{add_headers} || [] },
+                                      [ 'WWW-Authenticate' => "Negotiate $rep" ] ] };
+        }
         return $deny->('bad-authorization') unless ($sig // '') eq "NTLMSSP\0";
         if ($type == 1) {
             my $ch = join '', map { chr int rand 256 } 1 .. 8;

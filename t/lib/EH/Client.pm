@@ -52,6 +52,34 @@ sub signed_in_cookies {
     );
 }
 
+# How a client signed in as $user proves it, for each way Exchange signs
+# users in: cookies (forms: cadata; AD FS: FedAuth and its chunks;
+# OpenID Connect: OpenIdConnect.token.v1) or an Authorization header
+# (Basic, Bearer).  Returns (cookies => [name, value, ...],
+# headers => [[name, value], ...]).  The values carry the user as
+# signed_in_cookies' cadata does: the back end reads it back.
+our @AUTH = qw(forms adfs oidc basic bearer);
+
+sub credentials {
+    my ($user, $auth) = @_;
+    $auth //= 'forms';
+    my %c = signed_in_cookies($user);
+    my $token = $c{cadata};
+    return (cookies => [ signed_in_cookies($user) ], headers => [])
+        if $auth eq 'forms';
+    return (cookies => [ FedAuth => $token,
+                         FedAuth1 => encode_base64("chunk-$user", '') ],
+            headers => []) if $auth eq 'adfs';
+    return (cookies => [ 'OpenIdConnect.token.v1' => $token ], headers => [])
+        if $auth eq 'oidc';
+    return (cookies => [], headers => [ [ Authorization => 'Basic '
+            . encode_base64("CONTOSO\\$user:secret-$user", '') ] ])
+        if $auth eq 'basic';
+    return (cookies => [], headers => [ [ Authorization => "Bearer $token" ] ])
+        if $auth eq 'bearer';
+    croak "unknown sign-in '$auth' (have: @AUTH)";
+}
+
 # The user name in a cadata value made by signed_in_cookies, else undef.
 sub user_from_cadata {
     my ($v) = @_;
@@ -205,8 +233,10 @@ sub build_request {
 
     my @cookies;
     if ($o{signed_in}) {
-        my @c = signed_in_cookies($o{signed_in});
+        my %cr = credentials($o{signed_in}, $o{auth});
+        my @c = @{ $cr{cookies} };
         while (my ($k, $v) = splice @c, 0, 2) { push @cookies, "$k=$v" }
+        $hdrs = [ @{ $cr{headers} }, @$hdrs ] if @{ $cr{headers} };
     }
     if (my $c = $o{cookies}) {
         if (ref $c eq 'HASH') { push @cookies, map { "$_=$c->{$_}" } sort keys %$c }

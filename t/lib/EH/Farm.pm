@@ -126,6 +126,7 @@ sub wait_total_hits {
 
 sub clear_logs { $_->clear_log for $_[0]->servers; $_[0] }
 sub heal       { $_->heal for $_[0]->servers; $_[0] }
+sub strip      { my ($s, @h) = @_; $_->strip(@h) for $s->servers; $s }
 sub preset     { my ($s, $p) = @_; $_->preset($p) for $s->servers; $s }
 sub stop       { $_->stop for $_[0]->servers; $_[0] }
 
