@@ -271,7 +271,7 @@ sub hang_up {
 
 # Made-up credentials of the day's kind, $n requests of the day's path
 # through $front, each from another made-up user; every server refuses
-# them as Exchange does.  Returns the statuses.
+# them as Exchange does.  Returns the answers: { user, status, body }.
 sub made_up {
     my ($self, $front, $n) = @_;
     my $spec = $self->{spec};
@@ -302,7 +302,8 @@ sub made_up {
                 (defined $spec->{body} ? (body => $spec->{body},
                     content_type => 'text/xml; charset=utf-8') : ()));
         }
-        push @st, $r->{status} // 0;
+        push @st, { user => $user, status => $r->{status} // 0,
+                    body => $r->{body} // '' };
     }
     return @st;
 }
@@ -523,7 +524,7 @@ sub acts {
 
 # sign_in_day(eject => seconds (1), limit => N (20), keepalive => N (32),
 #             plain => 0 for the module alone, log => its error_log level
-#             (warn))
+#             (warn), check => 0: no test assertion on its error log)
 #
 # A short day of the day's sign-in, on its farm (strip): each front end
 # started afresh, the module (exchange_health_eject time=eject, keepalive)
@@ -555,7 +556,9 @@ sub acts {
 #                outside the broken phase, trials failed after healing
 #   farm         farm-wide fault transitions (raised and cleared)
 #   made_up      state changes logged while made-up credentials were sent
-#                (lines), made_up_ok: their answers that were 2xx
+#                (lines), made_up_ok: their answers that were 2xx,
+#                made_up_answers: those answers ("user: status body")
+#   problems     alert, emerg and crash lines of the module's error log
 #   seconds      how long it took
 # }
 sub sign_in_day {
@@ -570,14 +573,21 @@ sub sign_in_day {
     $self->set($_, 'healthy') for @names;
     my $module = module_front($farm, eject => ($o{eject} // 1) . 's',
                               keepalive => $o{keepalive} // 32,
-                              error_log_level => $o{log} // 'warn');
-    my $plain = ($o{plain} // 1) ? plain_front($farm, non_idempotent => 1) : undef;
+                              error_log_level => $o{log} // 'warn',
+                              check => $o{check} // 1);
+    my $plain = ($o{plain} // 1)
+        ? plain_front($farm, non_idempotent => 1, check => $o{check} // 1)
+        : undef;
     $_->start for grep { $_ } $module, $plain;
     my $m0 = $module->mark;
 
     my $made_up = sub {
         my $mark = $module->mark;
-        $res{made_up_ok} += grep { $_ >= 200 && $_ < 300 } $self->made_up($module);
+        my @ok = grep { $_->{status} >= 200 && $_->{status} < 300 }
+                 $self->made_up($module);
+        $res{made_up_ok} += @ok;
+        push @{ $res{made_up_answers} }, map {
+            "$_->{user}: $_->{status} " . substr($_->{body} =~ s/\s+/ /gr, 0, 80) } @ok;
         push @{ $res{made_up} }, acts($module, $mark);
     };
     my $run = sub {
@@ -658,6 +668,7 @@ sub sign_in_day {
     $res{farm} = transitions($module, $m0);
 
     $self->hang_up;
+    $res{problems} = [ $module->problems ];
     $module->stop;
     $plain->stop(no_check => 1) if $plain;
     $res{seconds} = time - $t0;
