@@ -111,7 +111,8 @@ our $MADE_UP = 'madeup';
 #     clients => C concurrent clients per front end,
 #     seconds => S to spread a phase's requests over S seconds,
 #     auth => how they sign in (%AUTH; default forms),
-#     strip => [headers every server strips] (default none),
+#     strip => [headers every server strips] (default: as the farm
+#              has it),
 #     noise => N: logon pages, stale links and database-down users in
 #              the first N rounds of a phase (default every round; 0: the
 #              signed-in users' requests alone))
@@ -120,7 +121,7 @@ our $MADE_UP = 'madeup';
 sub new {
     my ($class, %o) = @_;
     my $self = bless { users => 20, rounds => 3, clients => 1, seconds => 0,
-                       auth => 'forms', strip => [], %o }, $class;
+                       auth => 'forms', %o }, $class;
     $self->{noise} //= $self->{rounds};
     $self->{spec} = $AUTH{ $self->{auth} }
         or die "EH::Day: unknown auth '$self->{auth}' (have: @AUTHS)\n";
@@ -195,7 +196,7 @@ sub set {
                        capture => 'errorfe-redirect', beserver => 'MBX7' } }
         qw(db1 db2 db3);
 
-    $b->strip(@{ $self->{strip} });
+    $b->strip(@{ $self->{strip} }) if $self->{strip};
     $b->preset($state eq 'seed' || $state eq 'ews-broken'
                || $state eq 'bearer-broken' ? $state : 'healthy');
     $b->prepend(reverse @pre);
