@@ -12,13 +12,18 @@
 # real traffic) are asserted; plain nginx's figures are printed beside
 # them, and the module is never worse.  bench/real-traffic runs a longer
 # day, under load, with HAProxy beside them.
+#
+# Then every way users sign in (forms, AD FS, OpenID Connect, Basic on
+# OWA and EWS, Bearer, NTLM, Kerberos) on farms that send Exchange's
+# headers or strip them: issue 26's targets, asserted where the module
+# meets them today and TODO where it does not; the table is printed.
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use EH::Test;
 use EH::Front;
 use EH::Day;
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 
 my $farm = farm(tls => 1);
 my @names = qw(EXCH1 EXCH2 EXCH3);
@@ -103,4 +108,95 @@ for my $p (@phases) {
 
 $module->stop;
 $plain->stop(no_check => 1);
+
+# Every way users sign in (issue 26), on a farm that sends Exchange's
+# headers, one that strips the back-end names, one that strips
+# X-FEServer too: quiet, EXCH2 broken for that sign-in, EXCH2 healed
+# (EH::Day::sign_in_day, each front end started afresh, ejection 1 s).
+# Plain nginx reads none of those headers: its figures are measured on
+# the farm that sends them all.  Where the module misses a target today
+# the test is TODO, with the reason.  Negotiate (NTLM inside it) runs in
+# bench/real-traffic.
+my $GET = qr/^(?:forms|adfs|oidc|basic)$/;
+my $WINDOWS = qr/^(?:ntlm|kerberos)$/;
+my %GAP;
+for my $f (map { $_->[0] } @EH::Day::FARMS) {
+    # a POST is not sent twice, nor a request bound to a connection
+    $GAP{seen}{"$_/$f"} = 'its failures before EXCH2 is out reach users'
+        for qw(basic-ews bearer kerberos);
+}
+for my $f ('all headers', 'back-end names stripped') {
+    $GAP{back}{"ntlm/$f"} = 'an NTLM trial never completes: EXCH2 sends the '
+                            . 'challenge, another server gets the answer';
+    $GAP{healed}{"ntlm/$f"} = 'a new NTLM client whose challenge is EXCH2\'s '
+                              . 'trial fails its sign-in (401)';
+}
+for my $a (qw(ntlm kerberos)) {
+    $GAP{out}{"$a/X-FEServer stripped too"} =
+        'bound 500s without X-FEServer eject nothing';
+    $GAP{back}{"$a/X-FEServer stripped too"} = 'never out';
+}
+sub gap {
+    my ($what, $auth, $farm) = @_;
+    return $GAP{$what}{"$auth/$farm"};
+}
+
+diag '';
+diag $_ for EH::Day::header();
+my $t0 = time;
+for my $auth (qw(forms adfs oidc basic basic-ews bearer ntlm kerberos)) {
+    for my $f (@EH::Day::FARMS) {
+        my ($fname, $strip) = @$f;
+        my $d = EH::Day->new(farm => $farm, auth => $auth, strip => $strip,
+                             users => 12, rounds => 3, noise => 1);
+        my $r = $d->sign_in_day(eject => 1, limit => 10, plain => !@$strip);
+        diag $_ for EH::Day::row($auth, $fname, $r);
+        my $what = "$auth, $fname";
+        our $TODO;
+
+        is $r->{module}{quiet}{failed}, 0, "$what: quiet, no failure";
+        if ($auth =~ $GET) {
+            is $r->{module}{broken}{failed}, 0,
+                "$what: EXCH2 broken, no failure reached a user";
+        }
+        elsif ($auth ne 'ntlm') {
+            local $TODO = gap(seen => $auth, $fname);
+            is $r->{module}{broken}{failed}, 0,
+                "$what: EXCH2 broken, no failure reached a user";
+        }
+        {
+            local $TODO = gap(out => $auth, $fname);
+            ok defined $r->{out_after} && $r->{out_after} <= 3,
+                "$what: EXCH2 out within its first 3 failures";
+        }
+        {
+            local $TODO = gap(back => $auth, $fname);
+            ok defined $r->{back_after} && $r->{back_after} <= 10,
+                "$what: healed EXCH2 back within its ejection time and 10 requests";
+        }
+        {
+            local $TODO = gap(healed => $auth, $fname);
+            is $r->{module}{healed}{failed}, 0, "$what: healed, no failure";
+        }
+        is scalar @{ $r->{wrong} }, 0, "$what: no wrong ejection"
+            or diag join "\n", @{ $r->{wrong} };
+        is $r->{farm}, 0, "$what: no farm-wide fault";
+        is_deeply [ @{ $r->{made_up} }, @{ $r->{made_up_answers} || [] } ], [],
+            "$what: made-up credentials moved nothing, got no 2xx";
+
+        # each signed-in request placed by the balancer: its load is even;
+        # Windows sign-in places a connection once, when it signs in (the
+        # few users moved off EXCH2 are no share)
+        ok EH::Day::even($r->{module}{quiet}{load}, @names),
+            "$what: quiet, load within 10 % of even";
+        ok EH::Day::even($r->{module}{broken}{load}, qw(EXCH1 EXCH3)),
+            "$what: EXCH2 broken, load within 10 % of even on the others"
+            unless $auth =~ $WINDOWS;
+        local $TODO = gap(healed => $auth, $fname);
+        ok EH::Day::even($r->{module}{healed}{load}, @names),
+            "$what: healed, load within 10 % of even";
+    }
+}
+diag sprintf 'every sign-in: %.0f s', time - $t0;
+
 done_testing;
