@@ -678,6 +678,16 @@ void ngx_http_exchange_health_judged(ngx_http_request_t *r,
 void ngx_http_exchange_health_unread(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 
+/* the pair of slots of the proven table a session may be in */
+#define ngx_http_exchange_health_proven_pair(sh, user)                       \
+    (&(sh)->proven[(user) % NGX_HTTP_EXCHANGE_HEALTH_PROVEN                  \
+                   & ~(uint32_t) 1])
+
+#define ngx_http_exchange_health_in_pair(sh, user)                           \
+    ((user) != 0                                                             \
+     && (ngx_http_exchange_health_proven_pair(sh, user)[0] == (user)         \
+         || ngx_http_exchange_health_proven_pair(sh, user)[1] == (user)))
+
 ngx_uint_t ngx_http_exchange_health_proven(
     ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_trial_handshake(
