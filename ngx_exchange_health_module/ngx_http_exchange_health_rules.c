@@ -143,6 +143,16 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][6] = {
       ngx_null_string },
 
     /*
+     * A 500 of fe500's where outbound rules strip X-FEServer: Exchange's
+     * HttpProxy gives every answer it sends a request-id, which IIS's
+     * own pages (iis-500 below) and a gateway's have not
+     */
+    { ngx_http_exchange_health_arg("exchange-500"),
+      ngx_http_exchange_health_arg("status=500"),
+      ngx_http_exchange_health_arg("header=request-id"),
+      ngx_null_string },
+
+    /*
      * HTTP.SYS answers for an application pool that is stopped or whose
      * queue is full: no Exchange code ran, so no X-FEServer
      */
@@ -161,6 +171,7 @@ static ngx_str_t  ngx_http_exchange_health_default_rules[][6] = {
     { ngx_http_exchange_health_arg("gateway"),
       ngx_http_exchange_health_arg("status=502,504"),
       ngx_http_exchange_health_arg("header=!X-FEServer"),
+      ngx_http_exchange_health_arg("header=!request-id"),
       ngx_null_string },
 
     /*

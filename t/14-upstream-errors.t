@@ -250,7 +250,8 @@ for my $c (
     $farm->heal;
     $farm->clear_logs;
     $farm->server('EXCH2')->prepend({ path => '^/owa', signed_in => 1, status => 502,
-                                      headers => { 'X-FEServer' => undef } });
+                                      headers => { 'X-FEServer' => undef,
+                                                   'request-id' => undef } });
 
     # not listed: the module retries it all the same
     my $ng = start_front();
@@ -279,7 +280,8 @@ for my $c (
     $ng->stop;
     $farm->server('EXCH2')->heal;
     $farm->server('EXCH2')->prepend({ path => '^/owa', signed_in => 1, status => 502,
-                                      headers => { 'X-FEServer' => undef } });
+                                      headers => { 'X-FEServer' => undef,
+                                                   'request-id' => undef } });
 
     $farm->clear_logs;
     $ng = start_front(location => 'proxy_next_upstream error timeout http_502;');

@@ -161,7 +161,9 @@ for my $c ([ 500, 'inside', 1 ], [ 2000, 'past', 0 ]) {
 # 3. Built-in rules replaced or switched off by name
 
 {
-    my $FE500 = 'exchange_health_rule fe500 status=500 header=X-FEServer~^NOBODY$;';
+    # exchange-500 would take the 500 by its request-id: off with it
+    my $FE500 = 'exchange_health_rule fe500 status=500 header=X-FEServer~^NOBODY$;'
+              . "\nexchange_health_rule exchange-500 off;";
 
     $farm->heal;
     $farm->server('EXCH2')->preset('seed');

@@ -240,12 +240,12 @@ good('rules with every kind of condition',
     server => 'exchange_health_rule r2 status=5xx,1xx,599 "body=Server Error in \'/" '
             . 'body=abc scope=user;',
     location => 'exchange_health_rule r3 body=' . ('a' x 64) . ' scope=server;');
-# a location's rules, the 13 built-in ones with them, are bits of a word
+# a location's rules, the 14 built-in ones with them, are bits of a word
 good('64 rules with the built-in ones',
-    http => join("\n", map { "exchange_health_rule many$_ status=500 header=X-M$_;" } 1 .. 51));
+    http => join("\n", map { "exchange_health_rule many$_ status=500 header=X-M$_;" } 1 .. 50));
 bad('65 rules with the built-in ones',
-    http => join("\n", map { "exchange_health_rule many$_ status=500 header=X-M$_;" } 1 .. 52),
-    marker => 'exchange_health_rule many52 ',
+    http => join("\n", map { "exchange_health_rule many$_ status=500 header=X-M$_;" } 1 .. 51),
+    marker => 'exchange_health_rule many51 ',
     re => qr/too many exchange_health rules, at most 64/);
 bad('exchange_health_rule status 600',
     location => 'exchange_health_rule r1 status=600;',

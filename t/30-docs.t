@@ -309,7 +309,7 @@ for my $name (@order) {
     my ($block) = $doc =~ /The built-in rules are:\s*```nginx\n(.*?)```/s;
     ok defined $block, 'directives.md: the built-in rules block';
     my @rules = grep { /\S/ } split /;\s*\n/, $block // '';
-    is scalar(@rules), 13, 'directives.md: thirteen built-in rules';
+    is scalar(@rules), 14, 'directives.md: fourteen built-in rules';
     for my $where (qw(http server location)) {
         my $ng = nginx(http => conf_with($where, $block // ''));
         my ($rc, $out) = $ng->test_config;
@@ -357,7 +357,7 @@ sub c_strings {
     my ($block) = $doc =~ /The built-in rules are:\s*```nginx\n(.*?)```/s;
     my @doc_rules = map { my @t = tokens($_); shift @t; join ' ', @t }
                     grep { /\S/ } split /;\s*\n/, $block // '';
-    is scalar(@c_rules), 13, 'rules.c: thirteen built-in rules';
+    is scalar(@c_rules), 14, 'rules.c: fourteen built-in rules';
     is_deeply \@doc_rules, \@c_rules, 'the documented built-in rules are the module\'s, in order';
 
     my ($c_user) = $c =~ /ngx_http_exchange_health_default_user_errors =\s*ngx_string\((.*?)\);/s;

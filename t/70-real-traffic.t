@@ -131,11 +131,6 @@ for my $f (map { $_->[0] } @EH::Day::FARMS) {
     $GAP{out}{"bearer/$f"} = 'a token no sampled answer proved yet is the '
                              . 'client\'s: EXCH2 may need a fourth failure';
 }
-for my $a (qw(ntlm kerberos)) {
-    $GAP{out}{"$a/X-FEServer stripped too"} =
-        'bound 500s without X-FEServer eject nothing';
-    $GAP{back}{"$a/X-FEServer stripped too"} = 'never out';
-}
 sub gap {
     my ($what, $auth, $farm) = @_;
     return $GAP{$what}{"$auth/$farm"};

@@ -502,7 +502,14 @@ sub _add_vary {
     push @$h, ['Vary', 'Accept-Encoding'];
 }
 
-# A small synthetic response (used for "404" routes and the like).
+# Exchange's HttpProxy names every answer's request (request-id).
+sub _guid {
+    return sprintf '%08x-%04x-%04x-%04x-%012x', rand(2**32), rand(2**16),
+        rand(2**16), rand(2**16), int(rand(2**32)) * 65536 + int(rand(2**16));
+}
+
+# A small synthetic response (used for "404" routes and the like): as
+# Exchange sends it, with request-id and X-FEServer.
 sub synthetic {
     my ($class, %o) = @_;
     my $status = $o{status} // 200;
@@ -514,6 +521,7 @@ sub synthetic {
         ['Server', 'Microsoft-IIS/10.0'],
         @{ $o{headers} || [] },
         ['X-Powered-By', 'ASP.NET'],
+        ['request-id', _guid()],
         ['X-FEServer', '{{FESERVER}}'],
         ['Date', 'Tue, 25 Nov 2025 10:00:00 GMT'],
         ['Content-Length', length $body],
