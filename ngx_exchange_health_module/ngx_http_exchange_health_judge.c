@@ -39,6 +39,9 @@ static void ngx_http_exchange_health_hold_timeout(ngx_event_t *ev);
 static void ngx_http_exchange_health_hold_cleanup(void *data);
 static void ngx_http_exchange_health_waiting(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
+static void ngx_http_exchange_health_request_of(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_request_t *rq);
 static const u_char *ngx_http_exchange_health_request_body(
     ngx_http_request_t *r, size_t *len);
 static ngx_uint_t ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
@@ -649,6 +652,7 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
 {
     ngx_msec_t                            timeout;
     ngx_http_upstream_t                  *u;
+    ngx_http_exchange_health_request_t    rq;
     ngx_http_exchange_health_loc_conf_t  *hlcf;
 
     u = r->upstream;
@@ -694,13 +698,27 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
         return 0;
     }
 
+    /*
+     * A POST that only reads (an EWS GetFolder, an OWA FindItem) is as
+     * safe to send twice as a GET; others, only when configured so.
+     */
+
     if ((r->method & (NGX_HTTP_POST|NGX_HTTP_LOCK|NGX_HTTP_PATCH))
         && hlcf->retry != NGX_HTTP_EXCHANGE_HEALTH_RETRY_NON_IDEMPOTENT)
     {
+        ngx_http_exchange_health_request_of(r, ctx, &rq);
+
+        if (!(r->method & NGX_HTTP_POST)
+            || !ngx_http_exchange_health_reads_only(&rq))
+        {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "exchange health: no retry of a non-idempotent "
+                           "request");
+            return 0;
+        }
+
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "exchange health: no retry of a non-idempotent "
-                       "request");
-        return 0;
+                       "exchange health: a POST that only reads");
     }
 
     /* every server fails the same way: retrying would only double load */
@@ -864,42 +882,11 @@ static void
 ngx_http_exchange_health_waiting(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
-    ngx_table_elt_t                     *h;
-    ngx_http_exchange_health_request_t   rq;
+    ngx_http_exchange_health_request_t  rq;
 
-    static ngx_str_t  request_type = ngx_string("X-RequestType");
+    /* whether the request is meant to wait: request.c decides */
 
-    /*
-     * Whether the request is meant to wait (request.c): from its method,
-     * path and query, MAPI's X-RequestType, and for ActiveSync and EWS
-     * the first bytes of a body nginx has read into memory.
-     */
-
-    ngx_memzero(&rq, sizeof(ngx_http_exchange_health_request_t));
-
-    rq.protocol = ctx->protocol;
-    rq.method = r->method_name.data;
-    rq.method_len = r->method_name.len;
-    rq.path = r->uri.data;
-    rq.path_len = r->uri.len;
-    rq.args = r->args.data;
-    rq.args_len = r->args.len;
-    rq.content_length = r->headers_in.content_length_n;
-
-    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_MAPI) {
-        h = ngx_http_exchange_health_header(&r->headers_in.headers,
-                                            &request_type);
-        if (h) {
-            rq.request_type = h->value.data;
-            rq.request_type_len = h->value.len;
-        }
-    }
-
-    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC
-        || ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_EWS)
-    {
-        rq.body = ngx_http_exchange_health_request_body(r, &rq.body_len);
-    }
+    ngx_http_exchange_health_request_of(r, ctx, &rq);
 
     ctx->waits = ngx_http_exchange_health_waits(&rq);
 
@@ -907,6 +894,49 @@ ngx_http_exchange_health_waiting(ngx_http_request_t *r,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: a request meant to wait: %s",
                        ngx_http_exchange_health_wait_names[ctx->waits]);
+    }
+}
+
+
+static void
+ngx_http_exchange_health_request_of(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_request_t *rq)
+{
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  request_type = ngx_string("X-RequestType");
+
+    /*
+     * What request.c reads of a request: its method, path and query,
+     * MAPI's X-RequestType, and for ActiveSync and EWS the first bytes
+     * of a body nginx has read into memory.
+     */
+
+    ngx_memzero(rq, sizeof(ngx_http_exchange_health_request_t));
+
+    rq->protocol = ctx->protocol;
+    rq->method = r->method_name.data;
+    rq->method_len = r->method_name.len;
+    rq->path = r->uri.data;
+    rq->path_len = r->uri.len;
+    rq->args = r->args.data;
+    rq->args_len = r->args.len;
+    rq->content_length = r->headers_in.content_length_n;
+
+    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_MAPI) {
+        h = ngx_http_exchange_health_header(&r->headers_in.headers,
+                                            &request_type);
+        if (h) {
+            rq->request_type = h->value.data;
+            rq->request_type_len = h->value.len;
+        }
+    }
+
+    if (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC
+        || ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_EWS)
+    {
+        rq->body = ngx_http_exchange_health_request_body(r, &rq->body_len);
     }
 }
 

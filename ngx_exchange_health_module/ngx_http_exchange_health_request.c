@@ -676,6 +676,7 @@ static int ngx_http_exchange_health_sextet(const u_char **pp,
     const u_char *end);
 static int ngx_http_exchange_health_mb_uint32(const u_char **pp,
     const u_char *end, size_t *value);
+static int ngx_http_exchange_health_name_char(u_char c);
 
 
 int
@@ -1129,12 +1130,7 @@ ngx_http_exchange_health_ews_streaming(const u_char *p, size_t len)
         t = q - 1;
 
         if (*t == ':') {
-            while (t > p
-                   && ((t[-1] >= 'a' && t[-1] <= 'z')
-                       || (t[-1] >= 'A' && t[-1] <= 'Z')
-                       || (t[-1] >= '0' && t[-1] <= '9')
-                       || t[-1] == '_' || t[-1] == '-' || t[-1] == '.'))
-            {
+            while (t > p && ngx_http_exchange_health_name_char(t[-1])) {
                 t--;
             }
 
@@ -1151,4 +1147,207 @@ ngx_http_exchange_health_ews_streaming(const u_char *p, size_t len)
     }
 
     return 0;
+}
+
+
+static int
+ngx_http_exchange_health_name_char(u_char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+}
+
+
+int
+ngx_http_exchange_health_read_only(const u_char *name, size_t len)
+{
+    size_t        i, n;
+    const char   *s;
+
+    /*
+     * Operations that read and change nothing, by EWS's and OWA's naming:
+     * GetItem, FindItem, SyncFolderItems (the client keeps the sync
+     * state), and the few reads named otherwise.  The prefix must be
+     * followed by a capital: "Getaway" is no GetX.
+     */
+
+    static const char  *prefixes[] = { "Get", "Find", "Sync", NULL };
+    static const char  *names[] = { "ResolveNames", "ExpandDL", "ConvertId",
+                                    NULL };
+
+    for (i = 0; prefixes[i]; i++) {
+        s = prefixes[i];
+        n = strlen(s);
+
+        if (len > n && memcmp(name, s, n) == 0
+            && name[n] >= 'A' && name[n] <= 'Z')
+        {
+            for (n++; n < len; n++) {
+                if (!ngx_http_exchange_health_name_char(name[n])) {
+                    return 0;
+                }
+            }
+
+            return 1;
+        }
+    }
+
+    for (i = 0; names[i]; i++) {
+        if (len == strlen(names[i]) && memcmp(name, names[i], len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+ngx_http_exchange_health_ews_operation(const u_char *p, size_t len,
+    const u_char **name, size_t *name_len)
+{
+    const u_char  *end, *q, *t, *s;
+
+    /*
+     * The first element inside the SOAP Body: "<soap:Body>" (any prefix,
+     * or none, attributes allowed), blanks, then "<m:GetFolder" or
+     * "<GetFolder"; its local name is returned.
+     */
+
+    end = p + len;
+
+    for (q = p; end - q >= 5; q++) {
+        q = memchr(q, 'B', (end - q) - 4);
+
+        if (q == NULL) {
+            return 0;
+        }
+
+        if (memcmp(q, "Body", 4) != 0
+            || (q[4] != '>' && q[4] != ' ' && q[4] != '\t' && q[4] != '\r'
+                && q[4] != '\n')
+            || q == p)
+        {
+            continue;
+        }
+
+        t = q - 1;
+
+        if (*t == ':') {
+            while (t > p && ngx_http_exchange_health_name_char(t[-1])) {
+                t--;
+            }
+
+            if (t == q - 1 || t == p) {
+                continue;
+            }
+
+            t--;
+        }
+
+        if (*t != '<') {
+            continue;
+        }
+
+        /* the end of the Body's start tag; "<Body/>" has no operation */
+
+        t = memchr(q + 4, '>', end - (q + 4));
+
+        if (t == NULL || t[-1] == '/') {
+            return 0;
+        }
+
+        for (t++; t < end; t++) {
+            if (*t != ' ' && *t != '\t' && *t != '\r' && *t != '\n') {
+                break;
+            }
+        }
+
+        if (t == end || *t != '<') {
+            return 0;
+        }
+
+        s = ++t;
+
+        while (t < end && ngx_http_exchange_health_name_char(*t)) {
+            t++;
+        }
+
+        if (t < end && *t == ':') {
+            s = ++t;
+
+            while (t < end && ngx_http_exchange_health_name_char(*t)) {
+                t++;
+            }
+        }
+
+        /* the name must end inside what was read */
+
+        if (t == s || t == end
+            || (*t != '>' && *t != '/' && *t != ' ' && *t != '\t'
+                && *t != '\r' && *t != '\n'))
+        {
+            return 0;
+        }
+
+        *name = s;
+        *name_len = t - s;
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
+int
+ngx_http_exchange_health_reads_only(
+    const ngx_http_exchange_health_request_t *rq)
+{
+    size_t         len;
+    const u_char  *p, *end, *amp, *name;
+
+    switch (rq->protocol) {
+
+    case NGX_HTTP_EXCHANGE_HEALTH_EWS:
+
+        return rq->body
+               && ngx_http_exchange_health_ews_operation(rq->body,
+                                                         rq->body_len,
+                                                         &name, &len)
+               && ngx_http_exchange_health_read_only(name, len);
+
+    case NGX_HTTP_EXCHANGE_HEALTH_OWA:
+
+        /* OWA's service calls name their operation: service.svc?action= */
+
+        if (!ngx_http_exchange_health_ends_with(rq->path, rq->path_len,
+                                                "/service.svc")
+            || rq->args == NULL)
+        {
+            return 0;
+        }
+
+        end = rq->args + rq->args_len;
+
+        for (p = rq->args; p < end; p = amp + 1) {
+            amp = memchr(p, '&', end - p);
+
+            if (amp == NULL) {
+                amp = end;
+            }
+
+            if (amp - p > 7 && strncasecmp((const char *) p, "action=", 7)
+                               == 0)
+            {
+                return ngx_http_exchange_health_read_only(p + 7,
+                                                          amp - p - 7);
+            }
+        }
+
+        return 0;
+
+    default:
+        return 0;
+    }
 }

@@ -220,5 +220,23 @@ int ngx_http_exchange_health_eas_sync_waits(const u_char *p, size_t len);
 /* 1 when a SOAP body's operation is EWS's GetStreamingEvents */
 int ngx_http_exchange_health_ews_streaming(const u_char *p, size_t len);
 
+/*
+ * 1 when a POST only reads, so that a server's failure of it may be sent
+ * to another server: an EWS operation (ews_operation) or an OWA service
+ * call (service.svc?action=) that read_only names a read.
+ */
+int ngx_http_exchange_health_reads_only(
+    const ngx_http_exchange_health_request_t *rq);
+
+/* 1 for GetX, FindX, SyncX, ResolveNames, ExpandDL, ConvertId */
+int ngx_http_exchange_health_read_only(const u_char *name, size_t len);
+
+/*
+ * The local name of the first element inside a SOAP Body, from the
+ * first bytes of an EWS request's body; 0 when it is not all there.
+ */
+int ngx_http_exchange_health_ews_operation(const u_char *p, size_t len,
+    const u_char **name, size_t *name_len);
+
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_REQUEST_H_INCLUDED_ */

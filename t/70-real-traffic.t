@@ -121,9 +121,8 @@ my $GET = qr/^(?:forms|adfs|oidc|basic)$/;
 my $WINDOWS = qr/^(?:ntlm|kerberos)$/;
 my %GAP;
 for my $f (map { $_->[0] } @EH::Day::FARMS) {
-    # a POST is not sent twice, nor a request bound to a connection
-    $GAP{seen}{"$_/$f"} = 'its failures before EXCH2 is out reach users'
-        for qw(basic-ews bearer kerberos);
+    # a request bound to its connection is not sent elsewhere
+    $GAP{seen}{"kerberos/$f"} = 'its failures before EXCH2 is out reach users';
 }
 for my $f (map { $_->[0] } @EH::Day::FARMS) {
     # a token's refusal counts only once it is known accepted, and that

@@ -211,6 +211,28 @@ ews(const char *body)
 
 
 static int
+reads(unsigned protocol, const char *args, const char *body)
+{
+    ngx_http_exchange_health_request_t  rq;
+
+    memset(&rq, 0, sizeof(rq));
+
+    rq.protocol = protocol;
+    rq.method = (const u_char *) "POST";
+    rq.method_len = 4;
+    rq.path = (const u_char *) (protocol == NGX_HTTP_EXCHANGE_HEALTH_OWA
+                                ? "/owa/service.svc" : "/EWS/Exchange.asmx");
+    rq.path_len = strlen((const char *) rq.path);
+    rq.args = (const u_char *) args;
+    rq.args_len = args ? strlen(args) : 0;
+    rq.body = (const u_char *) body;
+    rq.body_len = body ? strlen(body) : 0;
+
+    return ngx_http_exchange_health_reads_only(&rq);
+}
+
+
+static int
 waits(unsigned protocol, const char *method, const char *path,
     const char *args, const char *request_type, off_t content_length,
     const char *body, size_t body_len)
@@ -602,6 +624,57 @@ main(void)
     UNIT_OK(strcmp(ngx_http_exchange_health_wait_names[
                        NGX_HTTP_EXCHANGE_HEALTH_WAIT_RPC_CHANNEL],
                    "rpc-channel") == 0, "waits: names for the log");
+
+    /* POSTs that only read: EWS operations, OWA service calls */
+
+    UNIT_OK(reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                  "<?xml version=\"1.0\"?><soap:Envelope><soap:Header>"
+                  "<t:RequestServerVersion Version=\"Exchange2016\"/>"
+                  "</soap:Header><soap:Body>\r\n  <m:GetFolder>"
+                  "<m:FolderShape>"), "reads: EWS GetFolder");
+    UNIT_OK(reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                  "<s:Envelope><s:Body xmlns:x=\"y\"><FindItem "
+                  "Traversal=\"Shallow\">"), "reads: EWS FindItem");
+    UNIT_OK(reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                  "<Body><SyncFolderItems/>"), "reads: SyncFolderItems");
+    UNIT_OK(reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                  "<Body><m:ResolveNames ReturnFullContactData=\"true\">"),
+            "reads: ResolveNames");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                   "<soap:Body><m:CreateItem MessageDisposition="
+                   "\"SendAndSaveCopy\">"), "reads: CreateItem writes");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                   "<soap:Body><m:DeleteItem>"), "reads: DeleteItem writes");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                   "<soap:Header><t:MessageBody>x</t:MessageBody>"
+                   "</soap:Header><soap:Body><m:SendItem>"),
+            "reads: an element ending in Body is not the Body");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                   "<soap:Body><m:Getaway>"), "reads: Getaway is no GetX");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL,
+                   "<soap:Body><m:GetFol"),
+            "reads: an operation cut off is unknown");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL, "<soap:Body/>"),
+            "reads: an empty Body");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL, "<soap:Body>"),
+            "reads: a Body cut off");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL, NULL),
+            "reads: no body at hand");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_EWS, NULL, "Body>"),
+            "reads: Body at the start");
+    UNIT_OK(reads(NGX_HTTP_EXCHANGE_HEALTH_OWA, "action=FindItem&EP=1",
+                  NULL), "reads: OWA FindItem");
+    UNIT_OK(reads(NGX_HTTP_EXCHANGE_HEALTH_OWA, "ID=-3&ACTION=GetItem",
+                  NULL), "reads: OWA action, any case of its name");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_OWA, "action=CreateItem&EP=1",
+                   NULL), "reads: OWA CreateItem writes");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_OWA, "action=", NULL),
+            "reads: OWA, an empty action");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_OWA, "EP=1", NULL),
+            "reads: OWA, no action");
+    UNIT_OK(!reads(NGX_HTTP_EXCHANGE_HEALTH_MAPI, "action=GetItem",
+                   "<soap:Body><m:GetFolder>"),
+            "reads: nothing of MAPI's");
 
     return unit_done();
 }
