@@ -263,6 +263,13 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
             ctx->user_key.data = auth->value.data + auth->value.len
                                  - NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
             ctx->user_key.len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
+
+            /*
+             * Every server of the farm decrypts it with the same
+             * account's key: the request may be sent on to another.
+             */
+
+            ctx->kerberos = 1;
         }
 
     } else if (b && b->signed_in && auth == NULL) {
@@ -381,10 +388,11 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
     peer = ctx->nattempts ? ctx->attempt[ctx->nattempts - 1].peer
                           : NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED;
 
-    if (bypass && (state & NGX_PEER_FAILED)) {
+    if (bypass && (state & NGX_PEER_FAILED) && !ctx->retrying) {
         /*
-         * Its credentials are good on that connection only, and the
-         * request is documented as never retried: no other server.
+         * A bound connection failed (reset, timed out): nginx would send
+         * the request on, without credentials.  Only a failure the
+         * module judged, and chose to send on, is (judge.c).
          */
         pc->tries = 0;
     }

@@ -676,23 +676,24 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
     }
 
     /*
-     * A request signed in by its connection (NTLM, Negotiate) holds
-     * credentials that are good on that connection only: elsewhere it
-     * would meet a 401.  Its answer goes to the client as it is.
+     * An NTLM message answers, or asks for, one connection's challenge:
+     * it is good there only.  A Kerberos ticket is good on every server,
+     * and a request its connection signed in meets a 401 on the next
+     * server, which makes the client sign in again there: both are sent
+     * on, the binding to the failing server ended (bind.c).
      */
 
     if (hlcf->retry == NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF
-        || ctx->ntlm
-        || ctx->bound
+        || (ctx->ntlm && !ctx->kerberos)
         || u->peer.tries <= 1
         || (timeout && ngx_current_msec - u->peer.start_time >= timeout)
         || (u->request_sent && r->request_body_no_buffering))
     {
         ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "exchange health: no retry: retry %ui, signed in by "
-                       "its connection %ui, tries left %ui, body unbuffered "
+                       "exchange health: no retry: retry %ui, an NTLM "
+                       "message %ui, tries left %ui, body unbuffered "
                        "%ui", hlcf->retry, (ngx_uint_t) (ctx->ntlm
-                                                         || ctx->bound),
+                                                         && !ctx->kerberos),
                        u->peer.tries,
                        (ngx_uint_t) r->request_body_no_buffering);
         return 0;

@@ -326,6 +326,21 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
         }
     }
 
+    /*
+     * A request its connection signed in, sent on after its server
+     * failed it: it carried no credentials of its own, and the next
+     * server's 401 makes the client sign in again.  That 401 gives no
+     * opinion on the failure, which stays its server's, unconfirmed.
+     */
+
+    if (ctx->bound && n > 1 && last->status == NGX_HTTP_UNAUTHORIZED) {
+        ngx_http_exchange_health_unconfirmed(ctx, n - 1);
+
+        verdict = failed ? NGX_HTTP_EXCHANGE_HEALTH_V_RESCUED
+                         : NGX_HTTP_EXCHANGE_HEALTH_V_NONE;
+        goto settled;
+    }
+
     switch (last->verdict) {
 
     case NGX_HTTP_EXCHANGE_HEALTH_HEALTHY:
@@ -405,6 +420,8 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     default:
         verdict = NGX_HTTP_EXCHANGE_HEALTH_V_NONE;
     }
+
+settled:
 
     for (i = 0; i < n; i++) {
         ngx_http_exchange_health_release_trial(ctx, &ctx->attempt[i]);

@@ -212,17 +212,25 @@ ntlm_routes();
             'malformed "' . substr($v, 0, 24) . '...": ' . ($r->{status} // 'none');
     }
 
-    # a client bound to EXCH1 whose server now fails with a 500: the
-    # client gets that answer (no retry), and the next one elsewhere
+    # a client bound to a server that now fails with a 500: the request
+    # is sent on, without credentials; the next server's 401 makes the
+    # client sign in again there (a fresh challenge), and it is served
     my $o = EH::Ntlm::outlook(port => $ng->port, user => 'bob');
     ok $o->{signed_in}, 'bob signed in';
     my ($on) = $o->{bodies}[-1] =~ /on (EXCH\d)/;
     $farm->server($on)->prepend({ name => 'mapi-500', path => '^/mapi/', status => 500,
                                   add_headers => [ [ 'X-FEServer' => $on ] ] });
     $farm->clear_logs;
-    $r = $o->{client}->request(GET => '/mapi/emsmdb/');
-    is $r->{status}, 500, 'a bound request that fails: its answer, not retried';
-    is $farm->total_hits(path => '^/mapi/'), 1, 'one server saw it';
+    my ($st, $last) = EH::Ntlm::again($o->{client}, user => 'bob');
+    is_deeply $st, [ 401, 401, 200 ],
+        'a bound request that fails: sent on, 401 there, signed in again, 200';
+    is $farm->server($on)->hits(path => '^/mapi/'), 1,
+        "the failing server saw the request once, then nothing";
+    is $farm->total_hits(path => '^/mapi/'), 4,
+        'the other server: the request, the type 1, the type 3';
+    my @v = EH::Front::wait_verdicts($ng, 1);
+    like join(' ', map { $_->{verdict} // '-' } @v), qr/\brescued\b/,
+        'its verdict: rescued';
     $ng->stop;
     ok $ng->error_log !~ /\[(?:alert|crit|emerg)\]/, 'no alert in the error log';
 }
@@ -235,6 +243,7 @@ SKIP: {
     skip 'curl with HTTP/2 is not installed', 4
         unless `curl --version 2>/dev/null` =~ /HTTP2/;
     ntlm_routes();
+    $farm->clear_logs;
     my $ng = EH::Front::nginx($farm, upstream => 'keepalive 16;',
         http => "server {\n    listen 127.0.0.1:{{PORT_H2}} http2;\n"
               . "    location / {\n        proxy_pass https://exchange;\n"
