@@ -24,7 +24,8 @@
 #   make load     minutes of load with a flapping server and workers
 #                 killed (bench/load-flapping); LOAD_ARGS=--seconds=30
 #   make deb      the Debian package, as Debian builds its nginx modules
-#                 (dh-sequence-nginx), into build/deb/, then lintian
+#                 (dh-sequence-nginx), into build/deb/, then lintian:
+#                 a lintian error fails it
 #   make clean    remove build output
 
 SHELL      := /bin/bash
@@ -193,7 +194,8 @@ deb:
 	mkdir -p $(BUILD)/deb/src
 	git ls-files -z | xargs -0 cp --parents -t $(BUILD)/deb/src
 	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc
-	lintian --info --display-info $(BUILD)/deb/*.changes || true
+	@# errors fail the build; warnings and notes are shown, not fatal
+	lintian --info --display-info --fail-on error $(BUILD)/deb/*.changes
 
 clean:
 	rm -rf $(BUILD)

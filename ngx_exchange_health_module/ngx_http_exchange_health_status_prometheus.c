@@ -59,7 +59,7 @@ static ngx_http_exchange_health_metric_t  ngx_http_exchange_health_metrics[] =
       "9 ejected, 10 farm-wide fault",
       ngx_http_exchange_health_m_state },
 
-    { "exchange_health_server_state_since_seconds", "gauge",
+    { "exchange_health_server_state_since_timestamp_seconds", "gauge",
       "Unix time of the last change of state",
       ngx_http_exchange_health_m_since },
 
@@ -298,8 +298,17 @@ ngx_http_exchange_health_labels(ngx_http_exchange_health_writer_t *w,
         ngx_http_exchange_health_label(w, "server", s->addr.data,
                                        s->addr.len);
         ngx_http_exchange_health_write(w, ",");
-        ngx_http_exchange_health_label(w, "name", s->record.name.data,
-                                       s->record.name.len);
+
+        /* not named by Exchange yet: its address, never name="" */
+
+        if (s->record.name.len) {
+            ngx_http_exchange_health_label(w, "name", s->record.name.data,
+                                           s->record.name.len);
+
+        } else {
+            ngx_http_exchange_health_label(w, "name", s->addr.data,
+                                           s->addr.len);
+        }
     }
 
     /* a server's own metrics have no protocol */

@@ -47,6 +47,7 @@ my @replaced = (
     qr/^\s*ssl_certificate(?:_key)? /,
     qr/^\s*proxy_ssl_trusted_certificate /,
     qr/^\s*access_log /,
+    qr/^\s*error_log /,
     qr/^\s*state=/,
 );
 
@@ -91,7 +92,7 @@ sub module_lines {
     my @unexpected = grep { my $l = $o[$_]; !grep { $l =~ $_ } @replaced } @changed;
     is_deeply [ map { $o[$_] } @unexpected ], [],
         'example.conf: only module path, addresses, ports, certificates, log path replaced';
-    is scalar(@changed), 11, 'example.conf: the 11 lines that cannot exist here were replaced'
+    is scalar(@changed), 12, 'example.conf: the 12 lines that cannot exist here were replaced'
         or diag join "\n", map { "$o[$_]\n  => $a[$_]" } @changed;
     is_deeply [ map { s/state=\S+;/state=FILE;/r } module_lines($adapted) ],
               [ map { s/state=\S+;/state=FILE;/r } module_lines($original) ],
@@ -117,9 +118,11 @@ sub module_lines {
     } or BAIL_OUT($@);
     like $main, qr/^worker_processes auto;$/m, 'example.conf: worker_processes auto';
     like $events, qr/^\s*worker_connections 4096;$/m, 'example.conf: events as expected';
-    is join('', grep { !/^\s*(?:#.*)?$/ && !/^(?:load_module|user|worker_processes) / }
+    is join('', grep { !/^\s*(?:#.*)?$/ && !/^(?:load_module|user|worker_processes|error_log) / }
                 split /^/, $main), '',
         'example.conf: nothing else in the main context';
+    like $main, qr/^error_log \S+ warn;$/m,
+        'example.conf: the error log at warn, where the module logs';
     my $ng = EH::Nginx->new(http => $http, tls => 1, host => 'mail.contoso.com',
                             worker_processes => 'auto');
     $ng->start;

@@ -106,11 +106,38 @@ subtest 'Prometheus' => sub {
     is $m->{samples}{qq(exchange_health_server_up{upstream="exchange",server="$addr",name="EXCH2",protocol="ews"})},
         1, 'up for ews';
 
+    # a Unix time is a _timestamp_seconds, as the certificate's expiry
+    my $since = $m->{samples}{qq(exchange_health_server_state_since_timestamp_seconds{upstream="exchange",server="$addr",name="EXCH2",protocol="owa"})};
+    cmp_ok abs(($since // 0) - time), '<', 600,
+        'when EXCH2 changed state for owa: a Unix time of the last minutes';
+    unlike $r->{body}, qr/_since_seconds\b/, 'no _since_seconds left';
+
   SKIP: {
         skip 'promtool not installed', 1 unless EH::Status::promtool();
         my ($ok, $out) = EH::Status::promtool_check($r->{body});
         ok $ok, 'promtool check metrics accepts it' or diag $out;
     }
+};
+
+subtest 'Prometheus: a server Exchange has not named yet' => sub {
+    # a server that never answered: its probes fail, nothing names it
+    my $dead = EH::Util::free_port();
+    my $ng = EH::Front::nginx($farm, before => "server 127.0.0.1:$dead;",
+        upstream => 'exchange_health_probe interval=1s timeout=1s '
+                  . 'protocols=owa fails=1;',
+        server => 'location = /status { exchange_health_status; }');
+    $ng->start;
+    my $series = qr/^exchange_health_server_up\{[^}]*server="127\.0\.0\.1:$dead"[^}]*\} /m;
+    my $p = '';
+    ok wait_until(sub {
+           $p = $ng->request(GET => '/status?format=prometheus')->{body};
+           $p =~ $series }, timeout => 10),
+        'the unanswering server is in the scrape';
+    my ($line) = $p =~ /^(exchange_health_server_up\{[^}]*server="127\.0\.0\.1:$dead"[^}]*\} \d+)$/m;
+    like $line, qr/name="127\.0\.0\.1:$dead"/,
+        'named after its address' or diag $line;
+    is scalar(() = $p =~ /name=""/g), 0, 'no series with name=""';
+    $ng->stop;
 };
 
 subtest 'no cookies, credentials or query strings' => sub {

@@ -12,7 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use EH::Test;
 use EH::Front;
-use Time::HiRes qw(sleep);
+use Time::HiRes ();
 
 my $farm_cert = cert(cn => 'mail.contoso.com', key => 'farm',
                      san => ['DNS:mail.contoso.com', 'IP:127.0.0.1']);
@@ -96,11 +96,20 @@ subtest 'probes and certificates' => sub {
 };
 
 subtest 'one worker per server and protocol per interval' => sub {
+    # Waits for five probes of EXCH1's OWA, then measures them: four
+    # intervals of 1 s apart (a probe is claimed under the zone's lock,
+    # then due again an interval later), where a probe once per worker
+    # (4 workers) would bring five in about a second.
     $farm->clear_logs;
-    sleep 4.2;
-    my $n = $farm->server('EXCH1')->hits(path => '^/owa/healthcheck\.htm');
-    cmp_ok $n, '>=', 3, "$n probes of EXCH1's OWA in 4 s: probed";
-    cmp_ok $n, '<=', 6, '... and not once per worker (4 workers)';
+    my $ex1 = $farm->server('EXCH1');
+    my $n = $ex1->wait_hits(5, path => '^/owa/healthcheck\.htm', timeout => 15);
+    cmp_ok $n, '>=', 5, "five probes of EXCH1's OWA came: probed";
+    my @t = map { $_->{time} }
+            $ex1->requests(path => '^/owa/healthcheck\.htm');
+    my $span = $t[4] - $t[0];
+    cmp_ok $span, '>=', 3, sprintf('... %.1f s from the first to the fifth: '
+                                   . 'not once per worker', $span);
+    cmp_ok $span, '<=', 10, '... and every interval, not more rarely';
 };
 
 subtest 'maintenance mode: no answer drains the server for that protocol' => sub {
@@ -164,7 +173,21 @@ subtest 'a probe does not re-admit a server live traffic ejected' => sub {
     my @ej = grep { $_->{server} eq 'EXCH3' } EH::Front::changes($ng, 'ejected');
     is scalar(@ej), 1, 'EXCH3 ejected by live traffic';
 
-    sleep 2.5;    # healthcheck.htm still answers: probes are fine
+    # Wait for two probes of EXCH3's OWA after the ejection, each of
+    # which could have re-admitted it: healthcheck.htm still answers.
+    my $ex3 = $farm->server('EXCH3');
+    my $since = Time::HiRes::time();
+    cmp_ok $ex3->wait_hits(2, path => '^/owa/healthcheck\.htm',
+                           since => $since, timeout => 10), '>=', 2,
+        'two probes of its OWA came after the ejection';
+    # the page's probe time is whole seconds: one a second later at least
+    my @g = gmtime(int($since) + 1);
+    my $after = sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ',
+                        $g[5] + 1900, $g[4] + 1, @g[3, 2, 1, 0];
+    ok wait_until(sub { my $p = server_of('EXCH3')->{protocols}{owa}{probe};
+                        $p && $p->{result} eq 'ok'
+                        && ($p->{time} // '') ge $after }, timeout => 5),
+        "... and the page has a passing one of $after or later";
 
     my $s = server_of('EXCH3');
     is $s->{protocols}{owa}{probe}{result}, 'ok', 'its probes pass';

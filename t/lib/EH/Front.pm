@@ -104,6 +104,7 @@ sub example_conf {
         $l =~ s{^(\s*ssl_certificate_key\s+)/etc/nginx/ssl/mail\.contoso\.com\.key;}{$1$mail->{key};};
         $l =~ s{^(\s*proxy_ssl_trusted_certificate\s+)/etc/nginx/ssl/contoso-ca\.pem;}{$1$ca->{cert};};
         $l =~ s{^(\s*access_log\s+)/var/log/nginx/exchange\.log( exchange;)}{$1$ports->{prefix}/logs/exchange.log$2};
+        $l =~ s{^(\s*error_log\s+)/var/log/nginx/error\.log( warn;)}{$1$ports->{prefix}/logs/error.log$2};
         $l =~ s{^(\s*state=)/var/lib/nginx/exchange-health/exchange\.state;}{$1$ports->{prefix}/exchange.state;};
         push @out, $l;
     }
