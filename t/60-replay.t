@@ -180,7 +180,7 @@ my @har = (
     har_entry(capture => 'owa-service-500-nomailbox', method => 'POST',
               path => '/owa/service.svc?action=GetFolder', post => '{"a":1}'),
     har_entry(capture => 'owa-service-500', method => 'POST',
-              path => '/owa/service.svc?action=FindItem', post => '{"b":2}'),
+              path => '/owa/service.svc?action=CreateItem', post => '{"b":2}'),
     har_entry(capture => 'owa-signed-in', path => '/owa/', base64 => 1, gzip => 1),
     har_entry(capture => 'owa-script', path => '/owa/prem/15.1.2507.6/scripts/boot.worker.js'),
     har_entry(capture => 'healthcheck', path => '/favicon.ico', host => 'https://cdn.contoso.com'),
@@ -292,7 +292,7 @@ ok !$l->{"$dir/session.har#7"} && !$l->{"$dir/session.har#9"},
     'HAR: entries not under /owa or /ecp, and one with no answer, are not replayed';
 like $err, qr{session\.har: 7 of 9 entries replayed \(the /owa and /ecp ones\), skipped #9 GET /owa/blocked\.gif \(no answer recorded: status 0\); a browser saves bodies decoded},
     'HAR: what was replayed and skipped, and that bodies go decoded';
-like $err, qr{session\.har#4: not retried: a POST is retried only with exchange_health_retry on non_idempotent},
+like $err, qr{session\.har#4: not retried: a POST that writes \(not an EWS or OWA Get, Find or Sync call\) is retried only with exchange_health_retry on non_idempotent},
     'HAR: why a POST was not retried';
 is join(' ', map { "$_->{verdict}/$_->{rule}/$_->{server}/$_->{met}" } @$l{"$tiny#1", "$tiny#2"}),
     'failure/errorfe-redirect/EXCH1/ok healthy/-/EXCH1/ok', 't/replay/tiny.har: its two OWA entries';
@@ -468,7 +468,7 @@ my $rl = request_lines($out);
 my $cj = 'body not captured: cannot judge';
 my %rwant = (
     # Wireshark: a POST, then a GET on the same connection
-    'wireshark-stream.txt#1' => 'failure rule=fe500 server=EXCH2 retried=no POST /owa/service.svc',
+    'wireshark-stream.txt#1' => 'failure rule=fe500 server=EXCH2 retried=yes POST /owa/service.svc',
     'wireshark-stream.txt#2' => 'healthy rule=- server=EXCH2 retried=no GET /owa/',
     # Fiddler: the whole URL in the request line, sessions between dashes
     'fiddler-sessions.txt#1' => 'failure rule=ecp-json server=EXCH2 retried=yes GET /ecp/DDI/DDIService.svc/GetList',
@@ -481,7 +481,7 @@ my %rwant = (
     # apart; a redirect to errorFE.aspx and a 500 naming the server can
     'no-body.har#1'          => "$cj rule=- server=EXCH2 retried=no GET /owa/",
     'no-body.har#2'          => 'failure rule=errorfe-redirect server=EXCH2 retried=yes GET /owa/',
-    'no-body.har#3'          => 'failure rule=fe500 server=EXCH2 retried=no POST /owa/service.svc',
+    'no-body.har#3'          => 'failure rule=fe500 server=EXCH2 retried=yes POST /owa/service.svc',
     'no-body.har#4'          => "$cj rule=- server=EXCH2 retried=no GET /owa/",
 );
 for my $k (sort keys %rwant) {
