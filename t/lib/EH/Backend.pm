@@ -159,12 +159,17 @@ sub vars  {
 
 # ---------------------------------------------------------------- behaviour
 
+# preset($name, prepend => [routes], strip => [names]): the preset's
+# table with routes in front of it and the headers it strips, written at
+# once, so that no request meets a table half changed.
 sub preset {
-    my ($self, $name) = @_;
+    my ($self, $name, %o) = @_;
     my $p = $PRESETS{$name} or croak "unknown preset '$name' (have: "
         . join(', ', sort keys %PRESETS) . ")";
     $self->{preset} = $name;
-    return $self->_write_routes([ map { +{%$_} } @$p ]);
+    $self->{strip} = [ @{ $o{strip} } ] if $o{strip};
+    return $self->_write_routes([ @{ $o{prepend} || [] },
+                                  map { +{%$_} } @$p ]);
 }
 
 # Break the server: preset 'seed' unless another preset is named.

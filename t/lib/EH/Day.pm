@@ -196,10 +196,12 @@ sub set {
                        capture => 'errorfe-redirect', beserver => 'MBX7' } }
         qw(db1 db2 db3);
 
-    $b->strip(@{ $self->{strip} }) if $self->{strip};
+    # one write: a request in between would meet the preset without the
+    # routes above (a made-up NTLM answer once met a plain 200 so)
     $b->preset($state eq 'seed' || $state eq 'ews-broken'
-               || $state eq 'bearer-broken' ? $state : 'healthy');
-    $b->prepend(reverse @pre);
+               || $state eq 'bearer-broken' ? $state : 'healthy',
+               prepend => [ reverse @pre ],
+               ($self->{strip} ? (strip => $self->{strip}) : ()));
 }
 
 # The base64 prefix every made-up Kerberos ticket for $user... starts with.
