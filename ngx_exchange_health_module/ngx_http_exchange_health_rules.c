@@ -1044,8 +1044,21 @@ ngx_http_exchange_health_failure(ngx_http_request_t *r,
      * OWA sends its "can't find the page" (a stale link), bad request and
      * forbidden pages through errorFE.aspx as it sends its failures: every
      * server answers such a request the same, so it is nobody's failure
-     * and no other server is asked.
+     * and no other server is asked.  The page itself comes with its 4xx
+     * status: a rule for pages of any status (errorfe-page) that finds
+     * it there finds the request's.
      */
+
+    code = u->headers_in.status_n;
+
+    if (rule->any_status && rule->bodies && code >= 400 && code < 500) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: rule \"%V\" matched a page with "
+                       "status %ui: the request's, not the server's",
+                       &rule->name, code);
+
+        return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+    }
 
     if (u->headers_in.location) {
         code = ngx_http_exchange_health_errorfe_code(
