@@ -515,8 +515,8 @@ typedef struct {
     unsigned                              known_read:1;
     unsigned                              sampled:1; /* this answer */
     unsigned                              ntlm:1;    /* its credentials */
-    unsigned                              kerberos:1; /* a ticket: good
-                                                         on any server */
+    unsigned                              moved:1;   /* its client, off
+                                                        a failing server */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */
     unsigned                              trial_handshake:1;

@@ -134,14 +134,16 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
      * A try after a failure also steers clear of the servers seen failing
      * lately, in this module's count or in requests that failed on every
      * server tried: with two broken servers, a user is not sent from one
-     * to the other while a good one is left.
+     * to the other while a good one is left.  So does a client's new
+     * sign-in after its bound server failed it (bind.c).
      */
 
-    retry = ctx->nattempts
-            && (ctx->attempt[ctx->nattempts - 1].verdict
-                    == NGX_HTTP_EXCHANGE_HEALTH_FAILED
-                || ctx->attempt[ctx->nattempts - 1].verdict
-                    == NGX_HTTP_EXCHANGE_HEALTH_ERROR);
+    retry = ctx->moved
+            || (ctx->nattempts
+                && (ctx->attempt[ctx->nattempts - 1].verdict
+                        == NGX_HTTP_EXCHANGE_HEALTH_FAILED
+                    || ctx->attempt[ctx->nattempts - 1].verdict
+                        == NGX_HTTP_EXCHANGE_HEALTH_ERROR));
 
     /* read unlocked: a stale answer costs one request at most */
 
@@ -327,13 +329,15 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     }
 
     /*
-     * A request its connection signed in, sent on after its server
-     * failed it: it carried no credentials of its own, and the next
-     * server's 401 makes the client sign in again.  That 401 gives no
-     * opinion on the failure, which stays its server's, unconfirmed.
+     * Connection-bound sign-in sent on after its server failed it: the
+     * next server's 401 (to a request its connection signed in, to an
+     * NTLM type 1 or 3) makes the client sign in again.  That 401 gives
+     * no opinion on the failure, which stays its server's, unconfirmed.
      */
 
-    if (ctx->bound && n > 1 && last->status == NGX_HTTP_UNAUTHORIZED) {
+    if ((ctx->bound || ctx->ntlm) && n > 1
+        && last->status == NGX_HTTP_UNAUTHORIZED)
+    {
         ngx_http_exchange_health_unconfirmed(ctx, n - 1);
 
         verdict = failed ? NGX_HTTP_EXCHANGE_HEALTH_V_RESCUED
