@@ -1059,10 +1059,12 @@ ngx_http_exchange_health_signin_probed_locked(
     ngx_http_exchange_health_signin_result_t *r, ngx_str_t *uri,
     ngx_msec_t *duration)
 {
-    size_t                             len;
-    ngx_msec_t                         now, out;
-    ngx_http_exchange_health_slot_t   *slot;
-    ngx_http_exchange_health_event_t   ev;
+    size_t                              len;
+    ngx_uint_t                          i, k;
+    ngx_msec_t                          now, out;
+    ngx_http_exchange_health_slot_t    *slot;
+    ngx_http_exchange_health_event_t    ev;
+    ngx_http_exchange_health_signin_t  *sp;
 
     /*
      * What the signed-in probe found: a user's own path, signed in.  A
@@ -1123,6 +1125,31 @@ ngx_http_exchange_health_signin_probed_locked(
         || peer >= conf->nprimary
         || conf->sh->farm[p].fault)
     {
+        return ngx_http_exchange_health_nothing;
+    }
+
+    /*
+     * Confirmed as a retry's failure is: the mailbox answers well through
+     * another server.  Failing everywhere, it is the mailbox's fault (its
+     * database down), not the servers'.
+     */
+
+    sp = conf->servers[peer]->signin;
+    k = r - sp->result;
+
+    for (i = 0; i < conf->nprimary; i++) {
+        if (i != peer && conf->servers[i] && conf->servers[i]->signin
+            && conf->servers[i]->signin->result[k].result
+               == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK)
+        {
+            break;
+        }
+    }
+
+    if (i == conf->nprimary) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui not ejected by its probe: "
+                       "no other server answers it well", peer);
         return ngx_http_exchange_health_nothing;
     }
 

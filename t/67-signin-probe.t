@@ -316,6 +316,23 @@ subtest 'a wrong password: a warning, no server out, no sign-in storm' => sub {
        'fixed and reloaded: every server signed in';
 };
 
+subtest 'the mailbox fails through every server: its fault, no server out' => sub {
+    # its database is down: every server fails it alike
+    $_->prepend({ path => '^/owa/$', user => $USER, status => 500,
+                  headers => { 'X-OWA-Error' => 'Microsoft.Exchange.Data.Storage.MailboxOfflineException' } })
+        for $farm->servers;
+    ok wait_until(sub { 3 == grep { (signin_of($ng2, $_, 'owa')->{failed_in_a_row} // 0) >= 3 }
+                             $farm->names }, timeout => 5 * $INTERVAL + 2),
+       'three failures in a row on every server';
+    is scalar(EH::Front::changes($ng2, 'ejected')), 0, 'no server ejected';
+    like signin_of($ng2, 'EXCH1', 'owa')->{why}, qr/^status 500: .*MailboxOfflineException/,
+        'the status page says why';
+    $farm->heal;
+    ok wait_until(sub { 3 == grep { (signin_of($ng2, $_, 'owa')->{result} // '') eq 'ok' }
+                             $farm->names }, timeout => 3 * $INTERVAL + 2),
+       'the mailbox back: ok everywhere';
+};
+
 # ---------------------------------------------------------------- secrecy
 
 subtest 'the password is nowhere' => sub {
