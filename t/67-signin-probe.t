@@ -122,9 +122,20 @@ subtest 'signed in to every server, once each' => sub {
     # three more probes of EXCH1's OWA with the session: no new sign-in
     my $b = $farm->server('EXCH1');
     my $n = $b->hits(path => '^/owa/$', user => $USER);
+    my $t0 = time;
     is $b->wait_hits($n + 3, path => '^/owa/$', user => $USER,
                      timeout => 4 * $INTERVAL + 2), $n + 3,
        'three more signed-in probes of EXCH1';
+
+    # the load on a server per interval (docs/performance.md): a signed-in
+    # GET of each protocol, besides healthcheck.htm's, and no sign-in
+    my %load;
+    $load{$_->{route}}++ for $b->requests(since => $t0);
+    my $owa = $load{'owa-page'} // 0;
+    ok $owa >= 3 && $owa <= 4, "$owa signed-in GET /owa/ in those intervals";
+    ok abs(($load{'ecp-page'} // 0) - $owa) <= 1, 'as many GET /ecp/';
+    is $load{'owa-auth'} // 0, 0, 'no sign-in';
+    note 'EXCH1, per ' . $owa . ' intervals: ' . join ', ', map { "$_ $load{$_}" } sort keys %load;
     is posts($_), 1, "$_: one sign-in, with two workers" for $farm->names;
     is posts($_, user => $USER) , 1, "$_: as $USER" for $farm->names;
 
