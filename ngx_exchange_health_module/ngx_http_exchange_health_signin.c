@@ -159,10 +159,16 @@ ngx_http_exchange_health_signin_tick(ngx_event_t *ev)
 
         rec = srv->signin;
 
-        /* one probe per server at a time, each interval, by any worker */
+        /*
+         * One probe per server at a time, each interval, by any worker.
+         * A probe is five exchanges at most (sign in, a page, sign in
+         * again, the page again, the other page), each with a timeout to
+         * connect and one to read: one not over by then died with its
+         * worker.
+         */
 
         if ((ngx_msec_int_t) (now - rec->next) < 0
-            || (rec->busy && now - rec->busy < 6 * pc->timeout))
+            || (rec->busy && now - rec->busy < 10 * pc->timeout + 1000))
         {
             continue;
         }

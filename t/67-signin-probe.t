@@ -151,24 +151,31 @@ subtest 'signed in to every server, once each' => sub {
          'the HTML page shows it';
 };
 
-subtest 'EXCH2 loses its Auth certificate, no user traffic: out within two intervals' => sub {
-    my $m = $ng->mark;
-    my $t0 = time;
-    $farm->server('EXCH2')->preset('seed');
-
+# EXCH2's state changes for owa and ecp, each within two intervals (and
+# a tick) of $t0, with no user request meanwhile
+sub changed_in_time {
+    my ($what, $m, $t0) = @_;
     my %at;
     ok wait_until(sub {
             for my $p (qw(owa ecp)) {
                 $at{$p} //= time if grep { $_->{protocol} eq $p && $_->{server} eq 'EXCH2' }
-                                    EH::Front::changes($ng, 'ejected', since => $m);
+                                    EH::Front::changes($ng, $what, since => $m);
             }
             keys(%at) == 2 }, timeout => 4 * $INTERVAL + 4),
-       'EXCH2 ejected for owa and for ecp';
+       "EXCH2 $what for owa and for ecp";
     for my $p (qw(owa ecp)) {
         cmp_ok $at{$p} - $t0, '<=', 2 * $INTERVAL + 1.5,
             sprintf "%s: within two intervals and a tick (%.1f s)", $p, ($at{$p} // 0) - $t0;
     }
     is scalar(user_requests($t0)), 0, 'no user request meanwhile';
+}
+
+subtest 'EXCH2 loses its Auth certificate, no user traffic: out within two intervals' => sub {
+    my $m = $ng->mark;
+    my $t0 = time;
+    $farm->server('EXCH2')->preset('seed');
+
+    changed_in_time('ejected', $m, $t0);
 
     my ($line) = grep { $_->{line} =~ /ejected for owa/ }
                  EH::Front::changes($ng, 'ejected', since => $m);
@@ -200,19 +207,7 @@ subtest 'healed: back within two intervals, no user request needed' => sub {
     my $t0 = time;
     $farm->server('EXCH2')->heal;
 
-    my %at;
-    ok wait_until(sub {
-            for my $p (qw(owa ecp)) {
-                $at{$p} //= time if grep { $_->{protocol} eq $p && $_->{server} eq 'EXCH2' }
-                                    EH::Front::changes($ng, 'readmitted', since => $m);
-            }
-            keys(%at) == 2 }, timeout => 4 * $INTERVAL + 4),
-       'EXCH2 re-admitted for owa and for ecp';
-    for my $p (qw(owa ecp)) {
-        cmp_ok $at{$p} - $t0, '<=', 2 * $INTERVAL + 1.5,
-            sprintf "%s: within two intervals and a tick (%.1f s)", $p, ($at{$p} // 0) - $t0;
-    }
-    is scalar(user_requests($t0)), 0, 'no user request meanwhile';
+    changed_in_time('readmitted', $m, $t0);
     like join("\n", map { $_->{line} } EH::Front::changes($ng, 'readmitted', since => $m)),
          qr/re-admitted for owa after a good answer to its signed-in probe as "CONTOSO\\monitor" of GET \/owa\//,
          'the line says the probe\'s answer did it';
@@ -352,6 +347,10 @@ subtest 'the password is nowhere' => sub {
     $where{'status JSON'} = $ng2->request(GET => '/status?format=json')->{body};
     $where{'status Prometheus'} = $ng2->request(GET => '/status?format=prometheus')->{body};
     like $where{'status JSON'}, qr/"signin":\{"user":"CONTOSO\\\\monitor"/, 'JSON names the mailbox';
+    like $where{'status Prometheus'}, qr/^exchange_health_signin_ok\{upstream="exchange",server="\Q${\ $farm->server('EXCH1')->addr }\E",name="EXCH1",protocol="owa"\} 1$/m,
+        'Prometheus: exchange_health_signin_ok';
+    like $where{'status Prometheus'}, qr/^exchange_health_signin_refused\{[^}]*protocol="ecp"\} 0$/m,
+        'Prometheus: exchange_health_signin_refused';
     my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
     $where{'nginx -T'} = `$nginx -T -p ${\ $ng2->prefix}/ -c ${\ $ng2->conf_file} 2>&1`;
     like $where{'nginx -T'}, qr/exchange_health_probe_signin file=/, 'nginx -T shows the directive';
