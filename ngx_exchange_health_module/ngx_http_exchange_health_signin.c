@@ -763,6 +763,13 @@ ngx_http_exchange_health_signin_next(ngx_http_exchange_health_probe_t *pr)
 
     job = pr->data;
 
+    /* scope=server keeps one state: its first protocol answers for all */
+
+    if (pr->conf->per_server) {
+        ngx_http_exchange_health_signin_finish(pr);
+        return;
+    }
+
     for (p = job->protocol + 1;
          p < NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS;
          p++)

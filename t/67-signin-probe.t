@@ -373,4 +373,28 @@ subtest 'the password is nowhere' => sub {
        'only the sign-in\'s body carries it, to Exchange';
 };
 
+# ---------------------------------------------------------------- scope=server
+
+subtest 'scope=server: the first protocol answers for the whole server' => sub {
+    $farm->clear_logs;
+    my $ng4 = front($cred, balancer => 'exchange_health zone=exchange scope=server;');
+    $ng4->start;
+    my $m = $ng4->mark;
+    $farm->server('EXCH3')->preset('seed');
+    ok wait_until(sub { grep { $_->{server} eq 'EXCH3' } EH::Front::changes($ng4, 'ejected', since => $m) },
+                  timeout => 4 * $INTERVAL + 4),
+       'EXCH3 ejected';
+    my @e = EH::Front::changes($ng4, 'ejected', since => $m);
+    is join(',', map { $_->{protocol} } @e), 'all protocols', 'once, for all protocols';
+    is $farm->server('EXCH3')->hits(path => '^/ecp/$', user => $USER), 0,
+       'its ECP is not probed: OWA answers for the server';
+    $farm->server('EXCH3')->heal;
+    ok wait_until(sub { grep { $_->{server} eq 'EXCH3' } EH::Front::changes($ng4, 'readmitted', since => $m) },
+                  timeout => 3 * $INTERVAL + 2),
+       'and re-admitted when healed';
+    is scalar(grep { $_->{server} eq 'EXCH3' } EH::Front::changes($ng4, 'ejected', since => $m)), 1,
+       'no flapping between protocols';
+    $ng4->stop;
+};
+
 done_testing;
