@@ -1109,8 +1109,10 @@ ngx_http_exchange_health_describe(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule)
 {
     u_char                              *p, *last, *dot;
+    size_t                               len;
     ngx_str_t                           *error;
     ngx_uint_t                           i;
+    const u_char                        *be;
     ngx_table_elt_t                     *h[3];
     ngx_http_upstream_t                 *u;
     ngx_http_exchange_health_attempt_t  *a;
@@ -1199,20 +1201,43 @@ ngx_http_exchange_health_describe(ngx_http_request_t *r,
     if (h[0] == NULL || h[0]->value.len == 0) {
         h[0] = ngx_http_exchange_health_known(r, ctx,
                                           NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET);
-        if (h[0] == NULL || h[0]->value.len == 0) {
-            return;
-        }
-
         a->backend_computed = 1;
     }
 
-    p = h[0]->value.data;
-    last = p + ngx_min(h[0]->value.len, NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
+    if (h[0] && h[0]->value.len) {
+        p = h[0]->value.data;
+        last = p + ngx_min(h[0]->value.len,
+                           NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
 
-    /* the short name: an FQDN and a NetBIOS name are the same server */
+        /* the short name: an FQDN and a NetBIOS name are the same server */
 
-    dot = ngx_strlchr(p, last, '.');
-    a->backend.len = (dot ? dot : last) - p;
+        dot = ngx_strlchr(p, last, '.');
+        last = dot ? dot : last;
+
+    } else if (u->headers_in.location) {
+        /*
+         * Outbound rules that strip the headers leave the errorFE
+         * redirect's query as it is: be= names the mailbox server
+         * the front end proxied to.
+         */
+
+        a->backend_computed = 0;
+
+        h[0] = u->headers_in.location;
+        len = ngx_http_exchange_health_errorfe_backend(h[0]->value.data,
+                                                       h[0]->value.len, &be);
+        if (len == 0) {
+            return;
+        }
+
+        p = (u_char *) be;
+        last = p + ngx_min(len, NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
+
+    } else {
+        return;
+    }
+
+    a->backend.len = last - p;
     a->backend.data = ngx_pnalloc(r->pool, a->backend.len);
     if (a->backend.data == NULL) {
         a->backend.len = 0;

@@ -108,6 +108,9 @@ for my $f ([ 'all headers' => [] ],
         }
         elsif ($phase =~ /app pool/) {
             like $out, qr/EXCH3/, "$name: EXCH3 out too";
+            # nothing pinned on the last server standing
+            is EH::Day::state_of($module, $farm->server('EXCH1')->addr, 'owa'),
+                'healthy', "$name: EXCH1, the last one left, healthy";
         }
         else {
             ok wait_until(sub { $day->traffic($module);
