@@ -685,6 +685,8 @@ char *ngx_http_exchange_health_user_errors(ngx_conf_t *cf,
 char *ngx_http_exchange_health_merge_rules(ngx_conf_t *cf,
     ngx_http_exchange_health_loc_conf_t *prev,
     ngx_http_exchange_health_loc_conf_t *conf);
+
+/* ngx_http_exchange_health_classify.c */
 ngx_uint_t ngx_http_exchange_health_classify(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_rule_t **matched);
@@ -694,6 +696,10 @@ ngx_uint_t ngx_http_exchange_health_classify_body(ngx_http_request_t *r,
 void ngx_http_exchange_health_describe(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_rule_t *rule);
+
+/* ngx_http_exchange_health_headers.c */
+void ngx_http_exchange_health_known_init(void);
+ngx_int_t ngx_http_exchange_health_known_index(ngx_str_t *name);
 ngx_table_elt_t *ngx_http_exchange_health_header(ngx_list_t *headers,
     ngx_str_t *name);
 ngx_table_elt_t *ngx_http_exchange_health_header_next(ngx_list_t *headers,
@@ -702,6 +708,9 @@ ngx_table_elt_t *ngx_http_exchange_health_known(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k);
 ngx_int_t ngx_http_exchange_health_encoding(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_header_any(ngx_list_t *headers,
+    ngx_str_t *name, ngx_regex_t *regex);
+ngx_uint_t ngx_http_exchange_health_scannable(ngx_http_request_t *r);
 
 /* ngx_http_exchange_health_zone.c */
 char *ngx_http_exchange_health_zone(ngx_conf_t *cf, ngx_command_t *cmd,

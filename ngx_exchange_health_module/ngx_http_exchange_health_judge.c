@@ -52,6 +52,10 @@ static void ngx_http_exchange_health_learn(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 
 
+/* signed-in answers seen by this worker, for sampling the proof */
+static ngx_uint_t  ngx_http_exchange_health_samples;
+
+
 static ngx_str_t  ngx_http_exchange_health_upstream_error =
     ngx_string("upstream-error");
 static ngx_str_t  ngx_http_exchange_health_upstream_timeout =
@@ -282,6 +286,19 @@ ngx_http_exchange_health_process_header(ngx_http_request_t *r)
         if (rc != NGX_OK || r->cached) {
             return rc;
         }
+
+        /*
+         * The proof of a sign-in makes a session a voter (state.c): it
+         * is looked for in the answers sampled, the first of a client
+         * connection, the one that signs a connection in (NTLM's type 3
+         * comes second) and one in 16 others, so that a healthy answer
+         * mostly costs no header walk.  The server's name is learnt from
+         * them too (learn).
+         */
+
+        ctx->sampled = r->connection->requests == 1
+                       || ctx->ntlm
+                       || (++ngx_http_exchange_health_samples & 15) == 0;
 
         rule = NULL;
         verdict = ngx_http_exchange_health_classify(r, ctx, &rule);

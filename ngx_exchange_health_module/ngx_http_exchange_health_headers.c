@@ -1,0 +1,322 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include "ngx_http_exchange_health.h"
+
+
+/*
+ * Reading an answer's headers: by name, line by line, and the few that
+ * judging reads on most answers (known), found by the hash nginx gave
+ * them while it parsed the header, with no string compared.
+ */
+
+
+/* by NGX_HTTP_EXCHANGE_HEALTH_H_*; lowercase, as in h->lowcase_key */
+static ngx_str_t  ngx_http_exchange_health_known_names[] = {
+    ngx_string("x-feserver"),
+    ngx_string("x-beserver"),
+    ngx_string("x-owa-error"),
+    ngx_string("x-ecp-error"),
+    ngx_string("x-calculatedbetarget"),
+    ngx_string("content-encoding")
+};
+
+/* their hashes as nginx computes a header's (h->hash), made at start */
+static ngx_uint_t  ngx_http_exchange_health_known_hash[
+                                              NGX_HTTP_EXCHANGE_HEALTH_H_N];
+
+
+ngx_int_t
+ngx_http_exchange_health_known_index(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    /* a rule's header that judging reads anyway: found by its hash */
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_H_N; i++) {
+        if (name->len == ngx_http_exchange_health_known_names[i].len
+            && ngx_strncasecmp(name->data,
+                               ngx_http_exchange_health_known_names[i].data,
+                               name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+void
+ngx_http_exchange_health_known_init(void)
+{
+    ngx_uint_t  i;
+
+    /* hashed as the proxy module hashes a header's */
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_H_N; i++) {
+        ngx_http_exchange_health_known_hash[i] = ngx_hash_key(
+                               ngx_http_exchange_health_known_names[i].data,
+                               ngx_http_exchange_health_known_names[i].len);
+    }
+}
+
+
+ngx_table_elt_t *
+ngx_http_exchange_health_header(ngx_list_t *headers, ngx_str_t *name)
+{
+    ngx_http_exchange_health_lines_t  lines;
+
+    lines.part = NULL;
+
+    return ngx_http_exchange_health_header_next(headers, name, &lines);
+}
+
+
+ngx_table_elt_t *
+ngx_http_exchange_health_header_next(ngx_list_t *headers, ngx_str_t *name,
+    ngx_http_exchange_health_lines_t *lines)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /* the lines of one name, each in turn: lines->part NULL starts */
+
+    if (lines->part == NULL) {
+        part = &headers->part;
+        i = 0;
+
+    } else {
+        part = lines->part;
+        i = lines->i + 1;
+    }
+
+    h = part->elts;
+
+    for ( /* void */ ; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            lines->part = part;
+            lines->i = i;
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_uint_t
+ngx_http_exchange_health_header_any(ngx_list_t *headers, ngx_str_t *name,
+    ngx_regex_t *regex)
+{
+    ngx_table_elt_t                   *h;
+    ngx_http_exchange_health_lines_t   lines;
+
+    lines.part = NULL;
+
+    while ((h = ngx_http_exchange_health_header_next(headers, name, &lines))) {
+        if (ngx_regex_exec(regex, &h->value, NULL, 0) >= 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+ngx_table_elt_t *
+ngx_http_exchange_health_known(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /*
+     * The headers the module reads of an answer, found in one walk of
+     * its list instead of one walk each; the first of a name counts, as
+     * for any header lookup here.
+     */
+
+    if (ctx->known_read) {
+        return ctx->known[k];
+    }
+
+    ctx->known_read = 1;
+    ngx_memzero(ctx->known, sizeof(ctx->known));
+
+    part = &r->upstream->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        /*
+         * By length first, then by the hash and lowercase name the proxy
+         * module made of it: most headers cost a switch.
+         */
+
+        switch (h[i].key.len) {
+
+        case sizeof("x-feserver") - 1:     /* and x-beserver */
+            n = (h[i].hash
+                 == ngx_http_exchange_health_known_hash[
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER])
+                ? NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER
+                : NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER;
+            break;
+
+        case sizeof("x-owa-error") - 1:    /* and x-ecp-error */
+            n = (h[i].hash
+                 == ngx_http_exchange_health_known_hash[
+                                         NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR])
+                ? NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR
+                : NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR;
+            break;
+
+        case sizeof("x-calculatedbetarget") - 1:
+            n = NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET;
+            break;
+
+        case sizeof("content-encoding") - 1:
+            n = NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING;
+            break;
+
+        default:
+            continue;
+        }
+
+        if (h[i].hash == ngx_http_exchange_health_known_hash[n]
+            && ctx->known[n] == NULL
+            && ngx_strncmp(h[i].lowcase_key,
+                           ngx_http_exchange_health_known_names[n].data,
+                           h[i].key.len) == 0)
+        {
+            ctx->known[n] = &h[i];
+        }
+    }
+
+    return ctx->known[k];
+}
+
+
+ngx_uint_t
+ngx_http_exchange_health_scannable(ngx_http_request_t *r)
+{
+    u_char               *p;
+    ngx_uint_t            i, status;
+    ngx_table_elt_t      *type;
+    ngx_http_upstream_t  *u;
+
+    /* only an HTML page can be the errorFE page or an ASP.NET error */
+
+    u = r->upstream;
+    status = u->headers_in.status_n;
+
+    if (r->method == NGX_HTTP_HEAD
+        || status < 200 || status == 204 || status == 304
+        || u->headers_in.content_length_n == 0)
+    {
+        return 0;
+    }
+
+    type = u->headers_in.content_type;
+
+    if (type == NULL || type->value.len < 8) {
+        return 0;
+    }
+
+    /*
+     * "text/html" in any case, on every answer, and "text/xml" on a
+     * 5xx (EWS's SOAP faults): OR-ing in 0x20 lowers the letters and
+     * keeps '/' (a control byte 0x0f would pass for it: such an answer
+     * is only scanned)
+     */
+
+    p = type->value.data;
+
+    for (i = 0; i < 5; i++) {
+        if ((p[i] | 0x20) != (u_char) "text/"[i]) {
+            return 0;
+        }
+    }
+
+    if (type->value.len >= 9
+        && (p[5] | 0x20) == 'h' && (p[6] | 0x20) == 't'
+        && (p[7] | 0x20) == 'm' && (p[8] | 0x20) == 'l')
+    {
+        return 1;
+    }
+
+    return status >= 500
+           && (p[5] | 0x20) == 'x' && (p[6] | 0x20) == 'm'
+           && (p[7] | 0x20) == 'l';
+}
+
+
+ngx_int_t
+ngx_http_exchange_health_encoding(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx)
+{
+    ngx_str_t        *v;
+    ngx_table_elt_t  *h;
+
+    /*
+     * The first Content-Encoding, as nginx 1.22 keeps it in the upstream's
+     * headers_in; later versions keep no such pointer, so it is found by
+     * the one walk of the answer's headers, done already for a page.
+     */
+
+    h = ngx_http_exchange_health_known(r, ctx,
+                                       NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING);
+    if (h == NULL) {
+        return NGX_HTTP_EXCHANGE_HEALTH_IDENTITY;
+    }
+
+    v = &h->value;
+
+    if ((v->len == 4 && ngx_strncasecmp(v->data, (u_char *) "gzip", 4) == 0)
+        || (v->len == 6
+            && ngx_strncasecmp(v->data, (u_char *) "x-gzip", 6) == 0))
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_GZIP;
+    }
+
+    if (v->len == 7 && ngx_strncasecmp(v->data, (u_char *) "deflate", 7) == 0)
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_DEFLATE;
+    }
+
+    if (v->len == 8 && ngx_strncasecmp(v->data, (u_char *) "identity", 8)
+                       == 0)
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_IDENTITY;
+    }
+
+    /* br and the like: nothing to scan with */
+    return NGX_ERROR;
+}
