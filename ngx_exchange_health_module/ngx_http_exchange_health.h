@@ -746,15 +746,6 @@ ngx_uint_t ngx_http_exchange_health_avoid(
     uintptr_t *suspect);
 void ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
-void ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_http_exchange_health_attempt_t *a, ngx_str_t *name, ngx_uint_t fqdn);
-void ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx);
-ngx_uint_t ngx_http_exchange_health_same_failure(
-    ngx_http_exchange_health_ctx_t *ctx);
-void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed);
-void ngx_http_exchange_health_name_from_fqdn_locked(
-    ngx_http_exchange_health_server_t *srv);
 ngx_uint_t ngx_http_exchange_health_drained(
     ngx_http_exchange_health_srv_conf_t *conf,
     ngx_http_exchange_health_slot_t *slot);
@@ -781,6 +772,60 @@ ngx_uint_t ngx_http_exchange_health_failing(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
 void ngx_http_exchange_health_failing_reset_locked(
     ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing);
+ngx_http_exchange_health_slot_t *ngx_http_exchange_health_slot(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+void ngx_http_exchange_health_release_trial(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+ngx_uint_t ngx_http_exchange_health_max_ejected(
+    ngx_http_exchange_health_srv_conf_t *conf);
+void ngx_http_exchange_health_readmit_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_log_t *log, ngx_http_exchange_health_event_t *ev);
+void ngx_http_exchange_health_trial_failed_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+void ngx_http_exchange_health_eject_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_log_t *log, ngx_http_exchange_health_event_t *ev);
+void ngx_http_exchange_health_farm_fault_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+void ngx_http_exchange_health_farm_cleared_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a,
+    ngx_http_exchange_health_event_t *ev);
+void ngx_http_exchange_health_backend_fault_locked(
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_event_t *ev);
+void ngx_http_exchange_health_failing_set_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_uint_t failing);
+ngx_uint_t ngx_http_exchange_health_failing_all_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p);
+
+/* ngx_http_exchange_health_settle.c */
+void ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_same_failure(
+    ngx_http_exchange_health_ctx_t *ctx);
+void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_uint_t confirmed);
+
+/* ngx_http_exchange_health_voters.c */
+ngx_uint_t ngx_http_exchange_health_proven(
+    ngx_http_exchange_health_ctx_t *ctx);
+void ngx_http_exchange_health_prove(ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a);
+
+/* ngx_http_exchange_health_names.c */
+void ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_attempt_t *a, ngx_str_t *name, ngx_uint_t fqdn);
+void ngx_http_exchange_health_name_from_fqdn_locked(
+    ngx_http_exchange_health_server_t *srv);
 
 /* ngx_http_exchange_health_upstream.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -820,8 +865,6 @@ void ngx_http_exchange_health_unread(ngx_http_request_t *r,
      && (ngx_http_exchange_health_proven_pair(sh, user)[0] == (user)         \
          || ngx_http_exchange_health_proven_pair(sh, user)[1] == (user)))
 
-ngx_uint_t ngx_http_exchange_health_proven(
-    ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_trial_handshake(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);

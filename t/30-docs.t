@@ -378,12 +378,12 @@ sub c_strings {
     like $c_regex, qr/QuotaExceeded/, 'rules.c: the default user errors';
     is $d_regex, $c_regex, 'the documented default user errors are the module\'s';
 
-    my $st = slurp("$repo/ngx_exchange_health_module/ngx_http_exchange_health_state.c");
+    my $st = slurp("$repo/ngx_exchange_health_module/ngx_http_exchange_health_settle.c");
     my ($verdicts) = $st =~ /ngx_http_exchange_health_verdicts\[\] = \{(.*?)\};/s;
     my @c_verdicts = grep { $_ ne '-' } c_strings($verdicts // '');
     my ($vdoc) = $doc =~ /^`\$exchange_health_verdict`\n(.*?)\n\n/ms;
     my @d_verdicts = ($vdoc // '') =~ /`([a-z-]+)`/g;
-    is scalar(@c_verdicts), 6, 'state.c: six verdicts';
+    is scalar(@c_verdicts), 6, 'settle.c: six verdicts';
     is_deeply [ sort @d_verdicts ], [ sort @c_verdicts ],
         'the documented verdicts are the module\'s';
 }
