@@ -177,7 +177,8 @@ for my $auth (qw(forms adfs oidc basic basic-ews bearer ntlm kerberos)) {
             or diag join "\n", @{ $r->{wrong} };
         is $r->{farm}, 0, "$what: no farm-wide fault";
         is_deeply [ @{ $r->{made_up} }, @{ $r->{made_up_answers} || [] } ], [],
-            "$what: made-up credentials moved nothing, got no 2xx";
+            "$what: made-up credentials moved nothing, got no 2xx"
+            or diag explain [ @{ $r->{made_up} }, @{ $r->{made_up_answers} || [] } ];
 
         # each signed-in request placed by the balancer: its load is even;
         # Windows sign-in places a connection once, when it signs in (the
