@@ -19,8 +19,11 @@
 #   make bench    benchmarks: the module against plain nginx in one run
 #                 (wrk), the matcher alone, reaction times, then a day of
 #                 real traffic beside plain nginx and HAProxy
-#                 (bench/real-traffic); not part of make test;
-#                 BENCH_ARGS=--quick for a short run, REAL_TRAFFIC_ARGS
+#                 (bench/real-traffic), then streams and requests
+#                 meant to wait at length (bench/streaming); not part
+#                 of make test;
+#                 BENCH_ARGS=--quick for a short run, REAL_TRAFFIC_ARGS,
+#                 STREAMING_ARGS=--tries=N
 #   make load     minutes of load with a flapping server and workers
 #                 killed (bench/load-flapping); LOAD_ARGS=--seconds=30
 #   make deb      the Debian package, as Debian builds its nginx modules
@@ -181,6 +184,7 @@ bench: $(MODULE) $(BUILD)/bench/scan-speed
 	@tools/install-deps bench
 	$(BENCH_ENV) perl bench/run $(BENCH_ARGS)
 	$(BENCH_ENV) perl bench/real-traffic $(REAL_TRAFFIC_ARGS)
+	$(BENCH_ENV) perl bench/streaming $(STREAMING_ARGS)
 
 load: $(MODULE)
 	@tools/install-deps bench
