@@ -717,11 +717,18 @@ char *ngx_http_exchange_health_probe_uri(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle);
 
-/* ngx_http_exchange_health_status.c */
+/* ngx_http_exchange_health_status_handler.c */
 char *ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* ngx_http_exchange_health_status_host.c */
 ngx_int_t ngx_http_exchange_health_status_names(ngx_conf_t *cf,
     ngx_http_exchange_health_loc_conf_t *hlcf);
+ngx_uint_t ngx_http_exchange_health_status_host(ngx_http_request_t *r);
+ngx_int_t ngx_http_exchange_health_refuse_host(ngx_http_request_t *r);
+
+/* ngx_http_exchange_health_admin.c */
+ngx_int_t ngx_http_exchange_health_admin_handler(ngx_http_request_t *r);
 
 /* ngx_http_exchange_health_variables.c */
 ngx_int_t ngx_http_exchange_health_add_variables(ngx_conf_t *cf);

@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_exchange_health.h"
+#include "ngx_http_exchange_health_status_writer.h"
 
 
 /* what the helpdesk is told about one server and protocol */
@@ -23,6 +24,7 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL          8
 #define NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED        9
 #define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT     10
+#define NGX_HTTP_EXCHANGE_HEALTH_S_N              11
 
 /*
  * How bad, for sorting: failing servers come first; failures not acted
@@ -36,6 +38,17 @@
 #define ngx_http_exchange_health_in_service(s)                               \
     ((s) <= NGX_HTTP_EXCHANGE_HEALTH_S_FAILING                               \
      || (s) == NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT)
+
+
+/* a state's row in the one table of them (status.c) */
+typedef struct {
+    ngx_uint_t                            value;
+    const char                           *name;
+    const char                           *help;
+} ngx_http_exchange_health_state_t;
+
+
+extern ngx_http_exchange_health_state_t  ngx_http_exchange_health_states[];
 
 
 /* a copy of one server's record, taken under the zone's lock */
@@ -76,32 +89,10 @@ typedef struct {
 } ngx_http_exchange_health_snapshot_t;
 
 
-/* output built in a chain of buffers */
-typedef struct {
-    ngx_pool_t                           *pool;
-    ngx_chain_t                          *out;
-    ngx_chain_t                         **last;
-    ngx_buf_t                            *buf;
-    ngx_int_t                             error;
-} ngx_http_exchange_health_writer_t;
-
-
-#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML        0
-#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON        1
-#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_PROMETHEUS  2
-
-
-ngx_int_t ngx_http_exchange_health_send(ngx_http_request_t *r,
-    ngx_uint_t status, char *type, ngx_http_exchange_health_writer_t *w);
-ngx_int_t ngx_http_exchange_health_admin_handler(ngx_http_request_t *r);
-ngx_uint_t ngx_http_exchange_health_status_host(ngx_http_request_t *r);
-void ngx_http_exchange_health_write(ngx_http_exchange_health_writer_t *w,
-    const char *fmt, ...);
-void ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,
-    u_char *data, size_t len);
-void ngx_http_exchange_health_write_escaped(
-    ngx_http_exchange_health_writer_t *w, u_char *data, size_t len,
-    ngx_uint_t mode);
+ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
+    ngx_http_exchange_health_snapshot_t *snap);
+ngx_http_exchange_health_state_t *ngx_http_exchange_health_state(
+    ngx_uint_t state);
 
 /* the protocols a server has something to show for, or all */
 ngx_uint_t ngx_http_exchange_health_shown(
