@@ -662,9 +662,13 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_shmtx_lock(&shpool->mutex);
 
     slot->failures++;
+    ngx_http_exchange_health_timeline_locked(conf, a->peer, ctx->slot,
+                                         NGX_HTTP_EXCHANGE_HEALTH_T_FAILURE);
 
     if (confirmed && a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
         slot->rescued++;
+        ngx_http_exchange_health_timeline_locked(conf, a->peer, ctx->slot,
+                                         NGX_HTTP_EXCHANGE_HEALTH_T_RESCUED);
     }
 
     ngx_http_exchange_health_record(ctx, a, &slot->last);
@@ -740,6 +744,9 @@ ngx_http_exchange_health_trial_locked(ngx_http_exchange_health_ctx_t *ctx,
     slot->trial = now;
     a->trial = 1;
 
+    ngx_http_exchange_health_timeline_locked(ctx->conf, a->peer, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
+
     ev->change = ngx_http_exchange_health_trial;
     ev->name = ctx->conf->servers[a->peer]->name;
 }
@@ -770,6 +777,8 @@ ngx_http_exchange_health_readmit_locked(ngx_http_exchange_health_ctx_t *ctx,
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(ctx->conf, ctx->slot);
+    ngx_http_exchange_health_timeline_locked(ctx->conf, peer, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     if (ev) {
         ev->change = ngx_http_exchange_health_readmitted;
@@ -805,6 +814,9 @@ ngx_http_exchange_health_trial_failed_locked(
     slot->ejections++;
 
     a->trial = 0;
+
+    ngx_http_exchange_health_timeline_locked(conf, a->peer, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     ev->change = ngx_http_exchange_health_trial_failed;
     ev->duration = duration;
@@ -845,6 +857,8 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
     slot->ejections++;
 
     ngx_http_exchange_health_recount_locked(conf, ctx->slot);
+    ngx_http_exchange_health_timeline_locked(conf, peer, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     ev->change = ngx_http_exchange_health_ejected;
     ev->duration = duration;
@@ -894,6 +908,10 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
         if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
             ngx_http_exchange_health_failing_set_locked(conf, ctx->slot, i, 1);
             ngx_http_exchange_health_readmit_locked(ctx, i, NULL);
+
+        } else {
+            ngx_http_exchange_health_timeline_locked(conf, i, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
         }
     }
 
@@ -912,6 +930,7 @@ ngx_http_exchange_health_farm_cleared_locked(
     ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_event_t *ev)
 {
+    ngx_uint_t                        i;
     ngx_http_exchange_health_farm_t  *farm;
 
     /* one of the servers that failed answers a signed-in user well */
@@ -926,6 +945,11 @@ ngx_http_exchange_health_farm_cleared_locked(
     ngx_http_exchange_health_failing_reset_locked(ctx->conf->sh, ctx->slot, 0);
     farm->since = ngx_time();
     ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
+
+    for (i = 0; i < ctx->conf->nprimary; i++) {
+        ngx_http_exchange_health_timeline_locked(ctx->conf, i, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
+    }
 
     ev->change = ngx_http_exchange_health_farm_cleared;
     ev->name = ctx->conf->servers[a->peer]->name;
@@ -983,6 +1007,8 @@ ngx_http_exchange_health_set_admin_locked(
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 }
 
 
@@ -1016,13 +1042,15 @@ ngx_http_exchange_health_clear_locked(
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 }
 
 
 ngx_http_exchange_health_change_e
 ngx_http_exchange_health_probed_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
-    ngx_uint_t result)
+    ngx_uint_t result, u_char *why)
 {
     ngx_uint_t                        was, now;
     ngx_http_exchange_health_slot_t  *slot;
@@ -1049,6 +1077,8 @@ ngx_http_exchange_health_probed_locked(
 
     now = ngx_http_exchange_health_drained(conf, slot);
 
+    ngx_http_exchange_health_timeline_probe_locked(conf, peer, p, result, why);
+
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "exchange health: peer %ui probed: %ui, drained %ui, "
                    "was %ui", peer, result, now, was);
@@ -1060,6 +1090,8 @@ ngx_http_exchange_health_probed_locked(
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     return now ? ngx_http_exchange_health_probe_drained
                : ngx_http_exchange_health_probe_back;
@@ -1079,6 +1111,8 @@ ngx_http_exchange_health_rescued(ngx_http_exchange_health_ctx_t *ctx,
 
     ngx_shmtx_lock(&ctx->conf->shpool->mutex);
     slot->rescued++;
+    ngx_http_exchange_health_timeline_locked(ctx->conf, a->peer, ctx->slot,
+                                         NGX_HTTP_EXCHANGE_HEALTH_T_RESCUED);
     ngx_shmtx_unlock(&ctx->conf->shpool->mutex);
 }
 

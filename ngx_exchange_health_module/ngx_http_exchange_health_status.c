@@ -143,7 +143,7 @@ ngx_int_t
 ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
     ngx_http_exchange_health_snapshot_t *snap)
 {
-    ngx_uint_t                                 i, j, n;
+    ngx_uint_t                                 i, j, n, p;
     ngx_msec_t                                 now;
     ngx_http_exchange_health_srv_conf_t      **hscfp, *hscf;
     ngx_http_exchange_health_main_conf_t      *hmcf;
@@ -195,6 +195,12 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
             s->addr = hscf->addrs[j];
             s->backup = (j >= hscf->nprimary);
             s->record = *hscf->servers[j];
+
+            for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+                s->line[p] = ngx_http_exchange_health_timeline_copy_locked(
+                                 r->pool, &hscf->servers[j]->slot[p]);
+                s->record.slot[p].line = NULL;
+            }
         }
 
         ngx_shmtx_unlock(&hscf->shpool->mutex);
@@ -246,47 +252,12 @@ ngx_http_exchange_health_snap_states(
     for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
         slot = &s->record.slot[p];
 
-        if (up->record.farm[p].fault) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT;
+        state = ngx_http_exchange_health_slot_state(up->conf, &up->record,
+                                                    slot, p, now);
 
-        } else if (slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE;
-
-        } else if (slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING;
-
-        } else if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+        if (state == NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED) {
             left = (ngx_msec_int_t) (slot->until - now);
-
-            if (left > 0) {
-                state = NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED;
-                s->until[p] = ngx_time() + (left + 999) / 1000;
-
-            } else if (ngx_http_exchange_health_trial_pending(slot, now)) {
-                state = NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL;
-
-            } else {
-                state = NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING;
-            }
-
-        } else if (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE;
-
-        } else if (ngx_http_exchange_health_drained(up->conf, slot)) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING;
-
-        } else if (ngx_http_exchange_health_window_live(&slot->window,
-                                                        up->conf, now))
-        {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_FAILING;
-
-        } else if (slot->requests || slot->failures || slot->user_failures
-                   || slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK)
-        {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY;
-
-        } else {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_IDLE;
+            s->until[p] = ngx_time() + (left + 999) / 1000;
         }
 
         s->state[p] = state;
@@ -440,6 +411,71 @@ const char *
 ngx_http_exchange_health_state_name(ngx_uint_t state)
 {
     return ngx_http_exchange_health_state(state)->name;
+}
+
+
+ngx_str_t
+ngx_http_exchange_health_server_name(ngx_http_exchange_health_snap_server_t *s)
+{
+    size_t      i;
+    ngx_str_t   name;
+
+    /*
+     * What to call it: Exchange's name for it (X-FEServer, the probe's
+     * FQDN), else the name it has in the configuration, without its
+     * port; its address when that is all the configuration says, so
+     * that the page never shows the address twice.
+     */
+
+    if (s->record.name.len) {
+        name.data = s->record.name.data;
+        name.len = s->record.name.len;
+        return name;
+    }
+
+    name.data = s->record.server.data;
+    name.len = s->record.server.len;
+
+    for (i = name.len; i > 0 && name.data[i - 1] >= '0'
+                              && name.data[i - 1] <= '9'; i--)
+    {
+        /* void */
+    }
+
+    if (i > 1 && i < name.len && name.data[i - 1] == ':') {
+        name.len = i - 1;
+    }
+
+    if (name.len == 0 || name.data[0] == '[' || name.data[0] == '/'
+        || ngx_strlchr(name.data, name.data + name.len, ':')
+        || ngx_inet_addr(name.data, name.len) != INADDR_NONE)
+    {
+        return s->addr;
+    }
+
+    return name;
+}
+
+
+ngx_str_t
+ngx_http_exchange_health_probe_why(ngx_http_exchange_health_snap_server_t *s,
+    ngx_uint_t p)
+{
+    ngx_str_t  why;
+
+    /* why the last probe failed; empty when it passed or none ran */
+
+    ngx_str_null(&why);
+
+    if (s->line[p]
+        && s->record.slot[p].probe != NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK
+        && s->record.slot[p].probe != NGX_HTTP_EXCHANGE_HEALTH_PROBE_NONE)
+    {
+        why.data = s->line[p]->probe_why;
+        why.len = ngx_strnlen(why.data, sizeof(s->line[p]->probe_why));
+    }
+
+    return why;
 }
 
 

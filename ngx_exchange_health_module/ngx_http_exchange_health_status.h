@@ -12,20 +12,6 @@
 #include "ngx_http_exchange_health_status_writer.h"
 
 
-/* what the helpdesk is told about one server and protocol */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_IDLE           0    /* no traffic yet */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY        1
-#define NGX_HTTP_EXCHANGE_HEALTH_S_FAILING        2    /* failures, not out */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING       3    /* by an operator */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE    4    /* by an operator */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE       5    /* Exchange's own */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING  6
-#define NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING       7    /* time over, no trial */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL          8
-#define NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED        9
-#define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT     10
-#define NGX_HTTP_EXCHANGE_HEALTH_S_N              11
-
 /*
  * How bad, for sorting: failing servers come first; failures not acted
  * on yet and servers out on purpose (maintenance) are warnings.
@@ -59,6 +45,10 @@ typedef struct {
     ngx_uint_t                            cert_expiring;
     ngx_uint_t                            cert_differs;
     ngx_uint_t                            cert_same;    /* servers alike */
+
+    /* the timelines, copied; NULL where nothing happened or no room */
+    ngx_http_exchange_health_line_t      *line[
+                                          NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
     ngx_uint_t                            state[
                                           NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
     time_t                                until[
@@ -89,6 +79,23 @@ typedef struct {
 } ngx_http_exchange_health_snapshot_t;
 
 
+/* a timeline's minutes, oldest first, as status_timeline.c reads them */
+typedef struct {
+    time_t                                start;
+    ngx_uint_t                            n;        /* minutes */
+    ngx_uint_t                            most;     /* in one minute */
+    ngx_uint_t                            total_failures;
+    ngx_uint_t                            total_rescued;
+    ngx_uint_t                            hour_rescued;
+    u_char                                state[
+                                          NGX_HTTP_EXCHANGE_HEALTH_MINUTES];
+    uint16_t                              failures[
+                                          NGX_HTTP_EXCHANGE_HEALTH_MINUTES];
+    uint16_t                              rescued[
+                                          NGX_HTTP_EXCHANGE_HEALTH_MINUTES];
+} ngx_http_exchange_health_minutes_t;
+
+
 ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
     ngx_http_exchange_health_snapshot_t *snap);
 ngx_http_exchange_health_state_t *ngx_http_exchange_health_state(
@@ -100,11 +107,40 @@ ngx_uint_t ngx_http_exchange_health_shown(
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 const char *ngx_http_exchange_health_state_name(ngx_uint_t state);
 const char *ngx_http_exchange_health_probe_name(ngx_uint_t probe);
+ngx_str_t ngx_http_exchange_health_server_name(
+    ngx_http_exchange_health_snap_server_t *s);
+ngx_str_t ngx_http_exchange_health_probe_why(
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 const char *ngx_http_exchange_health_slot_name(
     ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p);
 const char *ngx_http_exchange_health_hint(
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
+
+void ngx_http_exchange_health_timeline_minutes(
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p,
+    ngx_http_exchange_health_minutes_t *mn);
+void ngx_http_exchange_health_svg_timeline(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_minutes_t *mn);
+
+void ngx_http_exchange_health_html_server(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s);
+ngx_uint_t ngx_http_exchange_health_html_out(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t say);
+void ngx_http_exchange_health_html_failure(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_failure_t *f, const char *where);
+void ngx_http_exchange_health_html_at(ngx_http_exchange_health_writer_t *w,
+    time_t now, time_t t, const char *word);
 
 void ngx_http_exchange_health_render_html(
     ngx_http_exchange_health_writer_t *w,
