@@ -715,6 +715,7 @@ ngx_uint_t ngx_http_exchange_health_slot_state(
     ngx_http_exchange_health_srv_conf_t *conf,
     ngx_http_exchange_health_upstream_t *up,
     ngx_http_exchange_health_slot_t *slot, ngx_uint_t p, ngx_msec_t now);
+ngx_uint_t ngx_http_exchange_health_timeline_state(ngx_uint_t state);
 void ngx_http_exchange_health_timeline_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer, ngx_uint_t p,
     ngx_uint_t what);

@@ -65,22 +65,10 @@ ngx_http_exchange_health_timeline_minutes(
 
     line = s->line[p];
 
-    if (line) {
-        carry = line->state;
+    /* nothing happened to it: as it is now, as a timeline says it */
 
-    } else {
-        /* nothing happened to it: as it is now, failing aside */
-        carry = s->state[p];
-
-        if (carry == NGX_HTTP_EXCHANGE_HEALTH_S_FAILING
-            || carry == NGX_HTTP_EXCHANGE_HEALTH_S_IDLE)
-        {
-            carry = NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY;
-
-        } else if (carry == NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING) {
-            carry = NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED;
-        }
-    }
+    carry = line ? line->state
+                 : ngx_http_exchange_health_timeline_state(s->state[p]);
 
     for (i = mn->n; i-- > 0; /* void */) {
         t = mn->start + (time_t) i * 60;

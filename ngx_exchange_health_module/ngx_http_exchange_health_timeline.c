@@ -98,6 +98,25 @@ ngx_http_exchange_health_slot_state(ngx_http_exchange_health_srv_conf_t *conf,
 }
 
 
+ngx_uint_t
+ngx_http_exchange_health_timeline_state(ngx_uint_t state)
+{
+    /* see above: failing is the minute's failures, awaiting is ejected */
+
+    if (state == NGX_HTTP_EXCHANGE_HEALTH_S_FAILING
+        || state == NGX_HTTP_EXCHANGE_HEALTH_S_IDLE)
+    {
+        return NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY;
+    }
+
+    if (state == NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING) {
+        return NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED;
+    }
+
+    return state;
+}
+
+
 void
 ngx_http_exchange_health_timeline_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer, ngx_uint_t p,
@@ -123,19 +142,9 @@ ngx_http_exchange_health_timeline_locked(
     now = ngx_time();
     m = ngx_http_exchange_health_minute_locked(line, now);
 
-    state = ngx_http_exchange_health_slot_state(conf, conf->sh, slot, p,
-                                                ngx_current_msec);
-
-    /* see above: failing is the minute's failures, awaiting is ejected */
-
-    if (state == NGX_HTTP_EXCHANGE_HEALTH_S_FAILING
-        || state == NGX_HTTP_EXCHANGE_HEALTH_S_IDLE)
-    {
-        state = NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY;
-
-    } else if (state == NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING) {
-        state = NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED;
-    }
+    state = ngx_http_exchange_health_timeline_state(
+                ngx_http_exchange_health_slot_state(conf, conf->sh, slot, p,
+                                                    ngx_current_msec));
 
     switch (what) {
 
