@@ -722,8 +722,8 @@ void ngx_http_exchange_health_timeline_locked(
 void ngx_http_exchange_health_timeline_probe_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer, ngx_uint_t p,
     ngx_uint_t result, u_char *why);
-ngx_http_exchange_health_line_t *ngx_http_exchange_health_timeline_copy_locked(
-    ngx_pool_t *pool, ngx_http_exchange_health_slot_t *slot);
+ngx_uint_t ngx_http_exchange_health_timeline_copy_locked(
+    ngx_http_exchange_health_line_t *to, ngx_http_exchange_health_slot_t *slot);
 ngx_uint_t ngx_http_exchange_health_timeline_at(
     ngx_http_exchange_health_line_t *line, time_t t,
     ngx_http_exchange_health_minute_t **minute);

@@ -139,12 +139,15 @@ typedef char  ngx_http_exchange_health_states_complete[
     sizeof(ngx_http_exchange_health_states)
     / sizeof(ngx_http_exchange_health_state_t)
     == NGX_HTTP_EXCHANGE_HEALTH_S_N ? 1 : -1];
+
+
 ngx_int_t
 ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
     ngx_http_exchange_health_snapshot_t *snap)
 {
-    ngx_uint_t                                 i, j, n, p;
+    ngx_uint_t                                 i, j, n, p, nlines;
     ngx_msec_t                                 now;
+    ngx_http_exchange_health_line_t           *lines;
     ngx_http_exchange_health_srv_conf_t      **hscfp, *hscf;
     ngx_http_exchange_health_main_conf_t      *hmcf;
     ngx_http_exchange_health_snap_server_t    *s;
@@ -181,6 +184,28 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
+        /*
+         * Room for the timelines, made before the lock: a line is never
+         * freed once made, so counting them without the lock is safe; one
+         * made meanwhile is on the next page.
+         */
+
+        for (j = 0, nlines = 0; j < n; j++) {
+            if (hscf->servers[j] == NULL) {
+                continue;
+            }
+
+            for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+                nlines += (hscf->servers[j]->slot[p].line != NULL);
+            }
+        }
+
+        lines = ngx_palloc(r->pool,
+                    (nlines + 1) * sizeof(ngx_http_exchange_health_line_t));
+        if (lines == NULL) {
+            return NGX_ERROR;
+        }
+
         ngx_shmtx_lock(&hscf->shpool->mutex);
 
         up->record = *hscf->sh;
@@ -197,9 +222,15 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
             s->record = *hscf->servers[j];
 
             for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
-                s->line[p] = ngx_http_exchange_health_timeline_copy_locked(
-                                 r->pool, &hscf->servers[j]->slot[p]);
                 s->record.slot[p].line = NULL;
+
+                if (nlines
+                    && ngx_http_exchange_health_timeline_copy_locked(lines,
+                                           &hscf->servers[j]->slot[p]))
+                {
+                    s->line[p] = lines++;
+                    nlines--;
+                }
             }
         }
 

@@ -254,26 +254,19 @@ ngx_http_exchange_health_timeline_probe_locked(
 }
 
 
-ngx_http_exchange_health_line_t *
-ngx_http_exchange_health_timeline_copy_locked(ngx_pool_t *pool,
-    ngx_http_exchange_health_slot_t *slot)
+ngx_uint_t
+ngx_http_exchange_health_timeline_copy_locked(
+    ngx_http_exchange_health_line_t *to, ngx_http_exchange_health_slot_t *slot)
 {
-    ngx_http_exchange_health_line_t  *copy;
-
-    /* for the status page, under the zone's lock */
+    /* for the status page, under the zone's lock: 0 when it has none */
 
     if (slot->line == NULL) {
-        return NULL;
+        return 0;
     }
 
-    copy = ngx_palloc(pool, sizeof(ngx_http_exchange_health_line_t));
-    if (copy == NULL) {
-        return NULL;
-    }
+    ngx_memcpy(to, slot->line, sizeof(ngx_http_exchange_health_line_t));
 
-    ngx_memcpy(copy, slot->line, sizeof(ngx_http_exchange_health_line_t));
-
-    return copy;
+    return 1;
 }
 
 
