@@ -490,6 +490,11 @@ sub c_strings {
         my ($f, $list) = ($1, $2);
         $doc{$f} = join ' ', sort $list =~ /`(\w+\.c)`/g;
     }
+    # functions named without their prefix; full names are tables, metrics
+    my @named = grep { !/^(?:ngx_|exchange_)/ } ($loc // '') =~ /`([a-z_]+)`/g;
+    my @gone = grep { $code !~ /\bngx_http_exchange_health_\Q$_\E\(/ } @named;
+    is "@gone", '', 'architecture.md: the status location\'s functions exist ('
+        . scalar(@named) . ')';
     is_deeply \%doc, \%code,
         'architecture.md: the status location\'s files call what it says ('
         . scalar(keys %code) . ' files)';

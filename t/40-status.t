@@ -247,6 +247,10 @@ subtest 'hostile X-FEServer values are escaped' => sub {
     unlike $h, qr{<script>}, 'HTML: no markup from the server';
     like $h, qr{&lt;script&gt;alert\(&quot;x&quot;\)&lt;/script&gt;&amp;&#39;},
         'HTML: escaped';
+    like $h, qr{<p class="users">[^<]*&lt;script&gt;alert}, 'HTML: escaped in the line of what users see';
+    my $svg = join '', $h =~ m{(<svg class="tl".*?</svg>)}sg;
+    ok length $svg, 'HTML: the timelines are drawn';
+    unlike $svg, qr{script|alert|EXCH}, 'SVG: no name a server sent is drawn in a timeline';
 
     my $jr = $ng->request(GET => '/status?format=json')->{body};
     my $j = eval { JSON::PP->new->utf8->decode($jr) };
