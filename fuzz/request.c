@@ -307,9 +307,15 @@ fuzz_anonymous(const u_char *p, size_t len)
 static void
 fuzz_errorfe(const u_char *p, size_t len)
 {
-    unsigned  code;
+    unsigned       code;
+    const u_char  *name;
 
     code = ngx_http_exchange_health_errorfe_code(p, len);
+
+    if (ngx_http_exchange_health_errorfe_backend(p, len, &name) > len) {
+        fprintf(stderr, "errorfe_backend: longer than its input\n");
+        abort();
+    }
 
     /* a code is three digits, and only after the page's name */
 

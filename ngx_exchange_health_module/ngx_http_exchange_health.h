@@ -89,6 +89,19 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT     10
 #define NGX_HTTP_EXCHANGE_HEALTH_S_N              11
 
+/* what the signed-in probe found (signin.c) */
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NONE       0
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK         1
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED     2
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_REFUSED    3    /* the credentials */
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAITING    4    /* its back-off */
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_UNCLEAR    5    /* no verdict */
+
+/* forms sign-in serves OWA and ECP, protocols 0 and 1 */
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS  2
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_ATTEMPTS    3
+#define NGX_HTTP_EXCHANGE_HEALTH_JAR_LEN            3072
+
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF             0
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_ON              1
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_NON_IDEMPOTENT  2
@@ -233,7 +246,38 @@ typedef struct {
 
     ngx_http_exchange_health_slot_t
                         slot[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+
+    /* the signed-in probe's, made when it first probes the server */
+    struct ngx_http_exchange_health_signin_s  *signin;
 } ngx_http_exchange_health_server_t;
+
+
+/* shared memory: what the signed-in probe of one protocol last found */
+typedef struct {
+    time_t                  time;
+    uint16_t                status;         /* of the answer judged */
+    uint8_t                 result;         /* SIGNIN_* */
+    uint8_t                 fails;          /* failed in a row */
+    u_char                  why[NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN];
+} ngx_http_exchange_health_signin_result_t;
+
+
+/*
+ * shared memory: one server's signed-in probe, written by signin.c only.
+ * The session cookies it got are kept here so that whichever worker
+ * probes next uses them: one sign-in per server, not one per worker.
+ */
+typedef struct ngx_http_exchange_health_signin_s {
+    ngx_msec_t              next;           /* the next probe */
+    ngx_msec_t              busy;           /* a probe started at */
+    ngx_msec_t              attempts[NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_ATTEMPTS];
+
+    ngx_http_exchange_health_signin_result_t
+                        result[NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS];
+
+    size_t                  jar_len;        /* a Cookie header's value */
+    u_char                  jar[NGX_HTTP_EXCHANGE_HEALTH_JAR_LEN];
+} ngx_http_exchange_health_signin_t;
 
 
 /* shared memory: faults seen on every server at once */
@@ -281,6 +325,15 @@ typedef struct {
 
     ngx_http_exchange_health_farm_t
                             farm[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
+
+    /*
+     * The signed-in probe's account (signin.c): a refusal holds every
+     * server's sign-in back, as Active Directory counts them together;
+     * a credentials file of another identity is tried again at once.
+     */
+    ngx_msec_t              signin_refused;
+    ngx_msec_t              signin_warned;
+    uint32_t                signin_file;
 } ngx_http_exchange_health_upstream_t;
 
 
@@ -377,6 +430,41 @@ typedef struct {
 } ngx_http_exchange_health_probe_conf_t;
 
 
+/* exchange_health_probe_signin: never logged, shown or saved */
+typedef struct {
+    ngx_str_t               file;
+    ngx_str_t               user;           /* the mailbox, shown */
+    ngx_str_t               form;           /* the rest of the POST body */
+    ngx_uint_t              protocols;      /* bit per protocol */
+    uint32_t                file_id;        /* its inode, size and time */
+    ngx_event_t             timer;          /* in each worker */
+} ngx_http_exchange_health_signin_conf_t;
+
+
+/* what the signed-in probe reads of an answer's header (signin_answer.c) */
+typedef struct {
+    ngx_uint_t                             status;
+    ngx_uint_t                             empty;      /* no byte */
+    ngx_uint_t                             complete;   /* its header */
+    ngx_uint_t                             cadata;     /* a session set */
+    ngx_uint_t                             jar_full;
+    ngx_str_t                              location;
+    ngx_str_t                              error;      /* X-OWA-Error... */
+} ngx_http_exchange_health_answer_t;
+
+
+/* what the answer to a signed-in page says, besides SIGNIN_* */
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_LOGON    100
+
+/* one HTTP exchange of a probe with one server (probe.c) */
+typedef struct ngx_http_exchange_health_probe_s
+    ngx_http_exchange_health_probe_t;
+
+/* the answer read (error NULL), or why there is none */
+typedef void (*ngx_http_exchange_health_probe_pt)(
+    ngx_http_exchange_health_probe_t *pr, char *error);
+
+
 /* upstream configuration: the balancer and its ejection policy */
 typedef struct {
     ngx_shm_zone_t         *shm_zone;
@@ -400,6 +488,7 @@ typedef struct {
     ngx_uint_t              max_ejected_percent;
     ngx_uint_t              probe_fails;    /* probes failed to drain */
     ngx_http_exchange_health_probe_conf_t *probe;
+    ngx_http_exchange_health_signin_conf_t *signin;
 
     /* the first directive that needs the balancer's zone, for nginx -t */
     char                   *needs_zone;
@@ -422,6 +511,32 @@ typedef struct {
     uint32_t                              *known_name;
     uint32_t                              *known_fqdn;
 } ngx_http_exchange_health_srv_conf_t;
+
+
+/*
+ * A probe's exchange: one request on its own connection, over TLS with
+ * the probe's SNI, and the answer read into a bounded buffer.  Its
+ * handler gets the answer, or why there is none, and owns what follows:
+ * another exchange on a new connection, or the end (the pool).
+ */
+struct ngx_http_exchange_health_probe_s {
+    ngx_peer_connection_t                  pc;
+    ngx_http_exchange_health_srv_conf_t   *conf;
+    ngx_uint_t                             peer;
+    ngx_uint_t                             protocol;
+    ngx_uint_t                             stage;
+    ngx_buf_t                             *request;
+    ngx_buf_t                             *response;
+    ngx_pool_t                            *pool;
+    ngx_http_exchange_health_probe_pt      handler;
+    void                                  *data;
+
+    ngx_str_t                              subject;
+    ngx_str_t                              thumbprint;
+    time_t                                 not_after;
+
+    unsigned                               head_only:1;   /* is enough */
+};
 
 
 /* location configuration: detection and retry */
@@ -569,8 +684,8 @@ typedef struct {
     unsigned                              known_read:1;
     unsigned                              sampled:1; /* this answer */
     unsigned                              ntlm:1;    /* its credentials */
-    unsigned                              kerberos:1; /* a ticket: good
-                                                         on any server */
+    unsigned                              moved:1;   /* its client, off
+                                                        a failing server */
     unsigned                              bound:1;   /* a bound line */
     unsigned                              bypass:1;  /* this try's */
     unsigned                              trial_handshake:1;
@@ -660,6 +775,7 @@ void ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_event_t *ev);
 ngx_str_t ngx_http_exchange_health_log_text(u_char *buf, size_t size,
     u_char *data, size_t len);
+ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
 
 /* ngx_http_exchange_health_state.c */
 
@@ -699,6 +815,11 @@ void ngx_http_exchange_health_clear_locked(
 ngx_http_exchange_health_change_e ngx_http_exchange_health_probed_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
     ngx_uint_t result, u_char *why);
+ngx_http_exchange_health_change_e
+    ngx_http_exchange_health_signin_probed_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_http_exchange_health_signin_result_t *r, ngx_str_t *uri,
+    ngx_msec_t *duration);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
 ngx_uint_t ngx_http_exchange_health_failing(
@@ -792,6 +913,34 @@ char *ngx_http_exchange_health_probe(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_exchange_health_probe_uri(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_exchange_health_probe_protocols(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_str_t *list, ngx_uint_t *protocols);
+ngx_http_exchange_health_probe_t *ngx_http_exchange_health_probe_new(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer,
+    size_t size, ngx_http_exchange_health_probe_pt handler);
+void ngx_http_exchange_health_probe_connect(
+    ngx_http_exchange_health_probe_t *pr);
+void ngx_http_exchange_health_probe_close(
+    ngx_http_exchange_health_probe_t *pr);
+ngx_str_t *ngx_http_exchange_health_probe_host(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer);
+
+/* ngx_http_exchange_health_credentials.c */
+char *ngx_http_exchange_health_probe_signin(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+u_char *ngx_http_exchange_health_form_escape(u_char *dst, u_char *src,
+    size_t len);
+
+/* ngx_http_exchange_health_signin_answer.c */
+void ngx_http_exchange_health_signin_read_answer(ngx_buf_t *b,
+    ngx_http_exchange_health_answer_t *a, ngx_str_t *jar);
+ngx_uint_t ngx_http_exchange_health_signin_verdict(
+    ngx_http_exchange_health_answer_t *a, u_char *why);
+
+/* ngx_http_exchange_health_signin.c */
+void ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_srv_conf_t *hscf);
+const char *ngx_http_exchange_health_signin_name(ngx_uint_t result);
 
 /* ngx_http_exchange_health_status_handler.c */
 char *ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,

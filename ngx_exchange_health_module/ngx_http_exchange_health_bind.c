@@ -61,6 +61,7 @@ struct ngx_http_exchange_health_binding_s {
     unsigned                              pending:1;  /* a challenge out */
     unsigned                              counted:1;  /* in peer->conns */
     unsigned                              trial:1;    /* its server's */
+    unsigned                              moved:1;    /* off a failure */
 };
 
 
@@ -222,6 +223,9 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
 
     ctx->binding = b;
 
+    /* signing in again after a failure: away from the failing servers */
+    ctx->moved = b && b->moved;
+
     ctx->bind_get = u->peer.get;
     ctx->bind_free = u->peer.free;
     ctx->bind_data = u->peer.data;
@@ -263,13 +267,6 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
             ctx->user_key.data = auth->value.data + auth->value.len
                                  - NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
             ctx->user_key.len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER;
-
-            /*
-             * Every server of the farm decrypts it with the same
-             * account's key: the request may be sent on to another.
-             */
-
-            ctx->kerberos = 1;
         }
 
     } else if (b && b->signed_in && auth == NULL) {
@@ -397,6 +394,11 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
         pc->tries = 0;
     }
 
+    if (ctx->retrying && b) {
+        /* the client signs in again elsewhere: not here, if it can */
+        b->moved = 1;
+    }
+
     if (!(bypass || ctx->ntlm) || c == NULL) {
         goto done;
     }
@@ -482,6 +484,7 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
         if (ctx->ntlm) {
             /* the credentials signed the connection in, as this user */
             b->signed_in = 1;
+            b->moved = 0;
             b->user.len = ngx_min(ctx->user_key.len,
                                   NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER);
             ngx_memcpy(b->user_data, ctx->user_key.data, b->user.len);

@@ -15,7 +15,6 @@
  */
 
 
-static ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
 static void ngx_http_exchange_health_protocol_name(
     ngx_http_exchange_health_ctx_t *ctx, ngx_str_t *name);
 
@@ -155,7 +154,7 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
 }
 
 
-static ngx_str_t
+ngx_str_t
 ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms)
 {
     ngx_str_t  s;

@@ -676,24 +676,21 @@ ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
     }
 
     /*
-     * An NTLM message answers, or asks for, one connection's challenge:
-     * it is good there only.  A Kerberos ticket is good on every server,
-     * and a request its connection signed in meets a 401 on the next
-     * server, which makes the client sign in again there: both are sent
-     * on, the binding to the failing server ended (bind.c).
+     * Connection-bound sign-in is sent on too, its binding to the failing
+     * server ended (bind.c): a Kerberos ticket is good on every server;
+     * an NTLM type 1 gets its challenge from the next one; a type 3, or
+     * a request its connection signed in, meets a 401 there, and the
+     * client signs in again, away from the server that failed it.
      */
 
     if (hlcf->retry == NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF
-        || (ctx->ntlm && !ctx->kerberos)
         || u->peer.tries <= 1
         || (timeout && ngx_current_msec - u->peer.start_time >= timeout)
         || (u->request_sent && r->request_body_no_buffering))
     {
-        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "exchange health: no retry: retry %ui, an NTLM "
-                       "message %ui, tries left %ui, body unbuffered "
-                       "%ui", hlcf->retry, (ngx_uint_t) (ctx->ntlm
-                                                         && !ctx->kerberos),
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: no retry: retry %ui, tries left "
+                       "%ui, body unbuffered %ui", hlcf->retry,
                        u->peer.tries,
                        (ngx_uint_t) r->request_body_no_buffering);
         return 0;

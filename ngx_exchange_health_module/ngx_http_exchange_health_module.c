@@ -84,6 +84,13 @@ static ngx_command_t  ngx_http_exchange_health_commands[] = {
       0,
       NULL },
 
+    { ngx_string("exchange_health_probe_signin"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_exchange_health_probe_signin,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("exchange_health_detect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,

@@ -33,22 +33,6 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_STAGE_READ     2
 
 
-typedef struct {
-    ngx_peer_connection_t                  pc;
-    ngx_http_exchange_health_srv_conf_t   *conf;
-    ngx_uint_t                             peer;
-    ngx_uint_t                             protocol;
-    ngx_uint_t                             stage;
-    ngx_buf_t                             *request;
-    ngx_buf_t                             *response;
-    ngx_pool_t                            *pool;
-
-    ngx_str_t                              subject;
-    ngx_str_t                              thumbprint;
-    time_t                                 not_after;
-} ngx_http_exchange_health_probe_t;
-
-
 /* a probe claimed by a tick, started once the zone is unlocked */
 typedef struct {
     ngx_uint_t                             peer;
@@ -72,6 +56,8 @@ static void ngx_http_exchange_health_probe_send(
     ngx_http_exchange_health_probe_t *pr);
 static void ngx_http_exchange_health_probe_read(
     ngx_http_exchange_health_probe_t *pr);
+static void ngx_http_exchange_health_probe_answer(
+    ngx_http_exchange_health_probe_t *pr, char *error);
 static void ngx_http_exchange_health_probe_judge(
     ngx_http_exchange_health_probe_t *pr);
 static void ngx_http_exchange_health_probe_done(
@@ -89,7 +75,7 @@ ngx_http_exchange_health_probe(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_exchange_health_srv_conf_t *hscf = conf;
 
     ngx_int_t                               n;
-    ngx_str_t                              *value, s, name;
+    ngx_str_t                              *value, s;
     ngx_uint_t                              i;
     ngx_pool_cleanup_t                     *cln;
     ngx_http_exchange_health_probe_conf_t  *pc;
@@ -192,40 +178,14 @@ ngx_http_exchange_health_probe(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         if (ngx_strncmp(value[i].data, "protocols=", 10) == 0) {
-            pc->protocols = 0;
             s.data = value[i].data + 10;
             s.len = value[i].len - 10;
 
-            while (s.len) {
-                name.data = s.data;
-                name.len = 0;
-
-                while (name.len < s.len && s.data[name.len] != ',') {
-                    name.len++;
-                }
-
-                n = ngx_http_exchange_health_protocol_by_name(name.data,
-                                                              name.len);
-                if (n < 0) {
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                       "unknown protocol \"%V\" in \"%V\"",
-                                       &name, &value[i]);
-                    return NGX_CONF_ERROR;
-                }
-
-                pc->protocols |= 1 << n;
-
-                s.data += name.len;
-                s.len -= name.len;
-
-                if (s.len) {
-                    s.data++;
-                    s.len--;
-                }
-            }
-
-            if (pc->protocols == 0) {
-                goto invalid;
+            if (ngx_http_exchange_health_probe_protocols(cf, &value[i], &s,
+                                                         &pc->protocols)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
             }
 
             continue;
@@ -302,6 +262,55 @@ invalid:
 }
 
 
+ngx_int_t
+ngx_http_exchange_health_probe_protocols(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *list, ngx_uint_t *protocols)
+{
+    ngx_int_t  n;
+    ngx_str_t  s, name;
+
+    /* "owa,ecp": a bit per protocol named, at least one */
+
+    *protocols = 0;
+    s = *list;
+
+    while (s.len) {
+        name.data = s.data;
+        name.len = 0;
+
+        while (name.len < s.len && s.data[name.len] != ',') {
+            name.len++;
+        }
+
+        n = ngx_http_exchange_health_protocol_by_name(name.data, name.len);
+        if (n < 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown protocol \"%V\" in \"%V\"",
+                               &name, value);
+            return NGX_ERROR;
+        }
+
+        *protocols |= 1 << n;
+
+        s.data += name.len;
+        s.len -= name.len;
+
+        if (s.len) {
+            s.data++;
+            s.len--;
+        }
+    }
+
+    if (*protocols == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value in \"%V\"", value);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_exchange_health_probe_uri(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -367,6 +376,10 @@ ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle)
 
         if (hscf->probe == NULL || hscf->sh == NULL) {
             continue;
+        }
+
+        if (hscf->signin) {
+            ngx_http_exchange_health_signin_init_process(cycle, hscf);
         }
 
         hscf->probe->timer.handler = ngx_http_exchange_health_probe_tick;
@@ -459,49 +472,94 @@ ngx_http_exchange_health_probe_start(
     ngx_uint_t protocol)
 {
     u_char                                 *p;
-    ngx_int_t                               rc;
     ngx_str_t                              *host;
-    ngx_pool_t                             *pool;
-    ngx_connection_t                       *c;
-    ngx_http_upstream_rr_peer_t            *rp;
     ngx_http_exchange_health_probe_t       *pr;
     ngx_http_exchange_health_probe_conf_t  *pc;
 
     pc = conf->probe;
-    rp = conf->peers[peer];
+    host = ngx_http_exchange_health_probe_host(conf, peer);
 
-    pool = ngx_create_pool(4096, ngx_cycle->log);
-    if (pool == NULL) {
-        return;
-    }
-
-    pr = ngx_pcalloc(pool, sizeof(ngx_http_exchange_health_probe_t));
+    pr = ngx_http_exchange_health_probe_new(conf, peer,
+                                  pc->uri[protocol].len + host->len + 128,
+                                  ngx_http_exchange_health_probe_answer);
     if (pr == NULL) {
-        ngx_destroy_pool(pool);
         return;
     }
 
-    pr->pool = pool;
-    pr->conf = conf;
-    pr->peer = peer;
     pr->protocol = protocol;
-
-    host = pc->sni.len ? &pc->sni : &rp->server;
-
-    pr->request = ngx_create_temp_buf(pool, pc->uri[protocol].len
-                                            + host->len + 128);
-    pr->response = ngx_create_temp_buf(pool,
-                                       NGX_HTTP_EXCHANGE_HEALTH_PROBE_BUFFER);
-    if (pr->request == NULL || pr->response == NULL) {
-        ngx_destroy_pool(pool);
-        return;
-    }
 
     p = ngx_sprintf(pr->request->last,
                     "GET %V HTTP/1.1\r\nHost: %V\r\n"
                     "User-Agent: nginx exchange_health probe\r\n"
                     "Connection: close\r\n\r\n", &pc->uri[protocol], host);
     pr->request->last = p;
+
+    ngx_http_exchange_health_probe_connect(pr);
+}
+
+
+ngx_str_t *
+ngx_http_exchange_health_probe_host(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t peer)
+{
+    /* the site's name when sni= gives one, else the server's address */
+
+    return conf->probe->sni.len ? &conf->probe->sni
+                                : &conf->peers[peer]->server;
+}
+
+
+ngx_http_exchange_health_probe_t *
+ngx_http_exchange_health_probe_new(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t peer, size_t size, ngx_http_exchange_health_probe_pt handler)
+{
+    ngx_pool_t                        *pool;
+    ngx_http_exchange_health_probe_t  *pr;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    pr = ngx_pcalloc(pool, sizeof(ngx_http_exchange_health_probe_t));
+    if (pr == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    pr->pool = pool;
+    pr->conf = conf;
+    pr->peer = peer;
+    pr->handler = handler;
+
+    pr->request = ngx_create_temp_buf(pool, size);
+    pr->response = ngx_create_temp_buf(pool,
+                                       NGX_HTTP_EXCHANGE_HEALTH_PROBE_BUFFER);
+    if (pr->request == NULL || pr->response == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    return pr;
+}
+
+
+void
+ngx_http_exchange_health_probe_connect(ngx_http_exchange_health_probe_t *pr)
+{
+    ngx_int_t                     rc;
+    ngx_connection_t             *c;
+    ngx_http_upstream_rr_peer_t  *rp;
+
+    /* a new connection for each exchange: the request says "close" */
+
+    rp = pr->conf->peers[pr->peer];
+
+    ngx_memzero(&pr->pc, sizeof(ngx_peer_connection_t));
+
+    pr->stage = NGX_HTTP_EXCHANGE_HEALTH_STAGE_CONNECT;
+    pr->response->pos = pr->response->start;
+    pr->response->last = pr->response->start;
 
     pr->pc.sockaddr = rp->sockaddr;
     pr->pc.socklen = rp->socklen;
@@ -513,25 +571,48 @@ ngx_http_exchange_health_probe_start(
     rc = ngx_event_connect_peer(&pr->pc);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_http_exchange_health_probe_done(pr,
-                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "cannot connect", NULL);
+        pr->handler(pr, "cannot connect");
         return;
     }
 
     c = pr->pc.connection;
     c->data = pr;
-    c->pool = pool;
+    c->pool = pr->pool;
     c->read->handler = ngx_http_exchange_health_probe_handler;
     c->write->handler = ngx_http_exchange_health_probe_handler;
 
-    ngx_add_timer(c->write, pc->timeout);
+    ngx_add_timer(c->write, pr->conf->probe->timeout);
 
     if (rc == NGX_AGAIN) {
         return;
     }
 
     ngx_http_exchange_health_probe_connected(pr);
+}
+
+
+void
+ngx_http_exchange_health_probe_close(ngx_http_exchange_health_probe_t *pr)
+{
+    ngx_connection_t  *c;
+
+    c = pr->pc.connection;
+
+    if (c == NULL) {
+        return;
+    }
+
+    pr->pc.connection = NULL;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    ngx_close_connection(c);
 }
 
 
@@ -545,9 +626,7 @@ ngx_http_exchange_health_probe_handler(ngx_event_t *ev)
     pr = c->data;
 
     if (ev->timedout) {
-        ngx_http_exchange_health_probe_done(pr,
-                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "timed out", NULL);
+        pr->handler(pr, "timed out");
         return;
     }
 
@@ -584,9 +663,7 @@ ngx_http_exchange_health_probe_connected(ngx_http_exchange_health_probe_t *pr)
     }
 
     if (err) {
-        ngx_http_exchange_health_probe_done(pr,
-                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "cannot connect", NULL);
+        pr->handler(pr, "cannot connect");
         return;
     }
 
@@ -599,9 +676,7 @@ ngx_http_exchange_health_probe_connected(ngx_http_exchange_health_probe_t *pr)
                                       NGX_SSL_BUFFER|NGX_SSL_CLIENT)
             != NGX_OK)
         {
-            ngx_http_exchange_health_probe_done(pr,
-                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "cannot start TLS", NULL);
+            pr->handler(pr, "cannot start TLS");
             return;
         }
 
@@ -637,9 +712,7 @@ ngx_http_exchange_health_probe_handshaked(ngx_connection_t *c)
     pr = c->data;
 
     if (!c->ssl->handshaked) {
-        ngx_http_exchange_health_probe_done(pr,
-                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "TLS handshake failed", NULL);
+        pr->handler(pr, "TLS handshake failed");
         return;
     }
 
@@ -703,9 +776,7 @@ ngx_http_exchange_health_probe_send(ngx_http_exchange_health_probe_t *pr)
         }
 
         if (n == NGX_AGAIN || n == NGX_ERROR || n == 0) {
-            ngx_http_exchange_health_probe_done(pr,
-                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "cannot send", NULL);
+            pr->handler(pr, "cannot send");
             return;
         }
 
@@ -737,7 +808,7 @@ ngx_http_exchange_health_probe_read(ngx_http_exchange_health_probe_t *pr)
     for ( ;; ) {
 
         if (b->last == b->end) {
-            ngx_http_exchange_health_probe_judge(pr);
+            pr->handler(pr, NULL);
             return;
         }
 
@@ -768,25 +839,46 @@ ngx_http_exchange_health_probe_read(ngx_http_exchange_health_probe_t *pr)
             && (n == NGX_ERROR
                 || (n == 0 && ngx_socket_errno == NGX_ECONNRESET)))
         {
-            ngx_http_exchange_health_probe_done(pr,
-                                      NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      ngx_socket_errno == NGX_ECONNRESET
-                                      ? "the connection was reset"
-                                      : "the connection failed", NULL);
+            pr->handler(pr, ngx_socket_errno == NGX_ECONNRESET
+                            ? "the connection was reset"
+                            : "the connection failed");
             return;
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ngx_http_exchange_health_probe_judge(pr);
+            pr->handler(pr, NULL);
             return;
         }
 
         b->last += n;
+
+        /* a probe that judges the header alone need not wait for more */
+
+        if (pr->head_only
+            && ngx_strlcasestrn(b->pos, b->last, (u_char *) "\r\n\r\n", 4 - 1)
+               != NULL)
+        {
+            pr->handler(pr, NULL);
+            return;
+        }
     }
 
-    ngx_http_exchange_health_probe_done(pr,
+    pr->handler(pr, "cannot read");
+}
+
+
+static void
+ngx_http_exchange_health_probe_answer(ngx_http_exchange_health_probe_t *pr,
+    char *error)
+{
+    if (error) {
+        ngx_http_exchange_health_probe_done(pr,
                                       NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED,
-                                      "cannot read", NULL);
+                                      error, NULL);
+        return;
+    }
+
+    ngx_http_exchange_health_probe_judge(pr);
 }
 
 
@@ -849,23 +941,8 @@ static void
 ngx_http_exchange_health_probe_done(ngx_http_exchange_health_probe_t *pr,
     ngx_uint_t result, char *reason, ngx_str_t *fqdn)
 {
-    ngx_connection_t  *c;
-
-    c = pr->pc.connection;
-
     ngx_http_exchange_health_probe_record(pr, result, reason, fqdn);
-
-    if (c) {
-#if (NGX_HTTP_SSL)
-        if (c->ssl) {
-            c->ssl->no_wait_shutdown = 1;
-            c->ssl->no_send_shutdown = 1;
-            (void) ngx_ssl_shutdown(c);
-        }
-#endif
-        ngx_close_connection(c);
-    }
-
+    ngx_http_exchange_health_probe_close(pr);
     ngx_destroy_pool(pr->pool);
 }
 

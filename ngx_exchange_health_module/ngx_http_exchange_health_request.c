@@ -10,6 +10,17 @@
 #include "ngx_http_exchange_health_request.h"
 
 
+static int ngx_http_exchange_health_ends_with(const u_char *p, size_t len,
+    const char *s);
+static int ngx_http_exchange_health_sextet(const u_char **pp,
+    const u_char *end);
+static int ngx_http_exchange_health_mb_uint32(const u_char **pp,
+    const u_char *end, size_t *value);
+static int ngx_http_exchange_health_name_char(u_char c);
+static const u_char *ngx_http_exchange_health_errorfe_param(const u_char *p,
+    size_t len, const char *name, size_t *vlen);
+
+
 const ngx_http_exchange_health_protocol_t
     ngx_http_exchange_health_protocols[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS] =
 {
@@ -319,14 +330,15 @@ ngx_http_exchange_health_mask_mailbox(u_char *dst, const u_char *src,
 }
 
 
-unsigned
-ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len)
+static const u_char *
+ngx_http_exchange_health_errorfe_param(const u_char *p, size_t len,
+    const char *name, size_t *vlen)
 {
     size_t         n;
-    unsigned       code;
-    const u_char  *end;
+    const u_char  *end, *v;
 
     end = p + len;
+    n = strlen(name);
 
     /* the errorFE.aspx page, then its query */
 
@@ -337,30 +349,24 @@ ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len)
     }
 
     if ((size_t) (end - p) < 13 || p[12] != '?') {
-        return 0;
+        return NULL;
     }
 
     p += 13;
 
     while (p < end) {
 
-        if ((size_t) (end - p) > 9
-            && strncasecmp((const char *) p, "httpCode=", 9) == 0)
+        if ((size_t) (end - p) > n && p[n] == '='
+            && strncasecmp((const char *) p, name, n) == 0)
         {
-            p += 9;
-            code = 0;
+            v = p + n + 1;
 
-            for (n = 0; n < 3 && p < end && *p >= '0' && *p <= '9'; n++) {
-                code = code * 10 + (*p++ - '0');
+            for (p = v; p < end && *p != '&' && *p != '#'; p++) {
+                /* void */
             }
 
-            /* three digits and the end of the parameter, or no code */
-
-            if (n != 3 || (p < end && *p != '&' && *p != '#')) {
-                return 0;
-            }
-
-            return code;
+            *vlen = p - v;
+            return v;
         }
 
         while (p < end && *p != '&') {
@@ -372,7 +378,65 @@ ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len)
         }
     }
 
-    return 0;
+    return NULL;
+}
+
+
+unsigned
+ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len)
+{
+    size_t         n;
+    unsigned       code;
+    const u_char  *v;
+
+    v = ngx_http_exchange_health_errorfe_param(p, len, "httpCode", &n);
+
+    /* three digits, the whole parameter, or no code */
+
+    if (v == NULL || n != 3) {
+        return 0;
+    }
+
+    for (code = 0; n; n--, v++) {
+        if (*v < '0' || *v > '9') {
+            return 0;
+        }
+
+        code = code * 10 + (*v - '0');
+    }
+
+    return code;
+}
+
+
+size_t
+ngx_http_exchange_health_errorfe_backend(const u_char *p, size_t len,
+    const u_char **name)
+{
+    size_t         n, i;
+    const u_char  *v;
+
+    v = ngx_http_exchange_health_errorfe_param(p, len, "be", &n);
+
+    /* a host name as Exchange writes it, its first label, or none */
+
+    if (v == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (v[i] == '.') {
+            break;
+        }
+
+        if (!ngx_http_exchange_health_name_char(v[i]) || v[i] == '_') {
+            return 0;
+        }
+    }
+
+    *name = v;
+
+    return i;
 }
 
 
@@ -669,14 +733,6 @@ const char  *ngx_http_exchange_health_wait_names[
     "rpc-channel"
 };
 
-
-static int ngx_http_exchange_health_ends_with(const u_char *p, size_t len,
-    const char *s);
-static int ngx_http_exchange_health_sextet(const u_char **pp,
-    const u_char *end);
-static int ngx_http_exchange_health_mb_uint32(const u_char **pp,
-    const u_char *end, size_t *value);
-static int ngx_http_exchange_health_name_char(u_char c);
 
 
 int

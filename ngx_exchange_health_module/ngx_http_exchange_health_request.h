@@ -93,6 +93,14 @@ size_t ngx_http_exchange_health_mask_mailbox(u_char *dst, const u_char *src,
 unsigned ngx_http_exchange_health_errorfe_code(const u_char *p, size_t len);
 
 /*
+ * The be= of an errorFE.aspx redirect's Location: the mailbox server the
+ * front end proxied to, up to its first dot; its length, 0 when there is
+ * none or it is not a host name.  *name points into p.
+ */
+size_t ngx_http_exchange_health_errorfe_backend(const u_char *p, size_t len,
+    const u_char **name);
+
+/*
  * The server name in a healthcheck.htm body, "200 OK<br/>EXCH1.contoso.
  * local": the printable run after "<br/>" (any case); its length, 0 when
  * there is none.  *name points into p.

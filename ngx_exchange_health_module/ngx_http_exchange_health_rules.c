@@ -1044,8 +1044,21 @@ ngx_http_exchange_health_failure(ngx_http_request_t *r,
      * OWA sends its "can't find the page" (a stale link), bad request and
      * forbidden pages through errorFE.aspx as it sends its failures: every
      * server answers such a request the same, so it is nobody's failure
-     * and no other server is asked.
+     * and no other server is asked.  The page itself comes with its 4xx
+     * status: a rule for pages of any status (errorfe-page) that finds
+     * it there finds the request's.
      */
+
+    code = u->headers_in.status_n;
+
+    if (rule->any_status && rule->bodies && code >= 400 && code < 500) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "exchange health: rule \"%V\" matched a page with "
+                       "status %ui: the request's, not the server's",
+                       &rule->name, code);
+
+        return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+    }
 
     if (u->headers_in.location) {
         code = ngx_http_exchange_health_errorfe_code(
@@ -1096,8 +1109,10 @@ ngx_http_exchange_health_describe(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_rule_t *rule)
 {
     u_char                              *p, *last, *dot;
+    size_t                               len;
     ngx_str_t                           *error;
     ngx_uint_t                           i;
+    const u_char                        *be;
     ngx_table_elt_t                     *h[3];
     ngx_http_upstream_t                 *u;
     ngx_http_exchange_health_attempt_t  *a;
@@ -1186,20 +1201,43 @@ ngx_http_exchange_health_describe(ngx_http_request_t *r,
     if (h[0] == NULL || h[0]->value.len == 0) {
         h[0] = ngx_http_exchange_health_known(r, ctx,
                                           NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET);
-        if (h[0] == NULL || h[0]->value.len == 0) {
-            return;
-        }
-
         a->backend_computed = 1;
     }
 
-    p = h[0]->value.data;
-    last = p + ngx_min(h[0]->value.len, NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
+    if (h[0] && h[0]->value.len) {
+        p = h[0]->value.data;
+        last = p + ngx_min(h[0]->value.len,
+                           NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
 
-    /* the short name: an FQDN and a NetBIOS name are the same server */
+        /* the short name: an FQDN and a NetBIOS name are the same server */
 
-    dot = ngx_strlchr(p, last, '.');
-    a->backend.len = (dot ? dot : last) - p;
+        dot = ngx_strlchr(p, last, '.');
+        last = dot ? dot : last;
+
+    } else if (u->headers_in.location) {
+        /*
+         * Outbound rules that strip the headers leave the errorFE
+         * redirect's query as it is: be= names the mailbox server
+         * the front end proxied to.
+         */
+
+        a->backend_computed = 0;
+
+        h[0] = u->headers_in.location;
+        len = ngx_http_exchange_health_errorfe_backend(h[0]->value.data,
+                                                       h[0]->value.len, &be);
+        if (len == 0) {
+            return;
+        }
+
+        p = (u_char *) be;
+        last = p + ngx_min(len, NGX_HTTP_EXCHANGE_HEALTH_BACKEND_LEN);
+
+    } else {
+        return;
+    }
+
+    a->backend.len = last - p;
     a->backend.data = ngx_pnalloc(r->pool, a->backend.len);
     if (a->backend.data == NULL) {
         a->backend.len = 0;

@@ -32,15 +32,15 @@ static void ngx_http_exchange_health_trial_locked(
     ngx_http_exchange_health_slot_t *slot,
     ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_readmit_locked(
-    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer,
-    ngx_http_exchange_health_event_t *ev);
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_log_t *log, ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_trial_failed_locked(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_eject_locked(
-    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t peer,
-    ngx_http_exchange_health_event_t *ev);
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_log_t *log, ngx_http_exchange_health_event_t *ev);
 static void ngx_http_exchange_health_farm_fault_locked(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
@@ -134,14 +134,16 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
      * A try after a failure also steers clear of the servers seen failing
      * lately, in this module's count or in requests that failed on every
      * server tried: with two broken servers, a user is not sent from one
-     * to the other while a good one is left.
+     * to the other while a good one is left.  So does a client's new
+     * sign-in after its bound server failed it (bind.c).
      */
 
-    retry = ctx->nattempts
-            && (ctx->attempt[ctx->nattempts - 1].verdict
-                    == NGX_HTTP_EXCHANGE_HEALTH_FAILED
-                || ctx->attempt[ctx->nattempts - 1].verdict
-                    == NGX_HTTP_EXCHANGE_HEALTH_ERROR);
+    retry = ctx->moved
+            || (ctx->nattempts
+                && (ctx->attempt[ctx->nattempts - 1].verdict
+                        == NGX_HTTP_EXCHANGE_HEALTH_FAILED
+                    || ctx->attempt[ctx->nattempts - 1].verdict
+                        == NGX_HTTP_EXCHANGE_HEALTH_ERROR));
 
     /* read unlocked: a stale answer costs one request at most */
 
@@ -327,13 +329,15 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     }
 
     /*
-     * A request its connection signed in, sent on after its server
-     * failed it: it carried no credentials of its own, and the next
-     * server's 401 makes the client sign in again.  That 401 gives no
-     * opinion on the failure, which stays its server's, unconfirmed.
+     * Connection-bound sign-in sent on after its server failed it: the
+     * next server's 401 (to a request its connection signed in, to an
+     * NTLM type 1 or 3) makes the client sign in again.  That 401 gives
+     * no opinion on the failure, which stays its server's, unconfirmed.
      */
 
-    if (ctx->bound && n > 1 && last->status == NGX_HTTP_UNAUTHORIZED) {
+    if ((ctx->bound || ctx->ntlm) && n > 1
+        && last->status == NGX_HTTP_UNAUTHORIZED)
+    {
         ngx_http_exchange_health_unconfirmed(ctx, n - 1);
 
         verdict = failed ? NGX_HTTP_EXCHANGE_HEALTH_V_RESCUED
@@ -601,7 +605,8 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     ngx_shmtx_lock(&shpool->mutex);
 
     if (a->trial && slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
-        ngx_http_exchange_health_readmit_locked(ctx, a->peer, &ev);
+        ngx_http_exchange_health_readmit_locked(ctx->conf, ctx->slot, a->peer,
+                                          ctx->request->connection->log, &ev);
         a->trial = 0;
 
     } else if (farm->fault
@@ -696,7 +701,8 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
             ngx_http_exchange_health_farm_fault_locked(ctx, a, &ev);
 
         } else {
-            ngx_http_exchange_health_eject_locked(ctx, a->peer, &ev);
+            ngx_http_exchange_health_eject_locked(conf, ctx->slot, a->peer,
+                                          ctx->request->connection->log, &ev);
         }
     }
 
@@ -753,22 +759,24 @@ ngx_http_exchange_health_trial_locked(ngx_http_exchange_health_ctx_t *ctx,
 
 
 static void
-ngx_http_exchange_health_readmit_locked(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_uint_t peer, ngx_http_exchange_health_event_t *ev)
+ngx_http_exchange_health_readmit_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_log_t *log, ngx_http_exchange_health_event_t *ev)
 {
     ngx_http_exchange_health_slot_t    *slot;
     ngx_http_exchange_health_server_t  *srv;
 
     /*
-     * Back in service: after a good answer to its trial, or taken back by
-     * a farm-wide fault (no ev: the fault's line says it).  Up from now,
-     * for the backoff of a later ejection.
+     * Back in service: after a good answer to its trial or to its
+     * signed-in probe, or taken back by a farm-wide fault (no ev: the
+     * fault's line says it).  Up from now, for the backoff of a later
+     * ejection.
      */
 
-    srv = ctx->conf->servers[peer];
-    slot = &srv->slot[ctx->slot];
+    srv = conf->servers[peer];
+    slot = &srv->slot[p];
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                    "exchange health: peer %ui re-admitted", peer);
 
     slot->state = NGX_HTTP_EXCHANGE_HEALTH_UP;
@@ -776,8 +784,8 @@ ngx_http_exchange_health_readmit_locked(ngx_http_exchange_health_ctx_t *ctx,
     slot->up_since = ngx_current_msec;
     slot->since = ngx_time();
 
-    ngx_http_exchange_health_recount_locked(ctx->conf, ctx->slot);
-    ngx_http_exchange_health_timeline_locked(ctx->conf, peer, ctx->slot,
+    ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
                                            NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     if (ev) {
@@ -825,15 +833,14 @@ ngx_http_exchange_health_trial_failed_locked(
 
 
 static void
-ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
-    ngx_uint_t peer, ngx_http_exchange_health_event_t *ev)
+ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t p, ngx_uint_t peer, ngx_log_t *log,
+    ngx_http_exchange_health_event_t *ev)
 {
-    ngx_msec_t                            now, duration;
-    ngx_http_exchange_health_slot_t      *slot;
-    ngx_http_exchange_health_srv_conf_t  *conf;
+    ngx_msec_t                        now, duration;
+    ngx_http_exchange_health_slot_t  *slot;
 
-    conf = ctx->conf;
-    slot = &conf->servers[peer]->slot[ctx->slot];
+    slot = &conf->servers[peer]->slot[p];
     now = ngx_current_msec;
 
     /* a server that stayed up long enough starts again from the base time */
@@ -844,7 +851,7 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
 
     duration = ngx_http_exchange_health_backoff(conf, slot->level);
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "exchange health: peer %ui ejected for %M, level %ui",
                    peer, duration, (ngx_uint_t) slot->level);
 
@@ -856,8 +863,8 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_memzero(&slot->window, sizeof(ngx_http_exchange_health_window_t));
     slot->ejections++;
 
-    ngx_http_exchange_health_recount_locked(conf, ctx->slot);
-    ngx_http_exchange_health_timeline_locked(conf, peer, ctx->slot,
+    ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
                                            NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     ev->change = ngx_http_exchange_health_ejected;
@@ -907,7 +914,8 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
 
         if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
             ngx_http_exchange_health_failing_set_locked(conf, ctx->slot, i, 1);
-            ngx_http_exchange_health_readmit_locked(ctx, i, NULL);
+            ngx_http_exchange_health_readmit_locked(conf, ctx->slot, i,
+                                          ctx->request->connection->log, NULL);
 
         } else {
             ngx_http_exchange_health_timeline_locked(conf, i, ctx->slot,
@@ -1095,6 +1103,122 @@ ngx_http_exchange_health_probed_locked(
 
     return now ? ngx_http_exchange_health_probe_drained
                : ngx_http_exchange_health_probe_back;
+}
+
+
+ngx_http_exchange_health_change_e
+ngx_http_exchange_health_signin_probed_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
+    ngx_http_exchange_health_signin_result_t *r, ngx_str_t *uri,
+    ngx_msec_t *duration)
+{
+    size_t                              len;
+    ngx_uint_t                          i, k;
+    ngx_msec_t                          now, out;
+    ngx_http_exchange_health_slot_t    *slot;
+    ngx_http_exchange_health_event_t    ev;
+    ngx_http_exchange_health_signin_t  *sp;
+
+    /*
+     * What the signed-in probe found: a user's own path, signed in.  A
+     * good answer is proof that re-admits the server; its failures are
+     * confirmed failures of the server, "fails" in a row eject it.
+     */
+
+    slot = &conf->servers[peer]->slot[p];
+    now = ngx_current_msec;
+    ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
+
+    if (r->result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK) {
+
+        if (slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+            return ngx_http_exchange_health_nothing;
+        }
+
+        ngx_http_exchange_health_readmit_locked(conf, p, peer,
+                                                ngx_cycle->log, &ev);
+        return ev.change;
+    }
+
+    if (r->result != NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED) {
+        return ngx_http_exchange_health_nothing;
+    }
+
+    slot->last.time = ngx_time();
+    slot->last.status = r->status;
+    slot->last.user = 0;
+    ngx_cpystrn(slot->last.rule, (u_char *) "signed-in-probe",
+                sizeof(slot->last.rule));
+    ngx_cpystrn(slot->last.method, (u_char *) "GET",
+                sizeof(slot->last.method));
+    len = ngx_min(uri->len, sizeof(slot->last.uri) - 1);
+    ngx_cpystrn(slot->last.uri, uri->data, len + 1);
+    ngx_cpystrn(slot->last.error, r->why, sizeof(slot->last.error));
+
+    if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+
+        /*
+         * Still failing: kept out for the base time from now, so that
+         * no user's request is its trial while the probe still finds
+         * it broken; the probe's good answer lets it back.
+         */
+
+        out = now + ngx_http_exchange_health_backoff(conf, 0);
+
+        if ((ngx_msec_int_t) (out - slot->until) > 0) {
+            slot->until = out;
+        }
+
+        return ngx_http_exchange_health_nothing;
+    }
+
+    /* backup servers, a fault of the farm: as for live failures */
+
+    if (r->fails < conf->probe_fails
+        || peer >= conf->nprimary
+        || conf->sh->farm[p].fault)
+    {
+        return ngx_http_exchange_health_nothing;
+    }
+
+    /*
+     * Confirmed as a retry's failure is: the mailbox answers well through
+     * another server.  Failing everywhere, it is the mailbox's fault (its
+     * database down), not the servers'.
+     */
+
+    sp = conf->servers[peer]->signin;
+    k = r - sp->result;
+
+    for (i = 0; i < conf->nprimary; i++) {
+        if (i != peer && conf->servers[i] && conf->servers[i]->signin
+            && conf->servers[i]->signin->result[k].result
+               == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK)
+        {
+            break;
+        }
+    }
+
+    if (i == conf->nprimary) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui not ejected by its probe: "
+                       "no other server answers it well", peer);
+        return ngx_http_exchange_health_nothing;
+    }
+
+    if (conf->sh->avoided[p] + 1 > ngx_http_exchange_health_max_ejected(conf))
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui not ejected by its probe: "
+                       "no other server would be left", peer);
+        return ngx_http_exchange_health_nothing;
+    }
+
+    ngx_http_exchange_health_eject_locked(conf, p, peer, ngx_cycle->log,
+                                          &ev);
+    *duration = ev.duration;
+
+    return ev.change;
 }
 
 

@@ -232,6 +232,17 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
                     nlines--;
                 }
             }
+
+            /* what the signed-in probe found, not its session's cookies */
+
+            s->record.signin = NULL;
+
+            if (hscf->signin && hscf->servers[j]->signin) {
+                s->signin = 1;
+                ngx_memcpy(s->signin_result,
+                           hscf->servers[j]->signin->result,
+                           sizeof(s->signin_result));
+            }
         }
 
         ngx_shmtx_unlock(&hscf->shpool->mutex);
@@ -516,6 +527,24 @@ ngx_http_exchange_health_probe_name(ngx_uint_t probe)
     static const char  *names[] = { "none", "ok", "inactive", "failed" };
 
     return names[probe < 4 ? probe : 0];
+}
+
+
+ngx_http_exchange_health_signin_result_t *
+ngx_http_exchange_health_signin_shown(
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p)
+{
+    /* a protocol the signed-in probe signs in to, once it probed */
+
+    if (!s->signin || p >= NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS
+        || !(up->conf->signin->protocols & (1 << p))
+        || s->signin_result[p].result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NONE)
+    {
+        return NULL;
+    }
+
+    return &s->signin_result[p];
 }
 
 

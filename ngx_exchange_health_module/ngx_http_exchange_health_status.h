@@ -54,6 +54,11 @@ typedef struct {
     time_t                                until[
                                           NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
     ngx_http_exchange_health_server_t     record;
+
+    /* the signed-in probe's results, when it probes the server */
+    ngx_uint_t                            signin;
+    ngx_http_exchange_health_signin_result_t  signin_result[
+                                   NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS];
 } ngx_http_exchange_health_snap_server_t;
 
 
@@ -113,6 +118,10 @@ ngx_str_t ngx_http_exchange_health_probe_why(
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 const char *ngx_http_exchange_health_slot_name(
     ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p);
+ngx_http_exchange_health_signin_result_t *
+    ngx_http_exchange_health_signin_shown(
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 const char *ngx_http_exchange_health_hint(
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);

@@ -21,6 +21,11 @@ static void ngx_http_exchange_health_html_protocol(
     ngx_http_exchange_health_snapshot_t *snap,
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
+static void ngx_http_exchange_health_html_signin(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s);
 static void ngx_http_exchange_health_html_certificate(
     ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snapshot_t *snap,
@@ -117,6 +122,8 @@ ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
     if (shown == 0) {
         ngx_http_exchange_health_write(w, "<p>No traffic yet.</p>\n");
     }
+
+    ngx_http_exchange_health_html_signin(w, snap, up, s);
 
     /* why, for each protocol with a failure to tell; each hint once */
 
@@ -286,6 +293,61 @@ ngx_http_exchange_health_html_protocol(ngx_http_exchange_health_writer_t *w,
         "<span>%ui failures, %ui rescued</span><span>now</span></div>\n"
         "</div>\n", tm.ngx_tm_hour, tm.ngx_tm_min, mn.total_failures,
         mn.total_rescued);
+}
+
+
+static void
+ngx_http_exchange_health_html_signin(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s)
+{
+    ngx_uint_t                                 p, n;
+    const char                                *cls;
+    ngx_http_exchange_health_signin_result_t  *sr;
+
+    /* the mailbox it signs in as, never more of its credentials */
+
+    for (p = 0, n = 0; p < NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS; p++) {
+
+        sr = ngx_http_exchange_health_signin_shown(up, s, p);
+        if (sr == NULL) {
+            continue;
+        }
+
+        if (n++ == 0) {
+            ngx_http_exchange_health_write(w, "<p class=\"signin\">"
+                                           "Signed-in probe as <b>");
+            ngx_http_exchange_health_write_escaped(w,
+                                  up->conf->signin->user.data,
+                                  up->conf->signin->user.len,
+                                  NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+            ngx_http_exchange_health_write(w, "</b>:");
+        }
+
+        cls = sr->result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK ? ""
+              : sr->result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED ? "bad"
+              : "warn";
+
+        ngx_http_exchange_health_write(w, " %s <span class=\"badge %s\">%s"
+                         "</span> ", ngx_http_exchange_health_protocols[p].name,
+                         cls, ngx_http_exchange_health_signin_name(sr->result));
+        ngx_http_exchange_health_html_when(w, snap->now, sr->time, NULL);
+
+        if (sr->why[0]) {
+            ngx_http_exchange_health_write(w, " (");
+            ngx_http_exchange_health_write_escaped(w, sr->why,
+                                       ngx_strnlen(sr->why, sizeof(sr->why)),
+                                       NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+            ngx_http_exchange_health_write(w, ")");
+        }
+
+        ngx_http_exchange_health_write(w, ";");
+    }
+
+    if (n) {
+        ngx_http_exchange_health_write(w, "</p>\n");
+    }
 }
 
 

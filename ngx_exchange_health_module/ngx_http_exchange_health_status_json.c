@@ -123,11 +123,12 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s)
 {
-    ngx_str_t                           why;
-    ngx_uint_t                          p, n;
-    const char                         *hint;
-    ngx_http_exchange_health_slot_t    *slot;
-    ngx_http_exchange_health_server_t  *rec;
+    ngx_str_t                                  why;
+    ngx_uint_t                                 p, n;
+    const char                                *hint;
+    ngx_http_exchange_health_slot_t           *slot;
+    ngx_http_exchange_health_server_t         *rec;
+    ngx_http_exchange_health_signin_result_t  *sr;
 
     rec = &s->record;
 
@@ -228,6 +229,24 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
                 ngx_http_exchange_health_write(w, "null");
             }
 
+            ngx_http_exchange_health_write(w, "}");
+        }
+
+        sr = ngx_http_exchange_health_signin_shown(up, s, p);
+
+        if (sr) {
+            ngx_http_exchange_health_write(w, ",\"signin\":{\"user\":");
+            ngx_http_exchange_health_json_string(w, up->conf->signin->user.data,
+                                                 up->conf->signin->user.len);
+            ngx_http_exchange_health_write(w, ",\"result\":\"%s\",\"time\":",
+                             ngx_http_exchange_health_signin_name(sr->result));
+            ngx_http_exchange_health_json_time(w, sr->time);
+            ngx_http_exchange_health_write(w,
+                              ",\"status\":%ui,\"failed_in_a_row\":%ui,"
+                              "\"why\":", (ngx_uint_t) sr->status,
+                              (ngx_uint_t) sr->fails);
+            ngx_http_exchange_health_json_string(w, sr->why,
+                                   ngx_strnlen(sr->why, sizeof(sr->why)));
             ngx_http_exchange_health_write(w, "}");
         }
 

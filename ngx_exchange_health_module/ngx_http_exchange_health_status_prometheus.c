@@ -95,6 +95,7 @@ ngx_http_exchange_health_render_prometheus(
     ngx_http_exchange_health_farm_t           *farm;
     ngx_http_exchange_health_metric_t         *m;
     ngx_http_exchange_health_snap_server_t    *s;
+    ngx_http_exchange_health_signin_result_t  *sr;
     ngx_http_exchange_health_snap_upstream_t  *up;
 
     for (k = 0; k < sizeof(ngx_http_exchange_health_metrics)
@@ -157,6 +158,40 @@ ngx_http_exchange_health_render_prometheus(
                 ngx_http_exchange_health_write(w, " %d\n",
                                       s->record.slot[p].probe
                                       == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK);
+            }
+        }
+    }
+
+    ngx_http_exchange_health_write(w,
+        "# HELP exchange_health_signin_ok 1 when the last signed-in probe of "
+        "the protocol was answered well\n"
+        "# TYPE exchange_health_signin_ok gauge\n"
+        "# HELP exchange_health_signin_refused 1 when the server refused the "
+        "monitoring mailbox's sign-in: its password\n"
+        "# TYPE exchange_health_signin_refused gauge\n");
+
+    for (i = 0; i < snap->nupstreams; i++) {
+        up = &snap->upstreams[i];
+
+        for (j = 0; j < up->nservers; j++) {
+            s = &up->servers[j];
+
+            for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS; p++) {
+                sr = ngx_http_exchange_health_signin_shown(up, s, p);
+                if (sr == NULL) {
+                    continue;
+                }
+
+                ngx_http_exchange_health_write(w, "exchange_health_signin_ok");
+                ngx_http_exchange_health_labels(w, up, s, p);
+                ngx_http_exchange_health_write(w, " %d\n",
+                             sr->result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK);
+
+                ngx_http_exchange_health_write(w,
+                                             "exchange_health_signin_refused");
+                ngx_http_exchange_health_labels(w, up, s, p);
+                ngx_http_exchange_health_write(w, " %d\n",
+                        sr->result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_REFUSED);
             }
         }
     }

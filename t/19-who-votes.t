@@ -141,6 +141,24 @@ subtest 'a stale link is nobody\'s failure' => sub {
     is_deeply [grep { $_ ne 'healthy' } verdicts($ng, '/owa/old/')], [],
         'every one healthy in $exchange_health_verdict';
 
+    # the page itself, as a link to it or a stale bookmark gets it: the
+    # errorFE page with status 404, the same from every server
+    $farm->clear_logs;
+    for my $s (qw(EXCH1 EXCH2 EXCH3)) {
+        $farm->server($s)->prepend({ name => 'stale-page',
+            path => '^/owa/gone/', capture => 'errorfe-page-en', status => 404 });
+    }
+    my $m0 = $ng->mark;
+    @r = map { $ng->request(GET => '/owa/gone/x.aspx',
+                            signed_in => "gone$_") } 1 .. 9;
+    is scalar(grep { $_->{status} == 404 && $_->{body} =~ /auth_errorfe_aspx/ } @r),
+        9, 'each user gets the errorFE page with its 404';
+    is hits_all('^/owa/gone/'), 9, '... from the first server asked: no retry';
+    is scalar(EH::Front::changes($ng, 'ejected', since => $m0)), 0,
+        'no server ejected';
+    is_deeply [grep { $_ ne 'healthy' } verdicts($ng, '/owa/gone/')], [],
+        'the 404 page: every one healthy in $exchange_health_verdict';
+
     # a signed-in 500 from errorFE still counts
     $farm->server('EXCH2')->preset('seed');
     my $m = $ng->mark;

@@ -240,7 +240,12 @@ ok scalar(@order) >= 10, 'directives.md: directives found (' . scalar(@order) . 
 }
 
 # A use of each directive: its documented default when that is one,
-# else a sample.
+# else a sample.  The signed-in probe's credentials file, as the doc says
+# it must be: root's, mode 600.
+my $cred_sample = run_dir() . '/docs-monitor.cred';
+spew($cred_sample, "CONTOSO\\monitor\nsecret\n");
+chmod 0600, $cred_sample;
+
 my %sample = (
     exchange_health_zone => 'exchange_health_zone docs 1m;',
     exchange_health      => 'exchange_health zone=exchange;',
@@ -248,11 +253,14 @@ my %sample = (
     exchange_health_status => 'exchange_health_status;',
     exchange_health_probe => 'exchange_health_probe interval=10s;',
     exchange_health_probe_uri => 'exchange_health_probe_uri owa /owa/healthcheck.htm;',
+    exchange_health_probe_signin =>
+        "exchange_health_probe_signin file=$cred_sample;",
 );
 
 # what a directive needs before it, in the upstream block
 my %requires = (
     exchange_health_probe_uri => 'exchange_health_probe;',
+    exchange_health_probe_signin => 'exchange_health_probe;',
 );
 
 my %level = (http => 'http', server => 'server', location => 'location',

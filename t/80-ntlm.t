@@ -231,6 +231,34 @@ ntlm_routes();
     my @v = EH::Front::wait_verdicts($ng, 1);
     like join(' ', map { $_->{verdict} // '-' } @v), qr/\brescued\b/,
         'its verdict: rescued';
+
+    # the handshake's own answer fails: the type 3 is sent on, meets a 401
+    # there, and the client's new handshake avoids the failing server
+    $farm->server($on)->heal;
+    $farm->server($on)->prepend({ name => 'mapi', path => '^/mapi/', ntlm => 1 });
+    my $ntlm = sub {
+        my ($c, $msg) = @_;
+        return $c->request(GET => '/mapi/emsmdb/',
+                           headers => [ [ Authorization => "NTLM $msg" ] ]);
+    };
+    my $c3 = EH::Client->new(port => $ng->port, keepalive => 1);
+    my $r1 = $ntlm->($c3, EH::Ntlm::type1());
+    my $ch = EH::Ntlm::challenge($r1, 'NTLM');
+    my $fails = ($r1->{headers}{'x-feserver'} || [])->[0] // '';
+    ok defined $ch && $fails =~ /^EXCH\d$/, "a challenge from $fails";
+    $farm->server($fails)->prepend({ name => 'mapi-500', path => '^/mapi/',
+        ntlm => 1, status => 500, add_headers => [ [ 'X-FEServer' => $fails ] ] });
+    $farm->clear_logs;
+    my $r3 = $ntlm->($c3, EH::Ntlm::type3($ch, 'carol'));
+    is $r3->{status}, 401, "the type 3's 500 from $fails: sent on, a 401 there";
+    $r1 = $ntlm->($c3, EH::Ntlm::type1());
+    $last = $ntlm->($c3, EH::Ntlm::type3(EH::Ntlm::challenge($r1, 'NTLM') // '',
+                                         'carol'));
+    is $last->{status}, 200, '... the client signs in again, and is served';
+    unlike $last->{body} // '', qr/on \Q$fails\E/,
+        '... by another server than the one that failed it';
+    is scalar(grep { $_->{status} == 500 } $farm->server($fails)->requests), 1,
+        "$fails failed one request, no more";
     $ng->stop;
     ok $ng->error_log !~ /\[(?:alert|crit|emerg)\]/, 'no alert in the error log';
 }

@@ -211,6 +211,23 @@ ews(const char *body)
 
 
 static int
+be(const char *location, const char *want)
+{
+    size_t          n;
+    const u_char   *name;
+
+    name = NULL;
+    n = ngx_http_exchange_health_errorfe_backend((const u_char *) location,
+                                                 strlen(location), &name);
+    if (want == NULL) {
+        return n == 0;
+    }
+
+    return n == strlen(want) && memcmp(name, want, n) == 0;
+}
+
+
+static int
 reads(unsigned protocol, const char *args, const char *body)
 {
     ngx_http_exchange_health_request_t  rq;
@@ -624,6 +641,23 @@ main(void)
     UNIT_OK(strcmp(ngx_http_exchange_health_wait_names[
                        NGX_HTTP_EXCHANGE_HEALTH_WAIT_RPC_CHANNEL],
                    "rpc-channel") == 0, "waits: names for the log");
+
+    /* the mailbox server an errorFE redirect names */
+
+    UNIT_OK(be("/owa/auth/errorFE.aspx?httpCode=500&owaError=X&be=MBX7&ts=1",
+               "MBX7"), "be: MBX7");
+    UNIT_OK(be("/owa/auth/errorFE.aspx?httpCode=500&be=mbx7.contoso.local",
+               "mbx7"), "be: an FQDN's first label");
+    UNIT_OK(be("/owa/auth/errorFE.aspx?BE=EXCH2#x", "EXCH2"),
+            "be: any case, up to a fragment");
+    UNIT_OK(be("/owa/auth/errorFE.aspx?httpCode=500", NULL), "be: none");
+    UNIT_OK(be("/owa/auth/errorFE.aspx?be=", NULL), "be: empty");
+    UNIT_OK(be("/owa/auth/errorFE.aspx?be=a%0Ab", NULL),
+            "be: not a host name");
+    UNIT_OK(be("/owa/auth/errorFE.aspx?xbe=MBX7", NULL),
+            "be: only the parameter of that name");
+    UNIT_OK(be("/owa/auth/logon.aspx?be=MBX7", NULL),
+            "be: only errorFE's");
 
     /* POSTs that only read: EWS operations, OWA service calls */
 

@@ -30,6 +30,8 @@ use EH::Cert ();
 my $OWA_SERVICE = '^/owa/(?:service\.svc|[^?]*\.oeh(?:[/?]|$))';
 
 our @HEALTHY = (
+    { name => 'owa-auth', method => 'POST', path => '^/owa/auth\.owa(?:[?]|$)',
+      signin => 1 },
     { name => 'healthcheck', path => '^/[^/?]+/healthcheck\.htm(?:[?]|$)',
       capture => 'healthcheck' },
     { name => 'owa-errorfe', path => '^/owa/auth/errorfe\.aspx(?:[?]|$)',
@@ -98,7 +100,7 @@ my %MATCH_KEYS = map { $_ => 1 } qw(method path signed_in user match_headers
 my %ACTION_KEYS = map { $_ => 1 } qw(name capture status reason body headers
     add_headers remove_headers chunked gzip deflate delay trickle split
     split_pause close reset truncate raw vars keepalive beserver ntlm
-    read_body);
+    read_body signin);
 
 # A body longer than this is logged as its first bytes, its length and
 # its MD5: decoding the log stays quick.
@@ -159,12 +161,17 @@ sub vars  {
 
 # ---------------------------------------------------------------- behaviour
 
+# preset($name, prepend => [routes], strip => [names]): the preset's
+# table with routes in front of it and the headers it strips, written at
+# once, so that no request meets a table half changed.
 sub preset {
-    my ($self, $name) = @_;
+    my ($self, $name, %o) = @_;
     my $p = $PRESETS{$name} or croak "unknown preset '$name' (have: "
         . join(', ', sort keys %PRESETS) . ")";
     $self->{preset} = $name;
-    return $self->_write_routes([ map { +{%$_} } @$p ]);
+    $self->{strip} = [ @{ $o{strip} } ] if $o{strip};
+    return $self->_write_routes([ @{ $o{prepend} || [] },
+                                  map { +{%$_} } @$p ]);
 }
 
 # Break the server: preset 'seed' unless another preset is named.
@@ -190,6 +197,14 @@ sub prepend {
 sub append {
     my ($self, @routes) = @_;
     return $self->_write_routes([ @{ $self->{routes} }, @routes ]);
+}
+
+# The accounts forms sign-in (POST /owa/auth.owa, route key signin)
+# accepts: user => password.  None set: any user and password sign in.
+sub accounts {
+    my ($self, %acc) = @_;
+    $self->{accounts} = { %acc };
+    return $self->_write_routes($self->{routes});
 }
 
 # Headers this server never sends, whatever the route: a farm whose IIS
@@ -241,7 +256,8 @@ sub _write_routes {
     $self->{gen}++;
     spew_atomic($self->{behaviour_file},
                 json_encode({ gen => $self->{gen}, routes => \@out,
-                              strip => $self->{strip} || [] }));
+                              strip => $self->{strip} || [],
+                              accounts => $self->{accounts} }));
     return $self;
 }
 
@@ -517,6 +533,7 @@ sub _load_routes {
         push @routes, \%r;
     }
     $self->{child_strip} = $data->{strip} || [];
+    $self->{child_accounts} = $data->{accounts};
     $self->{child_routes} = \@routes;
     $self->{child_gen} = $data->{gen};
     $self->{child_text} = $text;
@@ -737,6 +754,7 @@ sub _respond {
     my ($idx, $r) = $req->{bad} ? (-1, { name => 'bad-request', status => 400 })
                                 : $self->_match($req);
     $r = $self->_ntlm($io, $req, $r) if $r->{ntlm};
+    $r = $self->_forms_signin($req, $r) if $r->{signin};
 
     my $vars = $self->vars;
     $vars->{BESERVER} = $r->{beserver} if defined $r->{beserver};
@@ -816,6 +834,7 @@ sub _respond {
         auth       => $req->{auth},
         (defined $req->{ntlm} ? (ntlm => $req->{ntlm},
                                  ntlm_user => $req->{ntlm_user}) : ()),
+        (defined $req->{signin} ? (signin => $req->{signin}) : ()),
         user       => $req->{user},
         cadata     => $cadata,
         cookies    => $cookies,
@@ -949,6 +968,46 @@ sub _ntlm {
     return { %$r, body => "signed in as $st->{user} on $self->{name}\n" }
         if !defined $r->{capture} && !defined $r->{body};
     return $r;
+}
+
+# Forms sign-in as OWA does it: POST /owa/auth.owa with destination,
+# flags, username, password (urlencoded).  Right: 302 to the destination
+# with the session cookies (cadata, cadataKey, cadataIV, cadataSig,
+# cadataTTL: EH::Client's, so the user reads back) and sessionid.
+# Wrong: 302 back to the logon page with reason=2, no session.
+# $req->{signin} says which, for the request log.
+sub _forms_signin {
+    my ($self, $req, $r) = @_;
+    my %f;
+    for my $pair (split /&/, $req->{body} // '') {
+        my ($k, $v) = split /=/, $pair, 2;
+        next unless defined $k;
+        for ($k, $v) {
+            $_ //= '';
+            tr/+/ /;
+            s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+        }
+        $f{$k} = $v;
+    }
+    my $user = $f{username} // '';
+    my $acc = $self->{child_accounts};
+    my $ok = length $user && length($f{password} // '')
+        && (!$acc || (defined $acc->{$user} && $acc->{$user} eq $f{password}));
+    my $dest = $f{destination} // '/owa/';
+    $req->{signin} = $ok ? 'signed-in' : 'refused';
+    $req->{user} = $user;
+    if (!$ok) {
+        (my $u = $dest) =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ge;
+        return { name => $r->{name}, status => 302, body => '',
+                 headers => { Location => "/owa/auth/logon.aspx?url=$u&reason=2" } };
+    }
+    my %c = EH::Client::signed_in_cookies($user);
+    my @set = map { [ 'Set-Cookie' => "$_=$c{$_}; path=/; secure; HttpOnly" ] }
+              qw(cadata cadataKey cadataIV cadataSig cadataTTL);
+    push @set, [ 'Set-Cookie' => 'sessionid=' . md5_hex("session-$user-" . time)
+                                 . '; path=/; secure; HttpOnly' ];
+    return { name => $r->{name}, status => 302, body => '',
+             headers => { Location => $dest }, add_headers => \@set };
 }
 
 # May the connection carry another request after this exchange?

@@ -192,14 +192,18 @@ sub set {
     push @pre, { name => 'stale', path => '^/owa/old/', status => 302,
         headers => { Location => '/owa/auth/errorFE.aspx?httpCode=404' },
         body => '' };
+    push @pre, { name => 'stale-page', path => '^/owa/gone/',
+                 capture => 'errorfe-page-en', status => 404 };
     push @pre, map { +{ name => "dbdown-$_", user => $_, path => '^/owa/$',
                        capture => 'errorfe-redirect', beserver => 'MBX7' } }
         qw(db1 db2 db3);
 
-    $b->strip(@{ $self->{strip} }) if $self->{strip};
+    # one write: a request in between would meet the preset without the
+    # routes above (a made-up NTLM answer once met a plain 200 so)
     $b->preset($state eq 'seed' || $state eq 'ews-broken'
-               || $state eq 'bearer-broken' ? $state : 'healthy');
-    $b->prepend(reverse @pre);
+               || $state eq 'bearer-broken' ? $state : 'healthy',
+               prepend => [ reverse @pre ],
+               ($self->{strip} ? (strip => $self->{strip}) : ()));
 }
 
 # The base64 prefix every made-up Kerberos ticket for $user... starts with.
@@ -335,6 +339,8 @@ sub _client {
         $front->request(GET => '/owa/auth/logon.aspx?replaceCurrent=1', @hdr)
             for 1 .. 3;
         $front->request(GET => '/owa/old/inbox.aspx', signed_in => "user$_",
+                        auth => $owa, @hdr) for 1 .. 2;
+        $front->request(GET => '/owa/gone/item.aspx', signed_in => "user$_",
                         auth => $owa, @hdr) for 1 .. 2;
         $front->request(GET => '/owa/', signed_in => "db$_", auth => $owa, @hdr)
             for 1 .. 3;

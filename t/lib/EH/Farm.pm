@@ -43,6 +43,13 @@ sub server {
     return $b;
 }
 
+# The accounts every server's forms sign-in accepts (EH::Backend::accounts).
+sub accounts {
+    my ($self, %acc) = @_;
+    $_->accounts(%acc) for $self->servers;
+    return $self;
+}
+
 # Server name for an upstream address as nginx logs it ("127.0.0.1:PORT").
 sub name_of {
     my ($self, $addr) = @_;
