@@ -9,6 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use EH::Test;
 use EH::Front;
+use EH::Util ();
 use JSON::PP ();
 use Time::Local ();
 
@@ -102,6 +103,22 @@ ok grep({ $_->{state} eq 'ejected' } @{ $o->{timeline}{runs} }),
     'the timeline keeps the ejection';
 
 $ng->stop;
+
+# a server Exchange has not named yet: the configuration's name, the
+# address once
+{
+    my $port = EH::Util::free_port();
+    my $ng = EH::Front::nginx($farm, upstream => "server localhost:$port down;",
+        server => 'location = /status { exchange_health_status; }');
+    $ng->start;
+    my $h = $ng->request(GET => '/status')->{body};
+    like $h, qr{<h3>localhost <span class="addr">127\.0\.0\.1:$port</span></h3>},
+        'named as configured, its address beside it';
+    my ($j) = EH::Front::status_json($ng);
+    my ($s) = grep { $_->{address} eq "127.0.0.1:$port" } @{ $j->{upstreams}[0]{servers} };
+    is $s->{server}, "localhost:$port", 'JSON: the configured name as it was';
+    $ng->stop;
+}
 
 # a zone with no room left: the page says timelines are missing
 {
