@@ -72,6 +72,23 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE  2   /* closed, no answer */
 #define NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED    3
 
+/*
+ * What the helpdesk is told about one server and protocol (status.c's
+ * table names them), and what its timeline keeps (timeline.c)
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_IDLE           0    /* no traffic yet */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY        1
+#define NGX_HTTP_EXCHANGE_HEALTH_S_FAILING        2    /* failures, not out */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING       3    /* by an operator */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE    4    /* by an operator */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE       5    /* Exchange's own */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING  6
+#define NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING       7    /* time over, no trial */
+#define NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL          8
+#define NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED        9
+#define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT     10
+#define NGX_HTTP_EXCHANGE_HEALTH_S_N              11
+
 /* what the signed-in probe found (signin.c) */
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NONE       0
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK         1
@@ -137,6 +154,38 @@ typedef struct {
 } ngx_http_exchange_health_window_t;
 
 
+/*
+ * The timeline of a server for one protocol (timeline.c): a minute a
+ * record, in a ring of the last hours, made when the first thing happens
+ * to it.  240 records of 8 bytes and the line's own fields fit a 2 KB
+ * chunk of the slab.
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_MINUTES   240
+#define NGX_HTTP_EXCHANGE_HEALTH_WHY_LEN   48
+
+
+/* shared memory: one minute of a timeline; counts stop at 65535 */
+typedef struct {
+    uint16_t                minute;         /* of the epoch, mod 65536 */
+    uint16_t                failures;
+    uint16_t                rescued;
+    uint8_t                 from;           /* the state it began in */
+    uint8_t                 worst;          /* the worst it was in */
+} ngx_http_exchange_health_minute_t;
+
+
+/* shared memory: a timeline, written by timeline.c only */
+typedef struct {
+    time_t                  incident;       /* the fault began; 0: none */
+    time_t                  last_failure;
+    time_t                  probe_time;     /* of probe_why */
+    uint8_t                 state;          /* as last recorded */
+    u_char                  probe_why[NGX_HTTP_EXCHANGE_HEALTH_WHY_LEN];
+    ngx_http_exchange_health_minute_t
+                            minutes[NGX_HTTP_EXCHANGE_HEALTH_MINUTES];
+} ngx_http_exchange_health_line_t;
+
+
 /* shared memory: one server's health for one protocol */
 typedef struct {
     ngx_msec_t              until;          /* ejected until */
@@ -162,6 +211,9 @@ typedef struct {
     uint8_t                 failing;        /* the farm's map, state.c */
 
     ngx_http_exchange_health_failure_t  last;
+
+    /* its timeline, once something happened to it (timeline.c) */
+    ngx_http_exchange_health_line_t    *line;
 } ngx_http_exchange_health_slot_t;
 
 
@@ -264,6 +316,8 @@ typedef struct {
     ngx_queue_t             servers;
 
     ngx_http_exchange_health_name_t     name;
+    time_t                  created;        /* timelines start there */
+    ngx_uint_t              timeline_full;  /* a line found no room */
 
     /* primaries out per protocol: ejected, and for any reason */
     ngx_uint_t              ejected[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
@@ -760,7 +814,7 @@ void ngx_http_exchange_health_clear_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
 ngx_http_exchange_health_change_e ngx_http_exchange_health_probed_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
-    ngx_uint_t result);
+    ngx_uint_t result, u_char *why);
 ngx_http_exchange_health_change_e
     ngx_http_exchange_health_signin_probed_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
@@ -826,6 +880,28 @@ void ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a, ngx_str_t *name, ngx_uint_t fqdn);
 void ngx_http_exchange_health_name_from_fqdn_locked(
     ngx_http_exchange_health_server_t *srv);
+
+/* ngx_http_exchange_health_timeline.c: what to record */
+#define NGX_HTTP_EXCHANGE_HEALTH_T_STATE    0    /* after a change */
+#define NGX_HTTP_EXCHANGE_HEALTH_T_FAILURE  1
+#define NGX_HTTP_EXCHANGE_HEALTH_T_RESCUED  2
+
+ngx_uint_t ngx_http_exchange_health_slot_state(
+    ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_http_exchange_health_upstream_t *up,
+    ngx_http_exchange_health_slot_t *slot, ngx_uint_t p, ngx_msec_t now);
+ngx_uint_t ngx_http_exchange_health_timeline_state(ngx_uint_t state);
+void ngx_http_exchange_health_timeline_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer, ngx_uint_t p,
+    ngx_uint_t what);
+void ngx_http_exchange_health_timeline_probe_locked(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer, ngx_uint_t p,
+    ngx_uint_t result, u_char *why);
+ngx_uint_t ngx_http_exchange_health_timeline_copy_locked(
+    ngx_http_exchange_health_line_t *to, ngx_http_exchange_health_slot_t *slot);
+ngx_uint_t ngx_http_exchange_health_timeline_at(
+    ngx_http_exchange_health_line_t *line, time_t t,
+    ngx_http_exchange_health_minute_t **minute);
 
 /* ngx_http_exchange_health_upstream.c */
 char *ngx_http_exchange_health_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -918,11 +994,18 @@ void ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle,
     ngx_http_exchange_health_srv_conf_t *hscf);
 const char *ngx_http_exchange_health_signin_name(ngx_uint_t result);
 
-/* ngx_http_exchange_health_status.c */
+/* ngx_http_exchange_health_status_handler.c */
 char *ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* ngx_http_exchange_health_status_host.c */
 ngx_int_t ngx_http_exchange_health_status_names(ngx_conf_t *cf,
     ngx_http_exchange_health_loc_conf_t *hlcf);
+ngx_uint_t ngx_http_exchange_health_status_host(ngx_http_request_t *r);
+ngx_int_t ngx_http_exchange_health_refuse_host(ngx_http_request_t *r);
+
+/* ngx_http_exchange_health_admin.c */
+ngx_int_t ngx_http_exchange_health_admin_handler(ngx_http_request_t *r);
 
 /* ngx_http_exchange_health_variables.c */
 ngx_int_t ngx_http_exchange_health_add_variables(ngx_conf_t *cf);

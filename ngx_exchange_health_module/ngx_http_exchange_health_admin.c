@@ -4,7 +4,7 @@
  */
 
 
-#include "ngx_http_exchange_health_status.h"
+#include "ngx_http_exchange_health_status_writer.h"
 
 
 /*
@@ -420,9 +420,7 @@ ngx_http_exchange_health_admin_reply(ngx_http_request_t *r, ngx_uint_t status,
 {
     ngx_http_exchange_health_writer_t  w;
 
-    ngx_memzero(&w, sizeof(ngx_http_exchange_health_writer_t));
-    w.pool = r->pool;
-    w.last = &w.out;
+    ngx_http_exchange_health_writer_init(&w, r->pool);
 
     ngx_http_exchange_health_write(&w, "{\"ok\":%s",
                                    error ? "false" : "true");

@@ -967,7 +967,7 @@ ngx_http_exchange_health_probe_record(ngx_http_exchange_health_probe_t *pr,
 
     change = ngx_http_exchange_health_probed_locked(conf,
                                         conf->per_server ? 0 : pr->protocol,
-                                        pr->peer, result);
+                                        pr->peer, result, (u_char *) reason);
 
     if (fqdn && fqdn->len) {
         srv->fqdn_len = ngx_min(fqdn->len, NGX_HTTP_EXCHANGE_HEALTH_FQDN_LEN);

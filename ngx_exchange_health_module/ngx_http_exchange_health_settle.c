@@ -307,9 +307,13 @@ ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
     ngx_shmtx_lock(&shpool->mutex);
 
     slot->failures++;
+    ngx_http_exchange_health_timeline_locked(conf, a->peer, ctx->slot,
+                                         NGX_HTTP_EXCHANGE_HEALTH_T_FAILURE);
 
     if (confirmed && a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
         slot->rescued++;
+        ngx_http_exchange_health_timeline_locked(conf, a->peer, ctx->slot,
+                                         NGX_HTTP_EXCHANGE_HEALTH_T_RESCUED);
     }
 
     ngx_http_exchange_health_record(ctx, a, &slot->last);
@@ -361,6 +365,8 @@ ngx_http_exchange_health_rescued(ngx_http_exchange_health_ctx_t *ctx,
 
     ngx_shmtx_lock(&ctx->conf->shpool->mutex);
     slot->rescued++;
+    ngx_http_exchange_health_timeline_locked(ctx->conf, a->peer, ctx->slot,
+                                         NGX_HTTP_EXCHANGE_HEALTH_T_RESCUED);
     ngx_shmtx_unlock(&ctx->conf->shpool->mutex);
 }
 

@@ -301,6 +301,9 @@ ngx_http_exchange_health_trial_locked(ngx_http_exchange_health_ctx_t *ctx,
     slot->trial = now;
     a->trial = 1;
 
+    ngx_http_exchange_health_timeline_locked(ctx->conf, a->peer, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
+
     ev->change = ngx_http_exchange_health_trial;
     ev->name = ctx->conf->servers[a->peer]->name;
 }
@@ -333,6 +336,8 @@ ngx_http_exchange_health_readmit_locked(
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     if (ev) {
         ev->change = ngx_http_exchange_health_readmitted;
@@ -368,6 +373,9 @@ ngx_http_exchange_health_trial_failed_locked(
     slot->ejections++;
 
     a->trial = 0;
+
+    ngx_http_exchange_health_timeline_locked(conf, a->peer, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     ev->change = ngx_http_exchange_health_trial_failed;
     ev->duration = duration;
@@ -407,6 +415,8 @@ ngx_http_exchange_health_eject_locked(ngx_http_exchange_health_srv_conf_t *conf,
     slot->ejections++;
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     ev->change = ngx_http_exchange_health_ejected;
     ev->duration = duration;
@@ -457,6 +467,10 @@ ngx_http_exchange_health_farm_fault_locked(ngx_http_exchange_health_ctx_t *ctx,
             ngx_http_exchange_health_failing_set_locked(conf, ctx->slot, i, 1);
             ngx_http_exchange_health_readmit_locked(conf, ctx->slot, i,
                                           ctx->request->connection->log, NULL);
+
+        } else {
+            ngx_http_exchange_health_timeline_locked(conf, i, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
         }
     }
 
@@ -475,6 +489,7 @@ ngx_http_exchange_health_farm_cleared_locked(
     ngx_http_exchange_health_ctx_t *ctx, ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_event_t *ev)
 {
+    ngx_uint_t                        i;
     ngx_http_exchange_health_farm_t  *farm;
 
     /* one of the servers that failed answers a signed-in user well */
@@ -489,6 +504,11 @@ ngx_http_exchange_health_farm_cleared_locked(
     ngx_http_exchange_health_failing_reset_locked(ctx->conf->sh, ctx->slot, 0);
     farm->since = ngx_time();
     ngx_memzero(&farm->window, sizeof(ngx_http_exchange_health_window_t));
+
+    for (i = 0; i < ctx->conf->nprimary; i++) {
+        ngx_http_exchange_health_timeline_locked(ctx->conf, i, ctx->slot,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
+    }
 
     ev->change = ngx_http_exchange_health_farm_cleared;
     ev->name = ctx->conf->servers[a->peer]->name;
@@ -546,6 +566,8 @@ ngx_http_exchange_health_set_admin_locked(
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 }
 
 
@@ -579,13 +601,15 @@ ngx_http_exchange_health_clear_locked(
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 }
 
 
 ngx_http_exchange_health_change_e
 ngx_http_exchange_health_probed_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
-    ngx_uint_t result)
+    ngx_uint_t result, u_char *why)
 {
     ngx_uint_t                        was, now;
     ngx_http_exchange_health_slot_t  *slot;
@@ -612,6 +636,8 @@ ngx_http_exchange_health_probed_locked(
 
     now = ngx_http_exchange_health_drained(conf, slot);
 
+    ngx_http_exchange_health_timeline_probe_locked(conf, peer, p, result, why);
+
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "exchange health: peer %ui probed: %ui, drained %ui, "
                    "was %ui", peer, result, now, was);
@@ -623,6 +649,8 @@ ngx_http_exchange_health_probed_locked(
     slot->since = ngx_time();
 
     ngx_http_exchange_health_recount_locked(conf, p);
+    ngx_http_exchange_health_timeline_locked(conf, peer, p,
+                                           NGX_HTTP_EXCHANGE_HEALTH_T_STATE);
 
     return now ? ngx_http_exchange_health_probe_drained
                : ngx_http_exchange_health_probe_back;

@@ -8,18 +8,12 @@
 
 
 /*
- * The status page: which server is failing, since when, why, and what to
- * check.  Every zone is copied under its lock first, then rendered from
- * the copy, so a page is one consistent picture and the lock is held only
- * for the copy.  It is served only for a Host the server block serves
- * (ngx_http_exchange_health_status_host, the admin API's check too): an
- * allow list alone lets a rebound name of another site read it.
+ * The snapshot the status page is rendered from: every zone is copied
+ * under its lock, then read from the copy, so a page is one consistent
+ * picture and the lock is held only for the copy.  The readings of a
+ * copy the renderers share are here too: the state of each server and
+ * protocol, their names, and the hint of what to check.
  */
-
-
-#define NGX_HTTP_EXCHANGE_HEALTH_FORMAT_HTML        0
-#define NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON        1
-#define NGX_HTTP_EXCHANGE_HEALTH_FORMAT_PROMETHEUS  2
 
 
 /* hints mark commands with backquotes; the HTML page shows them as code */
@@ -32,12 +26,6 @@ typedef struct {
 } ngx_http_exchange_health_hint_t;
 
 
-static ngx_int_t ngx_http_exchange_health_status_handler(
-    ngx_http_request_t *r);
-static ngx_int_t ngx_http_exchange_health_refuse_host(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_exchange_health_format(ngx_http_request_t *r);
-static ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
-    ngx_http_exchange_health_snapshot_t *snap);
 static ngx_uint_t ngx_http_exchange_health_request_failing(
     ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p,
     ngx_msec_t now);
@@ -51,16 +39,8 @@ static ngx_uint_t ngx_http_exchange_health_same_cert(
     ngx_http_exchange_health_snap_server_t *b);
 static int ngx_libc_cdecl ngx_http_exchange_health_cmp_servers(
     const void *one, const void *two);
-static ngx_buf_t *ngx_http_exchange_health_writer_buf(
-    ngx_http_exchange_health_writer_t *w, size_t size);
 static ngx_uint_t ngx_http_exchange_health_any(const char *list,
     u_char *error);
-static size_t ngx_http_exchange_health_utf8(u_char *p, u_char *last);
-static ngx_int_t ngx_http_exchange_health_add_header(ngx_http_request_t *r,
-    char *key, char *value);
-
-
-static ngx_str_t  ngx_http_exchange_health_accept = ngx_string("Accept");
 
 
 static ngx_http_exchange_health_hint_t  ngx_http_exchange_health_hints[] = {
@@ -113,385 +93,61 @@ static ngx_http_exchange_health_hint_t  ngx_http_exchange_health_hints[] = {
 };
 
 
-static const char  *ngx_http_exchange_health_state_names[] = {
-    "idle", "healthy", "failing", "draining", "maintenance", "inactive",
-    "probe failing", "awaiting trial", "on trial", "ejected",
-    "farm-wide fault"
+/*
+ * The states, the one list of them: the page, the JSON, Prometheus' help
+ * and the timeline's legend read it, docs/status-page.md says it again.
+ */
+ngx_http_exchange_health_state_t  ngx_http_exchange_health_states[] = {
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_IDLE, "idle",
+      "no answer of the protocol judged yet" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY, "healthy",
+      "answers well" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_FAILING, "failing",
+      "failures counted, not enough to eject it" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING, "draining",
+      "an operator drains it: no new users" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE, "maintenance",
+      "an operator took it out" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE, "inactive",
+      "Exchange's own: the component is set inactive" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING, "probe failing",
+      "the probe of healthcheck.htm fails: no new users" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING, "awaiting trial",
+      "its ejection is over, it waits for a request to try it with" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL, "on trial",
+      "one request tries it" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED, "ejected",
+      "out: its users are sent to the others" },
+
+    { NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT, "farm-wide fault",
+      "every server fails alike: none is ejected" }
 };
 
 
-char *
-ngx_http_exchange_health_status(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_exchange_health_loc_conf_t *hlcf = conf;
-
-    ngx_str_t                 *value;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    value = cf->args->elts;
-
-    if (cf->args->nelts == 2) {
-        if (ngx_strcmp(value[1].data, "admin=on") == 0) {
-            hlcf->admin = 1;
-
-        } else if (ngx_strcmp(value[1].data, "admin=off") != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", use \"admin=on\" "
-                               "or \"admin=off\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    hlcf->status = 1;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_exchange_health_status_handler;
-
-    return NGX_CONF_OK;
-}
+/* a state missing from the table fails the build */
+typedef char  ngx_http_exchange_health_states_complete[
+    sizeof(ngx_http_exchange_health_states)
+    / sizeof(ngx_http_exchange_health_state_t)
+    == NGX_HTTP_EXCHANGE_HEALTH_S_N ? 1 : -1];
 
 
 ngx_int_t
-ngx_http_exchange_health_status_names(ngx_conf_t *cf,
-    ngx_http_exchange_health_loc_conf_t *hlcf)
-{
-    ngx_str_t                 *name;
-    ngx_uint_t                 i;
-    ngx_http_server_name_t    *sn;
-    ngx_http_core_srv_conf_t  *cscf;
-
-    /*
-     * The server block's names, kept for the Host check: nginx keeps
-     * them in the configuration's temporary pool, gone once it is read.
-     * Regular expressions are left out: a name the Host must match
-     * exactly is what the operator typed.  So is "_", the catch-all of
-     * nginx's documentation: a name no client uses, where the server
-     * means to have none.
-     */
-
-    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
-    sn = cscf->server_names.elts;
-
-    hlcf->server_names = ngx_array_create(cf->pool,
-                                          ngx_max(cscf->server_names.nelts, 1),
-                                          sizeof(ngx_str_t));
-    if (hlcf->server_names == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < cscf->server_names.nelts; i++) {
-
-#if (NGX_PCRE)
-        if (sn[i].regex) {
-            continue;
-        }
-#endif
-
-        if (sn[i].name.len == 0
-            || (sn[i].name.len == 1 && sn[i].name.data[0] == '_'))
-        {
-            continue;
-        }
-
-        name = ngx_array_push(hlcf->server_names);
-        if (name == NULL) {
-            return NGX_ERROR;
-        }
-
-        name->len = sn[i].name.len;
-        name->data = ngx_pstrdup(cf->pool, &sn[i].name);
-        if (name->data == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_uint_t
-ngx_http_exchange_health_status_host(ngx_http_request_t *r)
-{
-    ngx_str_t                             host, *name;
-    ngx_uint_t                            i;
-    ngx_http_exchange_health_loc_conf_t  *hlcf;
-#if (NGX_HAVE_INET6)
-    u_char                                addr6[16];
-#endif
-
-    /*
-     * Is the Host one this server block serves?  DNS rebinding makes a
-     * browser send its operator's saved credentials, from inside an
-     * allow list, to a name of the attacker's that now resolves to the
-     * load balancer: the Host is that name.  The page and the admin API
-     * answer a name of the server's own, an address, or localhost.
-     *
-     * nginx's checked Host: lower case, without its port or a final dot.
-     */
-
-    host = r->headers_in.server;
-
-    if (host.len == 0) {
-        return 0;
-    }
-
-    /*
-     * An address is no name to rebind: a browser sends it as the Host of
-     * a page loaded from that very address.  Any address, not only the
-     * one the request came to, for a node behind NAT or a virtual IP.
-     */
-
-    if (ngx_inet_addr(host.data, host.len) != INADDR_NONE) {
-        return 1;
-    }
-
-#if (NGX_HAVE_INET6)
-    if (host.len > 2 && host.data[0] == '[' && host.data[host.len - 1] == ']'
-        && ngx_inet6_addr(host.data + 1, host.len - 2, addr6) == NGX_OK)
-    {
-        return 1;
-    }
-#endif
-
-    /* browsers resolve localhost to the loopback, never through DNS */
-
-    if (host.len == sizeof("localhost") - 1
-        && ngx_strncasecmp(host.data, (u_char *) "localhost", host.len) == 0)
-    {
-        return 1;
-    }
-
-    hlcf = ngx_http_get_module_loc_conf(r, ngx_http_exchange_health_module);
-
-    for (i = 0; hlcf->server_names && i < hlcf->server_names->nelts; i++) {
-
-        name = &((ngx_str_t *) hlcf->server_names->elts)[i];
-
-        if (name->len == host.len
-            && ngx_strncasecmp(name->data, host.data, host.len) == 0)
-        {
-            return 1;
-        }
-
-        /* "*.contoso.com": a name under it */
-
-        if (name->len > 1 && name->data[0] == '*' && name->data[1] == '.'
-            && host.len > name->len - 1
-            && ngx_strncasecmp(host.data + host.len - (name->len - 1),
-                               name->data + 1, name->len - 1) == 0)
-        {
-            return 1;
-        }
-
-        /* ".contoso.com": the name itself and any under it */
-
-        if (name->len > 1 && name->data[0] == '.'
-            && ((host.len == name->len - 1
-                 && ngx_strncasecmp(host.data, name->data + 1, host.len) == 0)
-                || (host.len > name->len
-                    && ngx_strncasecmp(host.data + host.len - name->len,
-                                       name->data, name->len) == 0)))
-        {
-            return 1;
-        }
-
-        /* "mail.*": the name in any domain */
-
-        if (name->len > 1 && name->data[name->len - 1] == '*'
-            && name->data[name->len - 2] == '.'
-            && host.len > name->len - 1
-            && ngx_strncasecmp(host.data, name->data, name->len - 1) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-static ngx_int_t
-ngx_http_exchange_health_status_handler(ngx_http_request_t *r)
-{
-    ngx_int_t                             rc;
-    ngx_uint_t                            format;
-    ngx_http_exchange_health_writer_t     w;
-    ngx_http_exchange_health_loc_conf_t  *hlcf;
-    ngx_http_exchange_health_snapshot_t   snap;
-
-    hlcf = ngx_http_get_module_loc_conf(r, ngx_http_exchange_health_module);
-
-    if (r->method == NGX_HTTP_POST && hlcf->admin) {
-        return ngx_http_exchange_health_admin_handler(r);
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (!ngx_http_exchange_health_status_host(r)) {
-        return ngx_http_exchange_health_refuse_host(r);
-    }
-
-    if (ngx_http_exchange_health_snapshot(r, &snap) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memzero(&w, sizeof(ngx_http_exchange_health_writer_t));
-    w.pool = r->pool;
-    w.last = &w.out;
-
-    format = ngx_http_exchange_health_format(r);
-
-    switch (format) {
-
-    case NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON:
-        ngx_http_exchange_health_render_json(&w, &snap);
-        return ngx_http_exchange_health_send(r, NGX_HTTP_OK,
-                                             "application/json", &w);
-
-    case NGX_HTTP_EXCHANGE_HEALTH_FORMAT_PROMETHEUS:
-        ngx_http_exchange_health_render_prometheus(&w, &snap);
-        return ngx_http_exchange_health_send(r, NGX_HTTP_OK,
-                                 "text/plain; version=0.0.4; charset=utf-8",
-                                 &w);
-
-    default:
-        ngx_http_exchange_health_render_html(&w, &snap);
-        return ngx_http_exchange_health_send(r, NGX_HTTP_OK,
-                                             "text/html; charset=utf-8", &w);
-    }
-}
-
-
-static ngx_int_t
-ngx_http_exchange_health_refuse_host(ngx_http_request_t *r)
-{
-    u_char                             buf[3 * 64];
-    ngx_str_t                          host;
-    ngx_http_exchange_health_writer_t  w;
-
-    /*
-     * 403, as the admin API answers an order with such a Host: one answer
-     * for both.  Not 421 Misdirected Request, which tells a client to try
-     * again on another connection (browsers do, at once): it would only
-     * be refused again.
-     */
-
-    host = ngx_http_exchange_health_log_text(buf, sizeof(buf),
-                                             r->headers_in.server.data,
-                                             r->headers_in.server.len);
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "exchange_health: status page refused: the Host is not a "
-                  "name of this server (Host \"%V\")", &host);
-
-    ngx_memzero(&w, sizeof(ngx_http_exchange_health_writer_t));
-    w.pool = r->pool;
-    w.last = &w.out;
-
-    ngx_http_exchange_health_write(&w, "the Host is not a name of this "
-                                   "server: use a name in its server_name, "
-                                   "its address or localhost\n");
-
-    return ngx_http_exchange_health_send(r, NGX_HTTP_FORBIDDEN,
-                                         "text/plain; charset=utf-8", &w);
-}
-
-
-ngx_int_t
-ngx_http_exchange_health_send(ngx_http_request_t *r, ngx_uint_t status,
-    char *type, ngx_http_exchange_health_writer_t *w)
-{
-    ngx_int_t     rc;
-    ngx_chain_t  *cl;
-
-    if (w->error || w->out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = 0;
-
-    for (cl = w->out; cl; cl = cl->next) {
-        r->headers_out.content_length_n += ngx_buf_size(cl->buf);
-    }
-
-    w->buf->last_buf = (r == r->main) ? 1 : 0;
-    w->buf->last_in_chain = 1;
-
-    /* health is stale at once */
-
-    if (ngx_http_exchange_health_add_header(r, "Cache-Control", "no-store")
-        != NGX_OK
-        || ngx_http_exchange_health_add_header(r, "Vary", "Accept") != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, w->out);
-}
-
-
-static ngx_uint_t
-ngx_http_exchange_health_format(ngx_http_request_t *r)
-{
-    ngx_str_t         value;
-    ngx_table_elt_t  *accept;
-
-    if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
-
-        if (value.len == 4 && ngx_strncmp(value.data, "json", 4) == 0) {
-            return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON;
-        }
-
-        if (value.len == 10
-            && ngx_strncmp(value.data, "prometheus", 10) == 0)
-        {
-            return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_PROMETHEUS;
-        }
-
-        return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_HTML;
-    }
-
-    accept = ngx_http_exchange_health_header(&r->headers_in.headers,
-                                             &ngx_http_exchange_health_accept);
-
-    if (accept
-        && ngx_strlcasestrn(accept->value.data,
-                            accept->value.data + accept->value.len,
-                            (u_char *) "application/json", 16 - 1))
-    {
-        return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_JSON;
-    }
-
-    return NGX_HTTP_EXCHANGE_HEALTH_FORMAT_HTML;
-}
-
-
-static ngx_int_t
 ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
     ngx_http_exchange_health_snapshot_t *snap)
 {
-    ngx_uint_t                                 i, j, n;
+    ngx_uint_t                                 i, j, n, p, nlines;
     ngx_msec_t                                 now;
+    ngx_http_exchange_health_line_t           *lines;
     ngx_http_exchange_health_srv_conf_t      **hscfp, *hscf;
     ngx_http_exchange_health_main_conf_t      *hmcf;
     ngx_http_exchange_health_snap_server_t    *s;
@@ -528,6 +184,28 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
+        /*
+         * Room for the timelines, made before the lock: a line is never
+         * freed once made, so counting them without the lock is safe; one
+         * made meanwhile is on the next page.
+         */
+
+        for (j = 0, nlines = 0; j < n; j++) {
+            if (hscf->servers[j] == NULL) {
+                continue;
+            }
+
+            for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+                nlines += (hscf->servers[j]->slot[p].line != NULL);
+            }
+        }
+
+        lines = ngx_palloc(r->pool,
+                    (nlines + 1) * sizeof(ngx_http_exchange_health_line_t));
+        if (lines == NULL) {
+            return NGX_ERROR;
+        }
+
         ngx_shmtx_lock(&hscf->shpool->mutex);
 
         up->record = *hscf->sh;
@@ -542,6 +220,18 @@ ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
             s->addr = hscf->addrs[j];
             s->backup = (j >= hscf->nprimary);
             s->record = *hscf->servers[j];
+
+            for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+                s->record.slot[p].line = NULL;
+
+                if (nlines
+                    && ngx_http_exchange_health_timeline_copy_locked(lines,
+                                           &hscf->servers[j]->slot[p]))
+                {
+                    s->line[p] = lines++;
+                    nlines--;
+                }
+            }
 
             /* what the signed-in probe found, not its session's cookies */
 
@@ -604,47 +294,12 @@ ngx_http_exchange_health_snap_states(
     for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
         slot = &s->record.slot[p];
 
-        if (up->record.farm[p].fault) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT;
+        state = ngx_http_exchange_health_slot_state(up->conf, &up->record,
+                                                    slot, p, now);
 
-        } else if (slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_MAINTENANCE) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE;
-
-        } else if (slot->admin == NGX_HTTP_EXCHANGE_HEALTH_ADMIN_DRAIN) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING;
-
-        } else if (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED) {
+        if (state == NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED) {
             left = (ngx_msec_int_t) (slot->until - now);
-
-            if (left > 0) {
-                state = NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED;
-                s->until[p] = ngx_time() + (left + 999) / 1000;
-
-            } else if (ngx_http_exchange_health_trial_pending(slot, now)) {
-                state = NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL;
-
-            } else {
-                state = NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING;
-            }
-
-        } else if (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE;
-
-        } else if (ngx_http_exchange_health_drained(up->conf, slot)) {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING;
-
-        } else if (ngx_http_exchange_health_window_live(&slot->window,
-                                                        up->conf, now))
-        {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_FAILING;
-
-        } else if (slot->requests || slot->failures || slot->user_failures
-                   || slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK)
-        {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY;
-
-        } else {
-            state = NGX_HTTP_EXCHANGE_HEALTH_S_IDLE;
+            s->until[p] = ngx_time() + (left + 999) / 1000;
         }
 
         s->state[p] = state;
@@ -779,10 +434,90 @@ ngx_http_exchange_health_shown(ngx_http_exchange_health_snap_upstream_t *up,
 }
 
 
+ngx_http_exchange_health_state_t *
+ngx_http_exchange_health_state(ngx_uint_t state)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_S_N; i++) {
+        if (ngx_http_exchange_health_states[i].value == state) {
+            return &ngx_http_exchange_health_states[i];
+        }
+    }
+
+    return &ngx_http_exchange_health_states[0];
+}
+
+
 const char *
 ngx_http_exchange_health_state_name(ngx_uint_t state)
 {
-    return ngx_http_exchange_health_state_names[state];
+    return ngx_http_exchange_health_state(state)->name;
+}
+
+
+ngx_str_t
+ngx_http_exchange_health_server_name(ngx_http_exchange_health_snap_server_t *s)
+{
+    size_t      i;
+    ngx_str_t   name;
+
+    /*
+     * What to call it: Exchange's name for it (X-FEServer, the probe's
+     * FQDN), else the name it has in the configuration, without its
+     * port; its address when that is all the configuration says, so
+     * that the page never shows the address twice.
+     */
+
+    if (s->record.name.len) {
+        name.data = s->record.name.data;
+        name.len = s->record.name.len;
+        return name;
+    }
+
+    name.data = s->record.server.data;
+    name.len = s->record.server.len;
+
+    for (i = name.len; i > 0 && name.data[i - 1] >= '0'
+                              && name.data[i - 1] <= '9'; i--)
+    {
+        /* void */
+    }
+
+    if (i > 1 && i < name.len && name.data[i - 1] == ':') {
+        name.len = i - 1;
+    }
+
+    if (name.len == 0 || name.data[0] == '[' || name.data[0] == '/'
+        || ngx_strlchr(name.data, name.data + name.len, ':')
+        || ngx_inet_addr(name.data, name.len) != INADDR_NONE)
+    {
+        return s->addr;
+    }
+
+    return name;
+}
+
+
+ngx_str_t
+ngx_http_exchange_health_probe_why(ngx_http_exchange_health_snap_server_t *s,
+    ngx_uint_t p)
+{
+    ngx_str_t  why;
+
+    /* why the last probe failed; empty when it passed or none ran */
+
+    ngx_str_null(&why);
+
+    if (s->line[p]
+        && s->record.slot[p].probe != NGX_HTTP_EXCHANGE_HEALTH_PROBE_OK
+        && s->record.slot[p].probe != NGX_HTTP_EXCHANGE_HEALTH_PROBE_NONE)
+    {
+        why.data = s->line[p]->probe_why;
+        why.len = ngx_strnlen(why.data, sizeof(s->line[p]->probe_why));
+    }
+
+    return why;
 }
 
 
@@ -893,217 +628,4 @@ ngx_http_exchange_health_any(const char *list, u_char *error)
     }
 
     return 0;
-}
-
-
-static ngx_buf_t *
-ngx_http_exchange_health_writer_buf(ngx_http_exchange_health_writer_t *w,
-    size_t size)
-{
-    ngx_chain_t  *cl;
-
-    if (w->buf && (size_t) (w->buf->end - w->buf->last) >= size) {
-        return w->buf;
-    }
-
-    cl = ngx_alloc_chain_link(w->pool);
-    if (cl == NULL) {
-        w->error = 1;
-        return NULL;
-    }
-
-    cl->buf = ngx_create_temp_buf(w->pool, ngx_max(size, 16384));
-    if (cl->buf == NULL) {
-        w->error = 1;
-        return NULL;
-    }
-
-    cl->next = NULL;
-    *w->last = cl;
-    w->last = &cl->next;
-    w->buf = cl->buf;
-
-    return w->buf;
-}
-
-
-void
-ngx_http_exchange_health_write(ngx_http_exchange_health_writer_t *w,
-    const char *fmt, ...)
-{
-    u_char   *last, text[1024];
-    va_list   args;
-
-    /* a line at a time; values longer than a line go through write_text */
-
-    va_start(args, fmt);
-    last = ngx_vslprintf(text, text + sizeof(text), fmt, args);
-    va_end(args);
-
-    ngx_http_exchange_health_write_text(w, text, last - text);
-}
-
-
-void
-ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,
-    u_char *data, size_t len)
-{
-    ngx_buf_t  *b;
-
-    b = ngx_http_exchange_health_writer_buf(w, len);
-    if (b == NULL) {
-        return;
-    }
-
-    b->last = ngx_cpymem(b->last, data, len);
-}
-
-
-void
-ngx_http_exchange_health_write_escaped(ngx_http_exchange_health_writer_t *w,
-    u_char *data, size_t len, ngx_uint_t mode)
-{
-    u_char      c, *p, *last;
-    size_t      n;
-    ngx_buf_t  *b;
-
-    /*
-     * Names, paths and errors come from upstream servers and requests:
-     * they are escaped for the output format, and bytes that are not
-     * UTF-8 become U+FFFD, so the output always parses.
-     */
-
-    b = ngx_http_exchange_health_writer_buf(w, len * 6);
-    if (b == NULL) {
-        return;
-    }
-
-    p = data;
-    last = data + len;
-
-    while (p < last) {
-        c = *p;
-
-        if (c >= 0x80) {
-            n = ngx_http_exchange_health_utf8(p, last);
-
-            if (n == 0) {
-                b->last = ngx_cpymem(b->last, "\xef\xbf\xbd", 3);
-                p++;
-
-            } else {
-                b->last = ngx_cpymem(b->last, p, n);
-                p += n;
-            }
-
-            continue;
-        }
-
-        p++;
-
-        switch (mode) {
-
-        case NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML:
-            switch (c) {
-            case '&':  b->last = ngx_cpymem(b->last, "&amp;", 5); continue;
-            case '<':  b->last = ngx_cpymem(b->last, "&lt;", 4); continue;
-            case '>':  b->last = ngx_cpymem(b->last, "&gt;", 4); continue;
-            case '"':  b->last = ngx_cpymem(b->last, "&quot;", 6); continue;
-            case '\'': b->last = ngx_cpymem(b->last, "&#39;", 5); continue;
-            }
-
-            if (c < 0x20 || c == 0x7f) {
-                c = '?';
-            }
-
-            break;
-
-        case NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON:
-            if (c == '"' || c == '\\') {
-                *b->last++ = '\\';
-
-            } else if (c < 0x20 || c == 0x7f) {
-                b->last = ngx_sprintf(b->last, "\\u%04xd", (ngx_uint_t) c);
-                continue;
-            }
-
-            break;
-
-        default: /* NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_PROMETHEUS */
-            if (c == '"' || c == '\\') {
-                *b->last++ = '\\';
-
-            } else if (c == '\n') {
-                b->last = ngx_cpymem(b->last, "\\n", 2);
-                continue;
-
-            } else if (c < 0x20 || c == 0x7f) {
-                c = '?';
-            }
-        }
-
-        *b->last++ = c;
-    }
-}
-
-
-static size_t
-ngx_http_exchange_health_utf8(u_char *p, u_char *last)
-{
-    size_t    n, i;
-    uint32_t  u, min;
-
-    /* the length of the valid UTF-8 sequence at p, or 0 */
-
-    if (*p >= 0xf0 && *p <= 0xf4) {
-        n = 4; u = *p & 0x07; min = 0x10000;
-
-    } else if (*p >= 0xe0 && *p <= 0xef) {
-        n = 3; u = *p & 0x0f; min = 0x800;
-
-    } else if (*p >= 0xc2 && *p <= 0xdf) {
-        n = 2; u = *p & 0x1f; min = 0x80;
-
-    } else {
-        return 0;
-    }
-
-    if ((size_t) (last - p) < n) {
-        return 0;
-    }
-
-    for (i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-
-        u = (u << 6) | (p[i] & 0x3f);
-    }
-
-    if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
-        return 0;
-    }
-
-    return n;
-}
-
-
-static ngx_int_t
-ngx_http_exchange_health_add_header(ngx_http_request_t *r, char *key,
-    char *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value.data = (u_char *) value;
-    h->value.len = ngx_strlen(value);
-
-    return NGX_OK;
 }

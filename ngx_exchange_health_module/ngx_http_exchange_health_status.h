@@ -9,20 +9,8 @@
 
 
 #include "ngx_http_exchange_health.h"
+#include "ngx_http_exchange_health_status_writer.h"
 
-
-/* what the helpdesk is told about one server and protocol */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_IDLE           0    /* no traffic yet */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_HEALTHY        1
-#define NGX_HTTP_EXCHANGE_HEALTH_S_FAILING        2    /* failures, not out */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_DRAINING       3    /* by an operator */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_MAINTENANCE    4    /* by an operator */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_INACTIVE       5    /* Exchange's own */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_PROBE_FAILING  6
-#define NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING       7    /* time over, no trial */
-#define NGX_HTTP_EXCHANGE_HEALTH_S_TRIAL          8
-#define NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED        9
-#define NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT     10
 
 /*
  * How bad, for sorting: failing servers come first; failures not acted
@@ -38,6 +26,17 @@
      || (s) == NGX_HTTP_EXCHANGE_HEALTH_S_FARM_FAULT)
 
 
+/* a state's row in the one table of them (status.c) */
+typedef struct {
+    ngx_uint_t                            value;
+    const char                           *name;
+    const char                           *help;
+} ngx_http_exchange_health_state_t;
+
+
+extern ngx_http_exchange_health_state_t  ngx_http_exchange_health_states[];
+
+
 /* a copy of one server's record, taken under the zone's lock */
 typedef struct {
     ngx_str_t                             addr;
@@ -46,6 +45,10 @@ typedef struct {
     ngx_uint_t                            cert_expiring;
     ngx_uint_t                            cert_differs;
     ngx_uint_t                            cert_same;    /* servers alike */
+
+    /* the timelines, copied; NULL where nothing happened or no room */
+    ngx_http_exchange_health_line_t      *line[
+                                          NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
     ngx_uint_t                            state[
                                           NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
     time_t                                until[
@@ -81,32 +84,27 @@ typedef struct {
 } ngx_http_exchange_health_snapshot_t;
 
 
-/* output built in a chain of buffers */
+/* a timeline's minutes, oldest first, as status_timeline.c reads them */
 typedef struct {
-    ngx_pool_t                           *pool;
-    ngx_chain_t                          *out;
-    ngx_chain_t                         **last;
-    ngx_buf_t                            *buf;
-    ngx_int_t                             error;
-} ngx_http_exchange_health_writer_t;
+    time_t                                start;
+    ngx_uint_t                            n;        /* minutes */
+    ngx_uint_t                            most;     /* in one minute */
+    ngx_uint_t                            total_failures;
+    ngx_uint_t                            total_rescued;
+    ngx_uint_t                            hour_rescued;
+    u_char                                state[
+                                          NGX_HTTP_EXCHANGE_HEALTH_MINUTES];
+    uint16_t                              failures[
+                                          NGX_HTTP_EXCHANGE_HEALTH_MINUTES];
+    uint16_t                              rescued[
+                                          NGX_HTTP_EXCHANGE_HEALTH_MINUTES];
+} ngx_http_exchange_health_minutes_t;
 
 
-#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML        0
-#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_JSON        1
-#define NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_PROMETHEUS  2
-
-
-ngx_int_t ngx_http_exchange_health_send(ngx_http_request_t *r,
-    ngx_uint_t status, char *type, ngx_http_exchange_health_writer_t *w);
-ngx_int_t ngx_http_exchange_health_admin_handler(ngx_http_request_t *r);
-ngx_uint_t ngx_http_exchange_health_status_host(ngx_http_request_t *r);
-void ngx_http_exchange_health_write(ngx_http_exchange_health_writer_t *w,
-    const char *fmt, ...);
-void ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,
-    u_char *data, size_t len);
-void ngx_http_exchange_health_write_escaped(
-    ngx_http_exchange_health_writer_t *w, u_char *data, size_t len,
-    ngx_uint_t mode);
+ngx_int_t ngx_http_exchange_health_snapshot(ngx_http_request_t *r,
+    ngx_http_exchange_health_snapshot_t *snap);
+ngx_http_exchange_health_state_t *ngx_http_exchange_health_state(
+    ngx_uint_t state);
 
 /* the protocols a server has something to show for, or all */
 ngx_uint_t ngx_http_exchange_health_shown(
@@ -114,6 +112,10 @@ ngx_uint_t ngx_http_exchange_health_shown(
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 const char *ngx_http_exchange_health_state_name(ngx_uint_t state);
 const char *ngx_http_exchange_health_probe_name(ngx_uint_t probe);
+ngx_str_t ngx_http_exchange_health_server_name(
+    ngx_http_exchange_health_snap_server_t *s);
+ngx_str_t ngx_http_exchange_health_probe_why(
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 const char *ngx_http_exchange_health_slot_name(
     ngx_http_exchange_health_snap_upstream_t *up, ngx_uint_t p);
 ngx_http_exchange_health_signin_result_t *
@@ -123,6 +125,31 @@ ngx_http_exchange_health_signin_result_t *
 const char *ngx_http_exchange_health_hint(
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
+
+void ngx_http_exchange_health_timeline_minutes(
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p,
+    ngx_http_exchange_health_minutes_t *mn);
+void ngx_http_exchange_health_svg_timeline(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_minutes_t *mn);
+
+void ngx_http_exchange_health_html_server(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s);
+ngx_uint_t ngx_http_exchange_health_html_out(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t say);
+void ngx_http_exchange_health_html_failure(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_failure_t *f, const char *where);
+void ngx_http_exchange_health_html_at(ngx_http_exchange_health_writer_t *w,
+    time_t now, time_t t, const char *word);
 
 void ngx_http_exchange_health_render_html(
     ngx_http_exchange_health_writer_t *w,

@@ -15,6 +15,7 @@
 
 
 #define NGX_HTTP_EXCHANGE_HEALTH_REFRESH  10
+#define NGX_HTTP_EXCHANGE_HEALTH_LISTED   8     /* servers in a sentence */
 
 
 static void ngx_http_exchange_health_html_upstream(
@@ -25,31 +26,12 @@ static void ngx_http_exchange_health_html_farm(
     ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snapshot_t *snap,
     ngx_http_exchange_health_snap_upstream_t *up);
-static void ngx_http_exchange_health_html_server(
+static void ngx_http_exchange_health_html_users(
     ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_snap_upstream_t *up,
-    ngx_http_exchange_health_snap_server_t *s);
-static void ngx_http_exchange_health_html_failure(
-    ngx_http_exchange_health_writer_t *w,
-    ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_failure_t *f, const char *where);
-static void ngx_http_exchange_health_html_text(
-    ngx_http_exchange_health_writer_t *w, u_char *s, size_t max);
-static void ngx_http_exchange_health_html_hint(
-    ngx_http_exchange_health_writer_t *w, const char *hint);
-static void ngx_http_exchange_health_html_when(
-    ngx_http_exchange_health_writer_t *w, time_t now, time_t t,
-    const char *word);
-static void ngx_http_exchange_health_html_signin(
-    ngx_http_exchange_health_writer_t *w,
-    ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_snap_upstream_t *up,
-    ngx_http_exchange_health_snap_server_t *s);
-static void ngx_http_exchange_health_html_certificate(
-    ngx_http_exchange_health_writer_t *w,
-    ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_snap_server_t *s);
+    ngx_http_exchange_health_snap_upstream_t *up);
+static void ngx_http_exchange_health_html_legend(
+    ngx_http_exchange_health_writer_t *w);
 
 
 static u_char  ngx_http_exchange_health_style[] =
@@ -61,7 +43,8 @@ static u_char  ngx_http_exchange_health_style[] =
 "header.warn{background:#8a5a00}\n"
 "h1{font-size:20px;margin:0}\n"
 "header p{margin:4px 0 0}\n"
-"main{padding:8px 12px;max-width:1100px}\n"
+"main{padding:8px 12px;max-width:1100px;box-sizing:border-box}\n"
+"h1,h2,h3,header p,.why,.hint,.cert,.users{overflow-wrap:anywhere}\n"
 "h2{font-size:16px;margin:18px 6px 8px;color:#44546f}\n"
 ".card{background:#fff;border-radius:8px;margin:10px 0;padding:10px 14px;"
 "border-left:6px solid #1f7a3a;box-shadow:0 1px 2px rgba(0,0,0,.12)}\n"
@@ -74,11 +57,24 @@ static u_char  ngx_http_exchange_health_style[] =
 ".badge.bad{background:#b3261e}\n"
 ".badge.warn{background:#c28a00}\n"
 ".badge.idle{background:#8993a4}\n"
-".scroll{overflow-x:auto}\n"
-"table{border-collapse:collapse;width:100%;font-size:14px}\n"
-"th,td{text-align:left;padding:3px 8px 3px 0;white-space:nowrap}\n"
-"th{color:#5e6c84;font-weight:600}\n"
-"td.n{text-align:right}\n"
+".proto{margin:8px 0 0;padding-top:6px;border-top:1px solid #eceef1}\n"
+".ph{display:flex;flex-wrap:wrap;gap:2px 10px;align-items:baseline}\n"
+".ph b{min-width:3.5em}\n"
+".counts{display:flex;flex-wrap:wrap;gap:0 12px;font-size:13px;"
+"color:#44546f}\n"
+".counts span{white-space:nowrap}\n"
+".counts span.pr{white-space:normal;overflow-wrap:anywhere}\n"
+"svg.tl{display:block;width:100%;height:30px;margin-top:4px;"
+"background:#eceef1;border-radius:3px}\n"
+".axis{display:flex;justify-content:space-between;font-size:12px;"
+"color:#5e6c84}\n"
+".users{background:#fff;border-radius:8px;margin:10px 0;padding:8px 14px}\n"
+".legend{font-size:13px;color:#44546f;padding:0 6px;list-style:none}\n"
+".legend li{margin:2px 0}\n"
+".legend svg{vertical-align:-1px;margin-right:6px}\n"
+".s1{fill:#1f7a3a}.s2{fill:#e0a400}.s3,.s4,.s5{fill:#8993a4}"
+".s6{fill:#d9480f}.s7,.s9{fill:#b3261e}.s8{fill:#7b3fb0}"
+".s10{fill:#5c0b07}.fl{fill:#b3261e}.rs{fill:#1d5fbf}\n"
 ".why{margin:8px 0 2px;padding:6px 8px;background:#fff4f2;"
 "border-radius:4px}\n"
 ".hint{margin:4px 0;padding:6px 8px;background:#eef4ff;border-radius:4px}\n"
@@ -95,7 +91,6 @@ void
 ngx_http_exchange_health_render_html(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snapshot_t *snap)
 {
-    ngx_tm_t     tm;
     ngx_uint_t   i;
     const char  *cls;
 
@@ -134,8 +129,6 @@ ngx_http_exchange_health_render_html(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_write_text(w, ngx_http_exchange_health_style,
                                    sizeof(ngx_http_exchange_health_style) - 1);
 
-    ngx_localtime(snap->now, &tm);
-
     ngx_http_exchange_health_write(w,
         "</head>\n<body>\n<header class=\"%s\">\n<h1>Exchange health</h1>\n"
         "<p id=\"summary\">", cls);
@@ -158,9 +151,9 @@ ngx_http_exchange_health_render_html(ngx_http_exchange_health_writer_t *w,
                                        snap->nservers);
     }
 
-    ngx_http_exchange_health_write(w,
-        " &middot; updated %02d:%02d:%02d</p>\n</header>\n<main>\n",
-        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+    ngx_http_exchange_health_write(w, " &middot; ");
+    ngx_http_exchange_health_html_at(w, 0, snap->now, "updated");
+    ngx_http_exchange_health_write(w, "</p>\n</header>\n<main>\n");
 
     if (snap->nupstreams == 0) {
         ngx_http_exchange_health_write(w,
@@ -169,6 +162,10 @@ ngx_http_exchange_health_render_html(ngx_http_exchange_health_writer_t *w,
 
     for (i = 0; i < snap->nupstreams; i++) {
         ngx_http_exchange_health_html_upstream(w, snap, &snap->upstreams[i]);
+    }
+
+    if (snap->nservers) {
+        ngx_http_exchange_health_html_legend(w);
     }
 
     ngx_http_exchange_health_write(w,
@@ -207,6 +204,14 @@ ngx_http_exchange_health_html_upstream(ngx_http_exchange_health_writer_t *w,
             "ejected: make the zone bigger and reload.</div>\n");
     }
 
+    if (up->record.timeline_full) {
+        ngx_http_exchange_health_write(w,
+            "<div class=\"card warn\">Some timelines are missing: the "
+            "zone has no room for them. Make it bigger and reload."
+            "</div>\n");
+    }
+
+    ngx_http_exchange_health_html_users(w, snap, up);
     ngx_http_exchange_health_html_farm(w, snap, up);
 
     for (i = 0; i < up->nservers; i++) {
@@ -269,8 +274,7 @@ ngx_http_exchange_health_html_farm(ngx_http_exchange_health_writer_t *w,
         ngx_http_exchange_health_write(w,
             "<div class=\"fault\"><b>Farm-wide fault for %s</b> ",
             ngx_http_exchange_health_slot_name(up, p));
-        ngx_http_exchange_health_html_when(w, snap->now, farm->since,
-                                           "since");
+        ngx_http_exchange_health_html_at(w, snap->now, farm->since, "since");
         ngx_http_exchange_health_write(w,
             ": requests fail on every server they try, so no server is "
             "taken out. The cause is shared by all servers. The Auth "
@@ -290,383 +294,151 @@ ngx_http_exchange_health_html_farm(ngx_http_exchange_health_writer_t *w,
 
 
 static void
-ngx_http_exchange_health_html_server(ngx_http_exchange_health_writer_t *w,
+ngx_http_exchange_health_html_users(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_snap_upstream_t *up,
-    ngx_http_exchange_health_snap_server_t *s)
+    ngx_http_exchange_health_snap_upstream_t *up)
 {
-    ngx_uint_t                           p, i, n, state, shown, nhints;
-    const char                          *cls, *hint;
-    ngx_http_exchange_health_slot_t     *slot;
-    ngx_http_exchange_health_server_t   *rec;
-    const char                          *hints[
-                                          NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
-
-    rec = &s->record;
-    cls = s->severity == 2 ? "bad" : s->severity == 1 ? "warn" : "";
-
-    ngx_http_exchange_health_write(w, "<article class=\"card %s\">\n<h3>",
-                                   cls);
-
-    if (rec->name.len) {
-        ngx_http_exchange_health_write_escaped(w, rec->name.data,
-                                   rec->name.len,
-                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-    } else {
-        ngx_http_exchange_health_write_escaped(w, s->addr.data, s->addr.len,
-                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-    }
-
-    ngx_http_exchange_health_write(w, " <span class=\"addr\">");
-    ngx_http_exchange_health_write_escaped(w, s->addr.data, s->addr.len,
-                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-
-    if (rec->fqdn_len) {
-        ngx_http_exchange_health_write(w, " &middot; ");
-        ngx_http_exchange_health_write_escaped(w, rec->fqdn, rec->fqdn_len,
-                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-    }
+    ngx_str_t                                name;
+    ngx_uint_t                               i, p, n, nin, nout, rescued;
+    ngx_uint_t                               out[
+                                          NGX_HTTP_EXCHANGE_HEALTH_LISTED];
+    ngx_http_exchange_health_minutes_t       mn;
+    ngx_http_exchange_health_snap_server_t  *s;
 
     /*
-     * A server that has answered and named no back end for minutes: its
-     * farm strips the names, and sign-ins are proven by answers alone.
+     * What users see now, in a line: who serves them, who is out and for
+     * what, and how many requests a retry saved in the last hour; at
+     * most NGX_HTTP_EXCHANGE_HEALTH_LISTED servers named, in the order
+     * of the cards.
      */
 
-    for (i = 0, n = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
-        n += rec->slot[i].requests;
+    ngx_http_exchange_health_write(w, "<p class=\"users\">");
+
+    for (p = 0, n = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+        if (up->record.farm[p].fault) {
+            ngx_http_exchange_health_write(w, "%s%s",
+                                    n++ ? ", " : "<b>Users of ",
+                                    ngx_http_exchange_health_slot_name(up, p));
+        }
     }
 
-    if (n && snap->now - rec->backend_seen
-             > NGX_HTTP_EXCHANGE_HEALTH_BACKEND_HEADERS)
-    {
-        ngx_http_exchange_health_write(w, " &middot; names no back end");
+    if (n) {
+        ngx_http_exchange_health_write(w,
+            " see errors</b>: every server fails them alike. ");
     }
 
-    ngx_http_exchange_health_write(w, "%s</span></h3>\n",
-                                   s->backup ? " &middot; backup" : "");
+    nin = 0;
+    nout = 0;
+    rescued = 0;
 
-    ngx_http_exchange_health_html_certificate(w, snap, s);
+    for (i = 0; i < up->nservers; i++) {
+        s = &up->servers[i];
 
-    shown = 0;
+        for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+            if (s->line[p]) {
+                ngx_http_exchange_health_timeline_minutes(snap, up, s, p,
+                                                          &mn);
+                rescued += mn.hour_rescued;
+            }
+        }
 
-    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+        if (ngx_http_exchange_health_html_out(w, up, s, 0)) {
+            if (nout < NGX_HTTP_EXCHANGE_HEALTH_LISTED) {
+                out[nout] = i;
+            }
 
-        if (!ngx_http_exchange_health_shown(up, s, p)) {
+            nout++;
+
+        } else if (!s->backup) {
+            nin++;
+        }
+    }
+
+    if (nin == 0) {
+        ngx_http_exchange_health_write(w,
+            "<b>No primary server serves every protocol</b>");
+    }
+
+    for (i = 0, n = 0; i < up->nservers && nin; i++) {
+        s = &up->servers[i];
+
+        if (s->backup || ngx_http_exchange_health_html_out(w, up, s, 0)) {
             continue;
         }
 
-        if (shown++ == 0) {
-            ngx_http_exchange_health_write(w,
-                "<div class=\"scroll\"><table>\n<tr><th>protocol</th>"
-                "<th>state</th><th>since</th><th>probe</th><th>requests</th>"
-                "<th>failures</th><th>user failures</th><th>rescued</th>"
-                "<th>ejections</th></tr>\n");
+        n++;
+
+        if (n > NGX_HTTP_EXCHANGE_HEALTH_LISTED) {
+            ngx_http_exchange_health_write(w, " and %ui more",
+                                    nin - NGX_HTTP_EXCHANGE_HEALTH_LISTED);
+            break;
         }
 
-        slot = &rec->slot[p];
-        state = s->state[p];
-        cls = ngx_http_exchange_health_severity(state) == 2 ? "bad"
-              : ngx_http_exchange_health_severity(state) == 1 ? "warn"
-              : state == NGX_HTTP_EXCHANGE_HEALTH_S_IDLE ? "idle" : "";
+        ngx_http_exchange_health_write(w, "%s", n == 1
+                                 ? "Users are served by "
+                                 : n == nin ? " and " : ", ");
 
-        ngx_http_exchange_health_write(w,
-            "<tr><td>%s</td><td><span class=\"badge %s\">%s</span>",
-            ngx_http_exchange_health_slot_name(up, p), cls,
-            ngx_http_exchange_health_state_name(state));
-
-        if (state == NGX_HTTP_EXCHANGE_HEALTH_S_EJECTED) {
-            ngx_http_exchange_health_write(w, " ");
-            ngx_http_exchange_health_html_when(w, snap->now, s->until[p],
-                                               "until");
-        }
-
-        ngx_http_exchange_health_write(w, "</td><td>");
-        ngx_http_exchange_health_html_when(w, snap->now, slot->since,
-                                           "since");
-        ngx_http_exchange_health_write(w, "</td><td>");
-
-        if (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_NONE) {
-            ngx_http_exchange_health_write(w, "&ndash;");
-
-        } else {
-            ngx_http_exchange_health_write(w, "%s",
-                          ngx_http_exchange_health_probe_name(slot->probe));
-
-            if (slot->probe_fails > 1) {
-                ngx_http_exchange_health_write(w, " &times;%ui",
-                                           (ngx_uint_t) slot->probe_fails);
-            }
-
-            ngx_http_exchange_health_write(w, " ");
-            ngx_http_exchange_health_html_when(w, snap->now,
-                                               slot->probe_time, NULL);
-        }
-
-        ngx_http_exchange_health_write(w,
-            "</td><td class=\"n\">%uA</td><td class=\"n\">%ui</td>"
-            "<td class=\"n\">%ui</td><td class=\"n\">%ui</td>"
-            "<td class=\"n\">%ui</td></tr>\n",
-            slot->requests, (ngx_uint_t) slot->failures,
-            (ngx_uint_t) slot->user_failures, (ngx_uint_t) slot->rescued,
-            (ngx_uint_t) slot->ejections);
+        name = ngx_http_exchange_health_server_name(s);
+        ngx_http_exchange_health_write_escaped(w, name.data, name.len,
+                                       NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
     }
 
-    if (shown == 0) {
-        ngx_http_exchange_health_write(w, "<p>No traffic yet.</p>\n");
+    for (i = 0; i < ngx_min(nout, NGX_HTTP_EXCHANGE_HEALTH_LISTED); i++) {
+        s = &up->servers[out[i]];
+        name = ngx_http_exchange_health_server_name(s);
 
-    } else {
-        ngx_http_exchange_health_write(w, "</table></div>\n");
+        ngx_http_exchange_health_write(w, "; ");
+        ngx_http_exchange_health_write_escaped(w, name.data, name.len,
+                                       NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
+        ngx_http_exchange_health_write(w, " is out for");
+        (void) ngx_http_exchange_health_html_out(w, up, s, 1);
     }
 
-    ngx_http_exchange_health_html_signin(w, snap, up, s);
+    if (nout > NGX_HTTP_EXCHANGE_HEALTH_LISTED) {
+        ngx_http_exchange_health_write(w, "; %ui more out",
+                                    nout - NGX_HTTP_EXCHANGE_HEALTH_LISTED);
+    }
 
-    /* why, for each protocol with a failure to tell; each hint once */
+    ngx_http_exchange_health_write(w,
+        "%s; %ui request%s rescued in the last hour</p>\n",
+        nout ? " (their users go to the others)" : "", rescued,
+        rescued == 1 ? "" : "s");
+}
 
-    nhints = 0;
 
-    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
+static void
+ngx_http_exchange_health_html_legend(ngx_http_exchange_health_writer_t *w)
+{
+    ngx_uint_t                         i;
+    ngx_http_exchange_health_state_t  *st;
 
-        if (!ngx_http_exchange_health_shown(up, s, p)
-            || rec->slot[p].last.time == 0)
+    /* the timeline's colours, with the states' own words (status.c) */
+
+    ngx_http_exchange_health_write(w,
+        "<ul class=\"legend\" id=\"legend\"><li>The timelines show up to "
+        "the last %d hours (since nginx started, at least half an hour), "
+        "a minute a column:</li>\n", NGX_HTTP_EXCHANGE_HEALTH_MINUTES / 60);
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_S_N; i++) {
+        st = &ngx_http_exchange_health_states[i];
+
+        /* never drawn: no traffic is no colour, awaiting is ejected */
+
+        if (st->value == NGX_HTTP_EXCHANGE_HEALTH_S_IDLE
+            || st->value == NGX_HTTP_EXCHANGE_HEALTH_S_AWAITING)
         {
             continue;
         }
 
-        ngx_http_exchange_health_write(w, "<div class=\"why\">");
-        ngx_http_exchange_health_html_failure(w, snap, &rec->slot[p].last,
-                                   ngx_http_exchange_health_slot_name(up, p));
-        ngx_http_exchange_health_write(w, "</div>\n");
-
-        hint = ngx_http_exchange_health_hint(up, s, p);
-
-        if (hint == NULL || !ngx_http_exchange_health_severity(s->state[p])) {
-            continue;
-        }
-
-        for (i = 0; i < nhints; i++) {
-            if (hints[i] == hint) {
-                break;
-            }
-        }
-
-        if (i < nhints) {
-            continue;
-        }
-
-        hints[nhints++] = hint;
-        ngx_http_exchange_health_html_hint(w, hint);
-    }
-
-    ngx_http_exchange_health_write(w, "</article>\n");
-}
-
-
-static void
-ngx_http_exchange_health_html_signin(ngx_http_exchange_health_writer_t *w,
-    ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_snap_upstream_t *up,
-    ngx_http_exchange_health_snap_server_t *s)
-{
-    ngx_uint_t                                 p, n;
-    const char                                *cls;
-    ngx_http_exchange_health_signin_result_t  *sr;
-
-    /* the mailbox it signs in as, never more of its credentials */
-
-    for (p = 0, n = 0; p < NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS; p++) {
-
-        sr = ngx_http_exchange_health_signin_shown(up, s, p);
-        if (sr == NULL) {
-            continue;
-        }
-
-        if (n++ == 0) {
-            ngx_http_exchange_health_write(w, "<p class=\"signin\">"
-                                           "Signed-in probe as <b>");
-            ngx_http_exchange_health_write_escaped(w,
-                                  up->conf->signin->user.data,
-                                  up->conf->signin->user.len,
-                                  NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-            ngx_http_exchange_health_write(w, "</b>:");
-        }
-
-        cls = sr->result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK ? ""
-              : sr->result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED ? "bad"
-              : "warn";
-
-        ngx_http_exchange_health_write(w, " %s <span class=\"badge %s\">%s"
-                         "</span> ", ngx_http_exchange_health_protocols[p].name,
-                         cls, ngx_http_exchange_health_signin_name(sr->result));
-        ngx_http_exchange_health_html_when(w, snap->now, sr->time, NULL);
-
-        if (sr->why[0]) {
-            ngx_http_exchange_health_write(w, " (");
-            ngx_http_exchange_health_write_escaped(w, sr->why,
-                                       ngx_strnlen(sr->why, sizeof(sr->why)),
-                                       NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-            ngx_http_exchange_health_write(w, ")");
-        }
-
-        ngx_http_exchange_health_write(w, ";");
-    }
-
-    if (n) {
-        ngx_http_exchange_health_write(w, "</p>\n");
-    }
-}
-
-
-static void
-ngx_http_exchange_health_html_certificate(ngx_http_exchange_health_writer_t *w,
-    ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_snap_server_t *s)
-{
-    ngx_tm_t                            tm;
-    ngx_http_exchange_health_server_t  *rec;
-
-    rec = &s->record;
-
-    if (rec->cert_thumbprint_len == 0) {
-        return;
-    }
-
-    ngx_http_exchange_health_write(w, "<p class=\"cert\">Certificate <code>");
-    ngx_http_exchange_health_write_escaped(w, rec->cert_subject,
-                                   rec->cert_subject_len,
-                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-    ngx_http_exchange_health_write(w, "</code>, thumbprint <code>");
-    ngx_http_exchange_health_write_escaped(w, rec->cert_thumbprint,
-                                   rec->cert_thumbprint_len,
-                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-    ngx_http_exchange_health_write(w, "</code>");
-
-    if (rec->cert_not_after) {
-        ngx_gmtime(rec->cert_not_after, &tm);
         ngx_http_exchange_health_write(w,
-            ", expires %4d-%02d-%02d (%s%T d)",
-            tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-            rec->cert_not_after > snap->now ? "in " : "",
-            (rec->cert_not_after - snap->now) / 86400);
+            "<li><svg width=\"12\" height=\"12\"><rect class=\"s%ui\" "
+            "width=\"12\" height=\"12\"/></svg><b>%s</b>: %s</li>\n",
+            st->value, st->name, st->help);
     }
-
-    if (s->cert_expiring) {
-        ngx_http_exchange_health_write(w,
-            " &middot; <b>expires soon: renew it on every server</b>");
-    }
-
-    if (s->cert_differs) {
-        ngx_http_exchange_health_write(w,
-            " &middot; <b>not the certificate the other servers present: "
-            "Extended Protection needs the same one on all</b>");
-    }
-
-    ngx_http_exchange_health_write(w, "</p>\n");
-}
-
-
-static void
-ngx_http_exchange_health_html_failure(ngx_http_exchange_health_writer_t *w,
-    ngx_http_exchange_health_snapshot_t *snap,
-    ngx_http_exchange_health_failure_t *f, const char *where)
-{
-    if (f->time == 0) {
-        return;
-    }
-
-    ngx_http_exchange_health_write(w, " <b>Last failure%s%s</b> ",
-                                   where ? " for " : "", where ? where : "");
-    ngx_http_exchange_health_html_when(w, snap->now, f->time, "at");
-    ngx_http_exchange_health_write(w, ": rule <code>");
-    ngx_http_exchange_health_html_text(w, f->rule, sizeof(f->rule));
-    ngx_http_exchange_health_write(w, "</code> matched <code>");
-    ngx_http_exchange_health_html_text(w, f->method, sizeof(f->method));
-    ngx_http_exchange_health_write(w, " ");
-    ngx_http_exchange_health_html_text(w, f->uri, sizeof(f->uri));
-    ngx_http_exchange_health_write(w, "</code>");
-
-    if (f->status) {
-        ngx_http_exchange_health_write(w, ", status %ui",
-                                       (ngx_uint_t) f->status);
-    }
-
-    if (f->error[0]) {
-        ngx_http_exchange_health_write(w, ", error <code>");
-        ngx_http_exchange_health_html_text(w, f->error, sizeof(f->error));
-        ngx_http_exchange_health_write(w, "</code>");
-    }
-}
-
-
-static void
-ngx_http_exchange_health_html_hint(ngx_http_exchange_health_writer_t *w,
-    const char *hint)
-{
-    ngx_uint_t   code;
-    const char  *p, *q;
 
     ngx_http_exchange_health_write(w,
-                            "<div class=\"hint\"><b>What to check:</b> ");
-
-    for (p = hint, code = 0; *p; p = q + (*q != '\0'), code = !code) {
-        q = ngx_strchr(p, '`');
-        if (q == NULL) {
-            q = p + ngx_strlen(p);
-        }
-
-        ngx_http_exchange_health_write(w, code ? "<code>" : "");
-        ngx_http_exchange_health_write_escaped(w, (u_char *) p, q - p,
-                                        NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-        ngx_http_exchange_health_write(w, code ? "</code>" : "");
-    }
-
-    ngx_http_exchange_health_write(w, "</div>\n");
-}
-
-
-static void
-ngx_http_exchange_health_html_text(ngx_http_exchange_health_writer_t *w,
-    u_char *s, size_t max)
-{
-    ngx_http_exchange_health_write_escaped(w, s,
-                                   ngx_strnlen(s, max),
-                                   NGX_HTTP_EXCHANGE_HEALTH_ESCAPE_HTML);
-}
-
-
-static void
-ngx_http_exchange_health_html_when(ngx_http_exchange_health_writer_t *w,
-    time_t now, time_t t, const char *word)
-{
-    time_t     d;
-    ngx_tm_t   tm;
-    ngx_int_t  future;
-
-    /* "since 10:42 (7 min)", "until 10:50 (in 1 min)" */
-
-    ngx_localtime(t, &tm);
-
-    future = t > now;
-    d = future ? t - now : now - t;
-
-    ngx_http_exchange_health_write(w, "%s%s%02d:%02d (%s",
-                                   word ? word : "", word ? " " : "",
-                                   tm.ngx_tm_hour, tm.ngx_tm_min,
-                                   future ? "in " : "");
-
-    if (d < 60) {
-        ngx_http_exchange_health_write(w, "%T s", d);
-
-    } else if (d < 3600) {
-        ngx_http_exchange_health_write(w, "%T min", d / 60);
-
-    } else if (d < 86400) {
-        ngx_http_exchange_health_write(w, "%T h %T min", d / 3600,
-                                       d % 3600 / 60);
-
-    } else {
-        ngx_http_exchange_health_write(w, "%T d %T h", d / 86400,
-                                       d % 86400 / 3600);
-    }
-
-    ngx_http_exchange_health_write(w, ")");
+        "<li><svg width=\"12\" height=\"12\"><rect class=\"fl\" width=\"12\" "
+        "height=\"12\"/></svg>failures and <svg width=\"12\" height=\"12\">"
+        "<rect class=\"rs\" width=\"12\" height=\"12\"/></svg>requests "
+        "rescued in a minute, under the band</li>\n</ul>\n");
 }

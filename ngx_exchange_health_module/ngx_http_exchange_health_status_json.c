@@ -12,11 +12,18 @@
 
 static void ngx_http_exchange_health_json_upstream(
     ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
     ngx_http_exchange_health_snap_upstream_t *up);
 static void ngx_http_exchange_health_json_server(
     ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s);
+static void ngx_http_exchange_health_json_timeline(
+    ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 static void ngx_http_exchange_health_json_failure(
     ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_failure_t *f);
@@ -41,7 +48,7 @@ ngx_http_exchange_health_render_json(ngx_http_exchange_health_writer_t *w,
 
     for (i = 0; i < snap->nupstreams; i++) {
         ngx_http_exchange_health_write(w, i ? "," : "");
-        ngx_http_exchange_health_json_upstream(w, &snap->upstreams[i]);
+        ngx_http_exchange_health_json_upstream(w, snap, &snap->upstreams[i]);
     }
 
     ngx_http_exchange_health_write(w, "]}\n");
@@ -50,6 +57,7 @@ ngx_http_exchange_health_render_json(ngx_http_exchange_health_writer_t *w,
 
 static void
 ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
     ngx_http_exchange_health_snap_upstream_t *up)
 {
     ngx_uint_t                        i, p, n;
@@ -62,9 +70,10 @@ ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_json_string(w, up->conf->shm_zone->shm.name.data,
                                          up->conf->shm_zone->shm.name.len);
     ngx_http_exchange_health_write(w,
-        ",\"scope\":\"%s\",\"failing\":%ui,\"untracked\":%ui,\"farm\":{",
+        ",\"scope\":\"%s\",\"failing\":%ui,\"untracked\":%ui,"
+        "\"timeline_full\":%s,\"farm\":{",
         up->conf->per_server ? "server" : "protocol", up->nfailing,
-        up->nuntracked);
+        up->nuntracked, up->record.timeline_full ? "true" : "false");
 
     for (p = 0, n = 0; p < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; p++) {
         farm = &up->record.farm[p];
@@ -101,7 +110,7 @@ ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
 
     for (i = 0; i < up->nservers; i++) {
         ngx_http_exchange_health_write(w, i ? "," : "");
-        ngx_http_exchange_health_json_server(w, up, &up->servers[i]);
+        ngx_http_exchange_health_json_server(w, snap, up, &up->servers[i]);
     }
 
     ngx_http_exchange_health_write(w, "]}");
@@ -110,9 +119,11 @@ ngx_http_exchange_health_json_upstream(ngx_http_exchange_health_writer_t *w,
 
 static void
 ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s)
 {
+    ngx_str_t                                  why;
     ngx_uint_t                                 p, n;
     const char                                *hint;
     ngx_http_exchange_health_slot_t           *slot;
@@ -181,6 +192,13 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
             ngx_http_exchange_health_json_time(w, s->until[p]);
         }
 
+        /* while a fault lasts: when it began, not the last change */
+
+        ngx_http_exchange_health_write(w, ",\"incident_since\":");
+        ngx_http_exchange_health_json_time(w,
+                 s->line[p] && ngx_http_exchange_health_severity(s->state[p])
+                 ? s->line[p]->incident : 0);
+
         ngx_http_exchange_health_write(w,
             ",\"requests\":%uA,\"failures\":%ui,\"user_failures\":%ui,"
             "\"rescued\":%ui,\"ejections\":%ui,\"last_failure\":",
@@ -198,8 +216,20 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
             ngx_http_exchange_health_write(w, "{\"result\":\"%s\",\"time\":",
                           ngx_http_exchange_health_probe_name(slot->probe));
             ngx_http_exchange_health_json_time(w, slot->probe_time);
-            ngx_http_exchange_health_write(w, ",\"failed_in_a_row\":%ui}",
+            ngx_http_exchange_health_write(w, ",\"failed_in_a_row\":%ui,"
+                                           "\"why\":",
                                            (ngx_uint_t) slot->probe_fails);
+
+            why = ngx_http_exchange_health_probe_why(s, p);
+
+            if (why.len) {
+                ngx_http_exchange_health_json_string(w, why.data, why.len);
+
+            } else {
+                ngx_http_exchange_health_write(w, "null");
+            }
+
+            ngx_http_exchange_health_write(w, "}");
         }
 
         sr = ngx_http_exchange_health_signin_shown(up, s, p);
@@ -220,6 +250,8 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
             ngx_http_exchange_health_write(w, "}");
         }
 
+        ngx_http_exchange_health_json_timeline(w, snap, up, s, p);
+
         hint = ngx_http_exchange_health_hint(up, s, p);
 
         if (hint) {
@@ -232,6 +264,63 @@ ngx_http_exchange_health_json_server(ngx_http_exchange_health_writer_t *w,
     }
 
     ngx_http_exchange_health_write(w, "}}");
+}
+
+
+static void
+ngx_http_exchange_health_json_timeline(ngx_http_exchange_health_writer_t *w,
+    ngx_http_exchange_health_snapshot_t *snap,
+    ngx_http_exchange_health_snap_upstream_t *up,
+    ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p)
+{
+    ngx_uint_t                          i, j, n;
+    ngx_http_exchange_health_minutes_t  mn;
+
+    /*
+     * The page's timeline: runs of one state, and the minutes that
+     * counted failures or rescued requests; "unknown" before the zone
+     * had the upstream.
+     */
+
+    ngx_http_exchange_health_timeline_minutes(snap, up, s, p, &mn);
+
+    ngx_http_exchange_health_write(w, ",\"timeline\":{\"start\":");
+    ngx_http_exchange_health_json_time(w, mn.start);
+    ngx_http_exchange_health_write(w, ",\"minutes\":%ui,\"runs\":[",
+                                   mn.n);
+
+    for (i = 0; i < mn.n; i = j) {
+
+        for (j = i + 1; j < mn.n && mn.state[j] == mn.state[i]; j++)
+        {
+            /* void */
+        }
+
+        ngx_http_exchange_health_write(w, "%s{\"state\":\"%s\",\"from\":",
+                           i ? "," : "",
+                           mn.state[i] ? ngx_http_exchange_health_state_name(
+                                                                mn.state[i])
+                                       : "unknown");
+        ngx_http_exchange_health_json_time(w, mn.start + (time_t) i * 60);
+        ngx_http_exchange_health_write(w, ",\"minutes\":%ui}", j - i);
+    }
+
+    ngx_http_exchange_health_write(w, "],\"counts\":[");
+
+    for (i = 0, n = 0; i < mn.n; i++) {
+
+        if (mn.failures[i] == 0 && mn.rescued[i] == 0) {
+            continue;
+        }
+
+        ngx_http_exchange_health_write(w, "%s{\"minute\":", n++ ? "," : "");
+        ngx_http_exchange_health_json_time(w, mn.start + (time_t) i * 60);
+        ngx_http_exchange_health_write(w, ",\"failures\":%ui,\"rescued\":%ui}",
+                                       (ngx_uint_t) mn.failures[i],
+                                       (ngx_uint_t) mn.rescued[i]);
+    }
+
+    ngx_http_exchange_health_write(w, "]}");
 }
 
 

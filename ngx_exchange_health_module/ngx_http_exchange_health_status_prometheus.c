@@ -38,6 +38,8 @@ static ngx_uint_t ngx_http_exchange_health_m_rescued(
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
 static ngx_uint_t ngx_http_exchange_health_m_ejections(
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p);
+static void ngx_http_exchange_health_states_help(
+    ngx_http_exchange_health_writer_t *w, const char *name);
 static void ngx_http_exchange_health_labels(
     ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snap_upstream_t *up,
@@ -53,10 +55,8 @@ static ngx_http_exchange_health_metric_t  ngx_http_exchange_health_metrics[] =
       "1 when the server takes requests of the protocol, 0 when it is out",
       ngx_http_exchange_health_m_up },
 
-    { "exchange_health_server_state", "gauge",
-      "0 idle, 1 healthy, 2 failing, 3 draining, 4 maintenance, "
-      "5 inactive, 6 probe failing, 7 awaiting trial, 8 on trial, "
-      "9 ejected, 10 farm-wide fault",
+    /* its help lists the states, from their table (status.c) */
+    { "exchange_health_server_state", "gauge", NULL,
       ngx_http_exchange_health_m_state },
 
     { "exchange_health_server_state_since_timestamp_seconds", "gauge",
@@ -103,8 +103,16 @@ ngx_http_exchange_health_render_prometheus(
     {
         m = &ngx_http_exchange_health_metrics[k];
 
-        ngx_http_exchange_health_write(w, "# HELP %s %s\n# TYPE %s %s\n",
-                                       m->name, m->help, m->name, m->type);
+        if (m->help) {
+            ngx_http_exchange_health_write(w, "# HELP %s %s\n", m->name,
+                                           m->help);
+
+        } else {
+            ngx_http_exchange_health_states_help(w, m->name);
+        }
+
+        ngx_http_exchange_health_write(w, "# TYPE %s %s\n", m->name,
+                                       m->type);
 
         for (i = 0; i < snap->nupstreams; i++) {
             up = &snap->upstreams[i];
@@ -314,6 +322,27 @@ ngx_http_exchange_health_render_prometheus(
             ngx_http_exchange_health_write(w, "} 1\n");
         }
     }
+}
+
+
+static void
+ngx_http_exchange_health_states_help(ngx_http_exchange_health_writer_t *w,
+    const char *name)
+{
+    ngx_uint_t                         i;
+    ngx_http_exchange_health_state_t  *st;
+
+    /* "0 idle, 1 healthy, ...": a dashboard maps the values with it */
+
+    ngx_http_exchange_health_write(w, "# HELP %s", name);
+
+    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_S_N; i++) {
+        st = &ngx_http_exchange_health_states[i];
+        ngx_http_exchange_health_write(w, "%s%ui %s", i ? ", " : " ",
+                                       st->value, st->name);
+    }
+
+    ngx_http_exchange_health_write(w, "\n");
 }
 
 

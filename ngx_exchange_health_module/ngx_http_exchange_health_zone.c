@@ -27,7 +27,7 @@
  * another shape then starts the zone afresh instead of reading it wrong.
  * The sizes are a safety net for a forgotten bump that changes one.
  */
-#define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION  5
+#define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION  6
 
 #define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT                                      \
     ((0x4548 + NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION) << 16                \
@@ -313,6 +313,7 @@ ngx_http_exchange_health_upstream(ngx_http_exchange_health_zone_t *zone,
 
     ngx_queue_init(&up->servers);
     ngx_http_exchange_health_copy(&up->name, name);
+    up->created = ngx_time();
 
     for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
         up->farm[i].since = ngx_time();

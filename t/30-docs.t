@@ -472,6 +472,52 @@ sub c_strings {
     }
     is "@slot_writers", '',
         'a slot\'s state is written in state.c only (admin.c, probe.c call it)';
+
+    # the status location's files: who calls whom, as the page says, and
+    # no circle (a file calls another when it calls a function the other
+    # defines)
+    my %defined;
+    for my $f (@files) {
+        my $c = slurp("$src/$f");
+        $defined{$1} //= $f while $c =~ /^(ngx_http_exchange_health_\w+)\(/mg;
+    }
+    my $short = sub { $_[0] =~ s/^ngx_http_exchange_health_//r };
+    my @status = grep { /_(?:status\w*|admin)\.c\z/ } @files;
+    my (%code, %doc);
+    for my $f (@status) {
+        my $c = slurp("$src/$f");
+        my %to;
+        while ($c =~ /\b(ngx_http_exchange_health_\w+)\s*\(/g) {
+            my $d = $defined{$1};
+            $to{$short->($d)} = 1 if $d && $d ne $f && grep { $_ eq $d } @status;
+        }
+        $code{$short->($f)} = join ' ', sort keys %to;
+    }
+    my ($loc) = $arch =~ /## The status location(.*?)\n## /s;
+    while (($loc // '') =~ /^- `(\w+\.c)` calls (.*?)(?=\n- |\n\n)/msg) {
+        my ($f, $list) = ($1, $2);
+        $doc{$f} = join ' ', sort $list =~ /`(\w+\.c)`/g;
+    }
+    # functions named without their prefix; full names are tables, metrics
+    my @named = grep { !/^(?:ngx_|exchange_)/ } ($loc // '') =~ /`([a-z_]+)`/g;
+    my @gone = grep { $code !~ /\bngx_http_exchange_health_\Q$_\E\(/ } @named;
+    is "@gone", '', 'architecture.md: the status location\'s functions exist ('
+        . scalar(@named) . ')';
+    is_deeply \%doc, \%code,
+        'architecture.md: the status location\'s files call what it says ('
+        . scalar(keys %code) . ' files)';
+    my $circle;
+    my $visit;
+    $visit = sub {      # every path: a handful of files
+        my ($f, @path) = @_;
+        return $circle = join(' -> ', @path, $f) if grep { $_ eq $f } @path;
+        $visit->($_, @path, $f) for split ' ', $code{$f} // '';
+    };
+    $visit->($_) for sort keys %code;
+    is $circle, undef, 'the status location\'s files call each other in no circle';
+    ok $code{'status_handler.c'} =~ /\bstatus\.c\b/
+       && $code{'status.c'} eq '' && $code{'status_writer.c'} eq '',
+        'the handler calls the snapshot; the snapshot and the writer call none of them';
 }
 
 done_testing;

@@ -80,10 +80,11 @@ subtest 'HTML' => sub {
     like $h, qr{<title>Exchange health: 1 server failing</title>}, 'title';
     like $h, qr{<meta http-equiv="refresh"}, 'refreshes itself';
     unlike $h, qr{<script|src=|href="http}i, 'no script, nothing external';
-    ok index($h, 'EXCH2') < index($h, 'EXCH1'), 'the failing server first';
+    ok index($h, '<h3>EXCH2') < index($h, '<h3>EXCH1'), 'the failing server first';
     like $h, qr{EXCH2.*?badge bad">ejected</span> until \d\d:\d\d \(in \d+ s\)}s,
         'EXCH2 ejected, until when';
-    like $h, qr{since \d\d:\d\d \(\d+ s\)}, 'since when, and how long';
+    like $h, qr{since <time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC(?:[+-]\d\d:\d\d)?</time> \(\d+ s\)},
+        'since when, with the date and time zone, and how long';
     like $h, qr{rule <code>errorfe-redirect</code> matched <code>GET /owa/</code>, status 302, error <code>Microsoft\.Exchange\.Diagnostics\.ExAssertException</code>},
         'why: rule, request, status, error';
     like $h, qr{What to check:.*Get-ExchangeCertificate}s, 'what to check';
@@ -246,6 +247,10 @@ subtest 'hostile X-FEServer values are escaped' => sub {
     unlike $h, qr{<script>}, 'HTML: no markup from the server';
     like $h, qr{&lt;script&gt;alert\(&quot;x&quot;\)&lt;/script&gt;&amp;&#39;},
         'HTML: escaped';
+    like $h, qr{<p class="users">[^<]*&lt;script&gt;alert}, 'HTML: escaped in the line of what users see';
+    my $svg = join '', $h =~ m{(<svg class="tl".*?</svg>)}sg;
+    ok length $svg, 'HTML: the timelines are drawn';
+    unlike $svg, qr{script|alert|EXCH}, 'SVG: no name a server sent is drawn in a timeline';
 
     my $jr = $ng->request(GET => '/status?format=json')->{body};
     my $j = eval { JSON::PP->new->utf8->decode($jr) };

@@ -90,6 +90,47 @@ sub promtool_check {
 
 1;
 
+# A page that loads PATH (same origin) in a frame as wide as the number
+# after "?" in its own address, then measures every element of it:
+# <pre id="result">width=W elements=N page=P overflow=K</pre>, P the
+# page's scroll width, K the elements that reach past the page's right
+# edge or whose content is wider than their box, each listed after it.
+# The status page needs no script; this test page is the browser's ruler.
+sub measure_page {
+    my ($path) = @_;
+    return <<"HTML";
+<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>measure</title></head>
+<body style="margin:0">
+<iframe id="f" style="border:0;height:2000px" onload="measure()"></iframe>
+<pre id="result">not measured</pre>
+<script>
+var width = parseInt(location.search.substring(1), 10) || 390;
+var f = document.getElementById('f');
+f.style.width = width + 'px';
+f.src = '$path';
+function measure() {
+    var d = f.contentDocument, all = d.body.querySelectorAll('*'), bad = [];
+    var page = d.documentElement.scrollWidth;
+    for (var i = 0; i < all.length; i++) {
+        var e = all[i], r = e.getBoundingClientRect();
+        var name = e.tagName + '.' + (e.getAttribute('class') || '');
+        if (r.width == 0 && r.height == 0) continue;
+        if (r.right > width + 0.5 || r.left < -0.5) {
+            bad.push(name + ' right=' + r.right);
+        } else if (e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1) {
+            bad.push(name + ' scroll=' + e.scrollWidth + '>' + e.clientWidth);
+        }
+    }
+    document.getElementById('result').textContent = 'width=' + width
+        + ' elements=' + all.length + ' page=' + page
+        + ' overflow=' + bad.length + (bad.length ? '\\n' + bad.join('\\n') : '');
+}
+</script>
+</body></html>
+HTML
+}
+
 # Headless Chromium (Debian's chromium) on a page: the DOM after
 # rendering, or a screenshot.  Flags keep it off the network.
 #   my $dom = EH::Status::chromium(url => $url, dump_dom => 1);
