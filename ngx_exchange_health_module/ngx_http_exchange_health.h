@@ -930,6 +930,15 @@ void ngx_http_exchange_health_judged(ngx_http_request_t *r,
     ngx_http_exchange_health_rule_t *rule);
 void ngx_http_exchange_health_unread(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
+ngx_int_t ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw);
+
+/* ngx_http_exchange_health_request_facts.c */
+void ngx_http_exchange_health_waiting(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+void ngx_http_exchange_health_request_of(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx,
+    ngx_http_exchange_health_request_t *rq);
 
 /* the pair of slots of the proven table a session may be in */
 #define ngx_http_exchange_health_proven_pair(sh, user)                       \
@@ -956,8 +965,6 @@ void ngx_http_exchange_health_bind_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);
 void ngx_http_exchange_health_body_scan(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_chain_t *in);
-ngx_int_t ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw);
 
 /* ngx_http_exchange_health_probe.c */
 char *ngx_http_exchange_health_probe(ngx_conf_t *cf, ngx_command_t *cmd,

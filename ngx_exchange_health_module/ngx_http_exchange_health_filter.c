@@ -9,7 +9,7 @@
 
 /*
  * Body scanning.  The first body bytes are scanned inside the upstream,
- * where a failure can still be retried (see the balancer); what is left
+ * where a failure can still be retried (judge.c's hold); what is left
  * undecided is scanned here as it streams to the client, untouched and
  * uncopied, up to the scan window.  A failure found here can no longer be
  * hidden from this client, but it counts toward ejecting the server.
@@ -19,9 +19,6 @@
 static ngx_int_t ngx_http_exchange_health_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_exchange_health_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
-static void *ngx_http_exchange_health_zalloc(void *opaque, u_int items,
-    u_int size);
-static void ngx_http_exchange_health_zfree(void *opaque, void *address);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -36,54 +33,6 @@ ngx_http_exchange_health_filter_init(ngx_conf_t *cf)
 
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_exchange_health_body_filter;
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw)
-{
-    ngx_int_t             encoding;
-    ngx_http_upstream_t  *u;
-
-    u = r->upstream;
-
-    encoding = ngx_http_exchange_health_encoding(r, ctx);
-
-    if (encoding == NGX_ERROR) {
-        /* an encoding zlib cannot read: judged by its header alone */
-        ngx_http_exchange_health_unread(r, ctx);
-        return NGX_OK;
-    }
-
-    /* raw upstream bytes are read only when they are HTTP/1.x framed */
-
-    if (raw && (u->schema.len < 4
-                || (u->schema.data[0] | 0x20) != 'h'
-                || (u->schema.data[1] | 0x20) != 't'
-                || (u->schema.data[2] | 0x20) != 't'
-                || (u->schema.data[3] | 0x20) != 'p'))
-    {
-        return NGX_OK;
-    }
-
-    ctx->scan = ngx_palloc(r->pool, sizeof(ngx_http_exchange_health_scan_t));
-    if (ctx->scan == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_exchange_health_scan_init(ctx->scan, ctx->lcf->markers,
-                                       ctx->eligible, ctx->lcf->scan,
-                                       raw && u->headers_in.chunked,
-                                       encoding,
-                                       ngx_http_exchange_health_zalloc,
-                                       ngx_http_exchange_health_zfree,
-                                       r->pool);
-
-    ctx->fed = u->buffer.pos - u->buffer.start;
-    ctx->hold_start = ngx_current_msec;
 
     return NGX_OK;
 }
@@ -214,18 +163,4 @@ ngx_http_exchange_health_body_scan(ngx_http_request_t *r,
             break;
         }
     }
-}
-
-
-static void *
-ngx_http_exchange_health_zalloc(void *opaque, u_int items, u_int size)
-{
-    return ngx_palloc(opaque, items * size);
-}
-
-
-static void
-ngx_http_exchange_health_zfree(void *opaque, void *address)
-{
-    /* the request pool frees it all */
 }
