@@ -18,6 +18,9 @@
 
 
 #define NGX_HTTP_EXCHANGE_HEALTH_RULES        64    /* per location */
+/* the statuses a rule may name, 0..639; a location's words have one more
+ * for all others */
+#define NGX_HTTP_EXCHANGE_HEALTH_STATUSES     640
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
 #define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions signed in */
@@ -406,7 +409,7 @@ typedef struct {
     ngx_uint_t              line;
     ngx_uint_t              scope;
     ngx_flag_t              off;
-    uint64_t                status[10];     /* bitmap of 0..639 */
+    uint64_t                status[NGX_HTTP_EXCHANGE_HEALTH_STATUSES / 64];
     ngx_uint_t              any_status;
     ngx_array_t            *headers;        /* of header_cond_t */
     ngx_array_t            *bodies;         /* of ngx_str_t */

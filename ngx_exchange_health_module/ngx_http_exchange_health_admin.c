@@ -117,6 +117,8 @@ ngx_http_exchange_health_admin_parse(ngx_http_request_t *r,
     ngx_str_t   value;
     ngx_uint_t  i;
 
+    static u_char  unknown[160];
+
     /* action=drain|maintenance|ready|clear, server=, protocol=, upstream= */
 
     if (ngx_http_arg(r, (u_char *) "action", 6, &value) != NGX_OK) {
@@ -161,8 +163,13 @@ ngx_http_exchange_health_admin_parse(ngx_http_request_t *r,
         order->protocol = ngx_http_exchange_health_protocol_by_name(
                                                       value.data, value.len);
         if (order->protocol == -1) {
-            *error = "unknown protocol: use owa, ecp, ews, activesync, mapi, "
-                     "rpc, oab, autodiscover, powershell, other or all";
+            if (unknown[0] == '\0') {
+                (void) ngx_snprintf(unknown, sizeof(unknown) - 1,
+                                    "unknown protocol: use all or one of %s",
+                                    ngx_http_exchange_health_protocol_names());
+            }
+
+            *error = (const char *) unknown;
             return NGX_ERROR;
         }
     }

@@ -85,7 +85,7 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
      * so most healthy answers cost no header walk.
      */
 
-    k = ngx_min(status, 640);
+    k = ngx_min(status, NGX_HTTP_EXCHANGE_HEALTH_STATUSES);
 
     may = ngx_http_exchange_health_scannable(r)
           ? hlcf->status_rules[k] : hlcf->status_rules_nobody[k];

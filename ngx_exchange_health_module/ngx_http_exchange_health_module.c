@@ -353,10 +353,9 @@ ngx_http_exchange_health_protocol(ngx_conf_t *cf, ngx_command_t *cmd,
                                                                value[1].len);
     if (hlcf->protocol == -1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown Exchange protocol \"%V\", use \"auto\", "
-                           "\"owa\", \"ecp\", \"ews\", \"activesync\", "
-                           "\"mapi\", \"rpc\", \"oab\", \"autodiscover\", "
-                           "\"powershell\" or \"other\"", &value[1]);
+                           "unknown Exchange protocol \"%V\", use auto or "
+                           "one of %s", &value[1],
+                           ngx_http_exchange_health_protocol_names());
         return NGX_CONF_ERROR;
     }
 

@@ -4,6 +4,7 @@
  */
 
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -86,6 +87,30 @@ ngx_http_exchange_health_protocol_of_uri(const u_char *uri, size_t len)
     }
 
     return NGX_HTTP_EXCHANGE_HEALTH_OTHER;
+}
+
+
+const char *
+ngx_http_exchange_health_protocol_names(void)
+{
+    size_t       n;
+    unsigned     i;
+
+    static char  names[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 16];
+
+    if (names[0] == '\0') {
+        for (n = 0, i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS; i++) {
+            n += snprintf(names + n, sizeof(names) - n, "%s%s",
+                          i ? ", " : "",
+                          ngx_http_exchange_health_protocols[i].name);
+
+            if (n >= sizeof(names)) {
+                break;
+            }
+        }
+    }
+
+    return names;
 }
 
 

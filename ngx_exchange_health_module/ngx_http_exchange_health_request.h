@@ -48,6 +48,12 @@ extern const ngx_http_exchange_health_protocol_t
 unsigned ngx_http_exchange_health_protocol_of_uri(const u_char *uri,
     size_t len);
 
+/*
+ * Every protocol's name, for an error message: "owa, ecp, ..., other",
+ * made once from the table.
+ */
+const char *ngx_http_exchange_health_protocol_names(void);
+
 /* a protocol by its name ("owa", "activesync", ...), or -1 */
 int ngx_http_exchange_health_protocol_by_name(const u_char *name,
     size_t len);

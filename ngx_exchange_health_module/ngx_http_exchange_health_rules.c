@@ -35,7 +35,8 @@ static char *ngx_http_exchange_health_compile(ngx_conf_t *cf,
 
 #define ngx_http_exchange_health_status_in(rule, s)                          \
     ((rule)->any_status                                                      \
-     || ((s) < 640 && ((rule)->status[(s) / 64] >> ((s) % 64) & 1)))
+     || ((s) < NGX_HTTP_EXCHANGE_HEALTH_STATUSES                            \
+         && ((rule)->status[(s) / 64] >> ((s) % 64) & 1)))
 
 
 /* a location's rules are the bits of a word (status_rules) */
@@ -758,7 +759,8 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
                                     NGX_HTTP_EXCHANGE_HEALTH_MARKERS);
     conf->rule_markers = ngx_pcalloc(cf->pool,
                                      conf->active->nelts * sizeof(uint32_t));
-    conf->status_rules = ngx_pcalloc(cf->pool, 2 * 641 * sizeof(uint64_t));
+    conf->status_rules = ngx_pcalloc(cf->pool,
+                  2 * (NGX_HTTP_EXCHANGE_HEALTH_STATUSES + 1) * sizeof(uint64_t));
     if (conf->markers == NULL || conf->marker_rule == NULL
         || conf->status_rules == NULL
         || (conf->rule_markers == NULL && conf->active->nelts))
@@ -766,7 +768,8 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    conf->status_rules_nobody = conf->status_rules + 641;
+    conf->status_rules_nobody = conf->status_rules
+                                + NGX_HTTP_EXCHANGE_HEALTH_STATUSES + 1;
 
     rule = conf->active->elts;
 
@@ -780,7 +783,7 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
             continue;
         }
 
-        for (j = 0; j <= 640; j++) {
+        for (j = 0; j <= NGX_HTTP_EXCHANGE_HEALTH_STATUSES; j++) {
             if (ngx_http_exchange_health_status_in(rule[k], j)) {
                 conf->status_rules[j] |= (uint64_t) 1 << k;
 

@@ -22,6 +22,14 @@
 /* an ejection restored from a file ends within a day, whatever it says */
 #define NGX_HTTP_EXCHANGE_HEALTH_RESTORE_MAX    86400
 
+/*
+ * The longest a state file can be for a number of servers: a header, and
+ * per server and protocol the lines of a record, encoded (3 KB at most).
+ * Writing sizes its buffer so, reading refuses a longer file.
+ */
+#define ngx_http_exchange_health_store_size(servers)                         \
+    (128 + (servers) * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024)
+
 
 /* how a record keeps a field of the file */
 #define NGX_HTTP_EXCHANGE_HEALTH_KEEP_NUMBER   0    /* unsigned, by size */
@@ -301,7 +309,7 @@ ngx_http_exchange_health_store_load(ngx_http_exchange_health_zone_t *zone,
     /* what the zone can hold bounds what is worth reading */
 
     servers = (zone->shpool->end - (u_char *) zone->shpool) / 4096 + 1;
-    max = 128 + servers * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
+    max = ngx_http_exchange_health_store_size(servers);
     sf->max = servers * (NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS + 2);
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
@@ -790,7 +798,7 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
 
     /* the longest a record's lines can be, encoded, per server */
 
-    size = 128 + room * NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS * 3 * 1024;
+    size = ngx_http_exchange_health_store_size(room);
 
     buf = ngx_alloc(size, log);
     if (buf == NULL) {

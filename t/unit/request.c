@@ -642,6 +642,11 @@ main(void)
                        NGX_HTTP_EXCHANGE_HEALTH_WAIT_RPC_CHANNEL],
                    "rpc-channel") == 0, "waits: names for the log");
 
+    UNIT_OK(strcmp(ngx_http_exchange_health_protocol_names(),
+                   "owa, ecp, ews, activesync, mapi, rpc, oab, autodiscover, "
+                   "powershell, other") == 0,
+            "protocol names, from the table, for error messages");
+
     /* the mailbox server an errorFE redirect names */
 
     UNIT_OK(be("/owa/auth/errorFE.aspx?httpCode=500&owaError=X&be=MBX7&ts=1",
