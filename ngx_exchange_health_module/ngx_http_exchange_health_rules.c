@@ -760,7 +760,8 @@ ngx_http_exchange_health_compile(ngx_conf_t *cf,
     conf->rule_markers = ngx_pcalloc(cf->pool,
                                      conf->active->nelts * sizeof(uint32_t));
     conf->status_rules = ngx_pcalloc(cf->pool,
-                  2 * (NGX_HTTP_EXCHANGE_HEALTH_STATUSES + 1) * sizeof(uint64_t));
+                                     2 * (NGX_HTTP_EXCHANGE_HEALTH_STATUSES + 1)
+                                     * sizeof(uint64_t));
     if (conf->markers == NULL || conf->marker_rule == NULL
         || conf->status_rules == NULL
         || (conf->rule_markers == NULL && conf->active->nelts))
