@@ -669,6 +669,9 @@ ngx_http_exchange_health_probe_connected(ngx_http_exchange_health_probe_t *pr)
 
     pr->stage = NGX_HTTP_EXCHANGE_HEALTH_STAGE_SEND;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "exchange health probe: connected to %V", pr->pc.name);
+
 #if (NGX_HTTP_SSL)
 
     if (pr->conf->probe->ssl) {
@@ -715,6 +718,9 @@ ngx_http_exchange_health_probe_handshaked(ngx_connection_t *c)
         pr->handler(pr, "TLS handshake failed");
         return;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "exchange health probe: TLS done with %V", pr->pc.name);
 
     ngx_http_exchange_health_probe_certificate(pr, c);
 
@@ -784,6 +790,10 @@ ngx_http_exchange_health_probe_send(ngx_http_exchange_health_probe_t *pr)
     }
 
     pr->stage = NGX_HTTP_EXCHANGE_HEALTH_STAGE_READ;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "exchange health probe: sent %uz bytes to %V",
+                   (size_t) (b->last - b->start), pr->pc.name);
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
@@ -941,6 +951,12 @@ static void
 ngx_http_exchange_health_probe_done(ngx_http_exchange_health_probe_t *pr,
     ngx_uint_t result, char *reason, ngx_str_t *fqdn)
 {
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health probe: %V, %uz bytes read, result %ui: "
+                   "%s", &pr->conf->peers[pr->peer]->name,
+                   (size_t) (pr->response->last - pr->response->start),
+                   result, reason ? reason : "healthy");
+
     ngx_http_exchange_health_probe_record(pr, result, reason, fqdn);
     ngx_http_exchange_health_probe_close(pr);
     ngx_destroy_pool(pr->pool);

@@ -474,6 +474,10 @@ ngx_http_exchange_health_restore_record(ngx_http_exchange_health_read_t *sf,
         return;
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: restoring \"%V\" %V, protocol %ui",
+                   &name, srv ? &addr : &name, p);
+
     now = ngx_time();
 
     for (field = ngx_http_exchange_health_store_fields; field->key; field++) {
@@ -890,6 +894,10 @@ ngx_http_exchange_health_save(ngx_http_exchange_health_zone_t *zone,
     }
 
     ngx_http_exchange_health_sync_dir(zone, log);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "exchange health: state file \"%V\" saved, %uz bytes",
+                   &zone->state, (size_t) (p - buf));
 
     zone->saved_crc = crc;
     ngx_free(buf);

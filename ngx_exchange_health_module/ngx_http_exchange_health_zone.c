@@ -141,6 +141,12 @@ ngx_http_exchange_health_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     zone = shm_zone->data;
 
     if (ozone) {
+        /* a reload: the records of the old cycle go on */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, shm_zone->shm.log, 0,
+                       "exchange health zone \"%V\": reused",
+                       &shm_zone->shm.name);
+
         zone->shpool = ozone->shpool;
         zone->sh = ozone->sh;
 
@@ -298,6 +304,9 @@ ngx_http_exchange_health_upstream(ngx_http_exchange_health_zone_t *zone,
                                     NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN)
             && ngx_strncmp(up->name.data, name->data, up->name.len) == 0)
         {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "exchange health zone: upstream \"%V\" found",
+                           name);
             return up;
         }
     }
