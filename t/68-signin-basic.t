@@ -16,6 +16,8 @@
 # - Hostile answers fail the call, never the worker.
 # - The password, and its base64 form, are nowhere: the error log at
 #   debug level, the status page in every format, the state file, nginx -T.
+# - Forms and Basic together: one sign-in per server, then the calls; a
+#   password the sign-in refuses sends no call at all.
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -330,6 +332,41 @@ subtest 'the password, and its base64 form, are nowhere' => sub {
     ok scalar(grep { ($_->{headers}{authorization} // '') eq "Basic $BASIC" }
               $farm->server('EXCH1')->requests(path => '^/EWS/')),
        'only the calls carry it, to Exchange';
+};
+
+# ---------------------------------------------------------------- forms and Basic
+
+subtest 'forms and Basic together: one sign-in; refused, no call at all' => sub {
+    $farm->clear_logs;
+    my $ng4 = front($cred, protocols => 'owa,ecp,ews');
+    $ng4->start;
+    ok wait_until(sub { all_ok($ng4, qw(owa ecp ews)) }, timeout => 4 * $INTERVAL + 2),
+       'owa, ecp and ews of every server: ok';
+    is scalar(my @p = $farm->server('EXCH1')->requests(path => '^/owa/auth\.owa')), 1,
+       'EXCH1: one forms sign-in';
+    my @c = calls('EXCH1');
+    ok @c >= 1 && !grep({ ($_->{signin} // '') ne 'signed-in' } @c),
+       'its EWS calls are signed in (' . @c . ')';
+    is signin_of($ng4, 'EXCH1', 'activesync')->{result}, undef, 'activesync: not asked';
+    $ng4->stop;
+
+    $farm->clear_logs;
+    my $bad = cred_file('bad.cred', "$USER\nnot-$PASSWORD\n");
+    my $ng5 = front($bad, protocols => 'owa,ews');
+    $ng5->start;
+    ok wait_until(sub { 3 == grep { (signin_of($ng5, $_, 'ews')->{result} // '') eq 'refused' }
+                             $farm->names }, timeout => 3 * $INTERVAL + 2),
+       'a wrong password: ews refused on every server';
+    my $b = $farm->server('EXCH1');
+    my $n = $b->hits(path => '^/owa/healthcheck\.htm');
+    is $b->wait_hits($n + 3, path => '^/owa/healthcheck\.htm', timeout => 4 * $INTERVAL + 2),
+       $n + 3, 'three more intervals went by';
+    for my $s ($farm->names) {
+        is scalar(my @x = calls($s)), 0, "$s: the forms sign-in refused, no Basic call";
+        cmp_ok scalar(my @y = $farm->server($s)->requests(path => '^/owa/auth\.owa')), '<=', 1,
+            "$s: one sign-in attempt";
+    }
+    $ng5->stop;
 };
 
 done_testing;
