@@ -32,13 +32,7 @@ my $PASSWORD = 'Zq8#vL2!p&=w%+k';
 my $BASIC = encode_base64("$USER:$PASSWORD", '');
 my @BASIC = qw(ews activesync mapi);
 
-sub cred_file {
-    my ($name, $text) = @_;
-    my $f = run_dir() . "/$name";
-    spew($f, $text);
-    chmod 0600, $f;
-    return $f;
-}
+sub cred_file { EH::Front::cred_file(@_) }
 
 my $cred = cred_file('monitor.cred', "$USER\n$PASSWORD\n");
 
@@ -63,11 +57,7 @@ sub front {
 
 sub signin_of {
     my ($ng, $name, $p) = @_;
-    my ($j) = EH::Front::status_json($ng);
-    return {} unless $j;
-    my ($s) = grep { $_->{address} eq $farm->server($name)->addr }
-              @{ $j->{upstreams}[0]{servers} };
-    return ($s && $s->{protocols}{$p}{signin}) // {};
+    return EH::Front::signin_of($ng, $farm->server($name)->addr, $p);
 }
 
 sub all_ok {
@@ -304,23 +294,15 @@ subtest 'a wrong password: a warning, no server out, no storm of attempts' => su
 # ---------------------------------------------------------------- secrecy
 
 subtest 'the password, and its base64 form, are nowhere' => sub {
-    my %where;
-    $where{'status HTML'} = $ng2->request(GET => '/status')->{body};
-    $where{'status JSON'} = $ng2->request(GET => '/status?format=json')->{body};
-    $where{'status Prometheus'} = $ng2->request(GET => '/status?format=prometheus')->{body};
+    my %where = EH::Front::secret_places($ng2, 'debug' => $ng);
     like $where{'status Prometheus'}, qr/^exchange_health_signin_ok\{[^}]*protocol="mapi"\} 1$/m,
         'Prometheus: exchange_health_signin_ok of mapi';
-    my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
-    $where{'nginx -T'} = `$nginx -T -p ${\ $ng2->prefix}/ -c ${\ $ng2->conf_file} 2>&1`;
     like $where{'nginx -T'}, qr/exchange_health_probe_signin file=/, 'nginx -T shows the directive';
-    $ng2->stop;
-    $where{'state file'} = slurp($ng2->prefix . '/exchange.state');
     ok length $where{'state file'}, 'the state file was written';
-    $where{'error log (debug), wrong password'} = $ng2->error_log;
-    $where{'error log (debug)'} = $ng->error_log;
+    my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
     SKIP: {
         skip 'nginx built without --with-debug', 1 unless `$nginx -V 2>&1` =~ /--with-debug/;
-        like $where{'error log (debug)'}, qr/\[debug\].*signed-in call of peer/,
+        like $where{'error log, debug'}, qr/\[debug\].*signed-in call of peer/,
             'the error log is at debug level, with the calls';
     }
     my $wrong64 = encode_base64("$USER:not-$PASSWORD", '');
