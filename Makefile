@@ -10,8 +10,10 @@
 #                 the same with AddressSanitizer and UBSan, then all of t/;
 #                 without NGINX_SOURCE, Debian's nginx source is fetched
 #   make fuzz     libFuzzer targets of the body scanner, the request
-#                 parsers and the state file reader, FUZZ_SECONDS (60)
-#                 each; needs clang, not make test
+#                 parsers, the state file reader and the signed-in
+#                 probe's answer readers, FUZZ_SECONDS (60) each; needs
+#                 clang (and nginx's source, as make sanitize), not make
+#                 test
 #   make fuzz-responses  mutated upstream answers through nginx with the
 #                 module (the sanitizer build when there is one)
 #   make fuzz-captures  mutated captures through the replay tool's readers
@@ -50,9 +52,11 @@ UNIT_BINS  := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
 PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
               ngx_exchange_health_module/ngx_http_exchange_health_siphash.c \
               ngx_exchange_health_module/ngx_http_exchange_health_request.c \
-              ngx_exchange_health_module/ngx_http_exchange_health_statefile.c
+              ngx_exchange_health_module/ngx_http_exchange_health_statefile.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_service.c
 
-# Both fuzzers link the plain C files alone, as the unit tests do.  A
+# The fuzzers link the plain C files alone, as the unit tests do (but
+# signin_answer, below, which needs nginx's string functions).  A
 # crash leaves its input in build/fuzz/crashes/; rerun it with
 # build/fuzz/<name> <file>.
 FUZZ_CC      ?= clang
@@ -61,7 +65,7 @@ FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined \
                 -Wall -Wextra -Werror -Ingx_exchange_health_module
-FUZZ_NAMES    = scan request statefile
+FUZZ_NAMES    = scan request statefile service signin_answer
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 FUZZ_SEEDS    = $(BUILD)/fuzz/seeds
 
@@ -142,6 +146,32 @@ $(BUILD)/fuzz/%: fuzz/%.c t/unit/encode.h $(PURE_SRCS) ngx_exchange_health_modul
 	@tools/install-deps fuzz
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(PURE_SRCS) -lz
+
+# The signed-in probe's header reader is nginx code (ngx_buf_t, ngx_str_t):
+# its target links nginx's own string functions, from a configured copy
+# of nginx's source (NGINX_SOURCE, or Debian's, fetched as for sanitize).
+FUZZ_NGX      = $(BUILD)/fuzz/nginx
+FUZZ_NGX_INCS = $(patsubst %,-I$(FUZZ_NGX)/%,src/core src/event \
+                  src/event/modules src/os/unix objs src/http src/http/modules)
+
+$(FUZZ_NGX)/objs/ngx_auto_config.h:
+	@tools/install-deps build
+	$(eval NGINX_SOURCE := $(or $(NGINX_SOURCE),$(shell tools/nginx-source)))
+	@test -x "$(NGINX_SOURCE)/configure" \
+	    || { echo "fuzz: no nginx source tree"; exit 2; }
+	rm -rf $(FUZZ_NGX)
+	mkdir -p $(BUILD)/fuzz
+	cp -r $(NGINX_SOURCE) $(FUZZ_NGX)
+	cd $(FUZZ_NGX) && ./configure --with-http_ssl_module > configure.log 2>&1
+
+$(BUILD)/fuzz/signin_answer: fuzz/signin_answer.c \
+        ngx_exchange_health_module/ngx_http_exchange_health_signin_answer.c \
+        $(PURE_SRCS) ngx_exchange_health_module/*.h \
+        $(FUZZ_NGX)/objs/ngx_auto_config.h
+	@tools/install-deps fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-unused-parameter $(FUZZ_NGX_INCS) -o $@ \
+	    $< ngx_exchange_health_module/ngx_http_exchange_health_signin_answer.c \
+	    $(PURE_SRCS) $(FUZZ_NGX)/src/core/ngx_string.c -lz
 
 # Seeds are made afresh from the captures; what the fuzzers find on top
 # of them stays in build/fuzz/corpus/ from run to run.

@@ -14,6 +14,7 @@
 
 #include "ngx_http_exchange_health_request.h"
 #include "ngx_http_exchange_health_scan.h"
+#include "ngx_http_exchange_health_service.h"
 #include "ngx_http_exchange_health_siphash.h"
 
 
@@ -100,9 +101,16 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAITING    4    /* its back-off */
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_UNCLEAR    5    /* no verdict */
 
-/* forms sign-in serves OWA and ECP, protocols 0 and 1 */
-#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS  2
+/*
+ * Forms sign-in serves OWA and ECP, protocols 0 and 1; Basic serves EWS,
+ * ActiveSync and MAPI, 2 to 4
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS  5
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS                                \
+    (1 << NGX_HTTP_EXCHANGE_HEALTH_OWA | 1 << NGX_HTTP_EXCHANGE_HEALTH_ECP)
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_ATTEMPTS    3
+/* no sign-in on any server for so long after the account was refused */
+#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAIT        (5 * 60 * 1000)
 #define NGX_HTTP_EXCHANGE_HEALTH_JAR_LEN            3072
 
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF             0
@@ -275,6 +283,12 @@ typedef struct ngx_http_exchange_health_signin_s {
     ngx_msec_t              busy;           /* a probe started at */
     ngx_msec_t              attempts[NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_ATTEMPTS];
 
+    /*
+     * The server accepted the credentials lately (Basic): its calls are
+     * no sign-in attempts, as a session's requests are not
+     */
+    ngx_uint_t              basic_ok;
+
     ngx_http_exchange_health_signin_result_t
                         result[NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS];
 
@@ -438,6 +452,7 @@ typedef struct {
     ngx_str_t               file;
     ngx_str_t               user;           /* the mailbox, shown */
     ngx_str_t               form;           /* the rest of the POST body */
+    ngx_str_t               basic;          /* "Basic ...", for EWS... */
     ngx_uint_t              protocols;      /* bit per protocol */
     uint32_t                file_id;        /* its inode, size and time */
     ngx_event_t             timer;          /* in each worker */
@@ -821,8 +836,8 @@ ngx_http_exchange_health_change_e ngx_http_exchange_health_probed_locked(
 ngx_http_exchange_health_change_e
     ngx_http_exchange_health_signin_probed_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
-    ngx_http_exchange_health_signin_result_t *r, ngx_str_t *uri,
-    ngx_msec_t *duration);
+    ngx_http_exchange_health_signin_result_t *r, ngx_str_t *method,
+    ngx_str_t *uri, ngx_msec_t *duration);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
 ngx_uint_t ngx_http_exchange_health_failing(
@@ -999,9 +1014,31 @@ void ngx_http_exchange_health_signin_read_answer(ngx_buf_t *b,
 ngx_uint_t ngx_http_exchange_health_signin_verdict(
     ngx_http_exchange_health_answer_t *a, u_char *why);
 
+/* ngx_http_exchange_health_basic.c */
+void ngx_http_exchange_health_basic_request(
+    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p);
+
 /* ngx_http_exchange_health_signin.c */
+
+/* the signed-in call of each protocol, SIGNIN_NPROTOCOLS of them */
+typedef struct {
+    ngx_str_t                              method;
+    ngx_str_t                              uri;
+} ngx_http_exchange_health_signin_call_t;
+
+extern ngx_http_exchange_health_signin_call_t
+    ngx_http_exchange_health_signin_calls[];
+
 void ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle,
     ngx_http_exchange_health_srv_conf_t *hscf);
+
+/* ngx_http_exchange_health_signin_record.c */
+void ngx_http_exchange_health_signin_refused(
+    ngx_http_exchange_health_probe_t *pr,
+    ngx_http_exchange_health_answer_t *a);
+void ngx_http_exchange_health_signin_record(
+    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, ngx_uint_t result,
+    ngx_uint_t status, u_char *why);
 const char *ngx_http_exchange_health_signin_name(ngx_uint_t result);
 
 /* ngx_http_exchange_health_status_handler.c */

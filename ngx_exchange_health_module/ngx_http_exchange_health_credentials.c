@@ -23,6 +23,9 @@
 
 static ngx_int_t ngx_http_exchange_health_credentials_read(ngx_conf_t *cf,
     ngx_http_exchange_health_signin_conf_t *sc);
+static ngx_int_t ngx_http_exchange_health_credentials_basic(ngx_conf_t *cf,
+    ngx_http_exchange_health_signin_conf_t *sc, u_char *user, size_t ulen,
+    u_char *pass, size_t plen);
 static void ngx_http_exchange_health_signin_forget(void *data);
 
 
@@ -33,7 +36,7 @@ ngx_http_exchange_health_probe_signin(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_exchange_health_srv_conf_t *hscf = conf;
 
     ngx_str_t                               *value, s;
-    ngx_uint_t                               i, forms;
+    ngx_uint_t                               i, signed_in;
     ngx_pool_cleanup_t                      *cln;
     ngx_http_exchange_health_signin_conf_t  *sc;
 
@@ -50,9 +53,11 @@ ngx_http_exchange_health_probe_signin(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    forms = 1 << NGX_HTTP_EXCHANGE_HEALTH_OWA
-            | 1 << NGX_HTTP_EXCHANGE_HEALTH_ECP;
-    sc->protocols = forms;
+    sc->protocols = NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS;
+
+    /* forms for OWA and ECP; Basic for EWS, ActiveSync and MAPI */
+
+    signed_in = (1 << NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS) - 1;
 
     value = cf->args->elts;
 
@@ -80,10 +85,11 @@ ngx_http_exchange_health_probe_signin(ngx_conf_t *cf, ngx_command_t *cmd,
                 return NGX_CONF_ERROR;
             }
 
-            if (sc->protocols & ~forms) {
+            if (sc->protocols & ~signed_in) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "forms sign-in serves \"owa\" and "
-                                   "\"ecp\" only, not all of \"%V\"",
+                                   "signed-in probes serve \"owa\", "
+                                   "\"ecp\", \"ews\", \"activesync\" "
+                                   "and \"mapi\" only, not all of \"%V\"",
                                    &value[i]);
                 return NGX_CONF_ERROR;
             }
@@ -99,6 +105,19 @@ ngx_http_exchange_health_probe_signin(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (sc->file.len == 0) {
         return "needs \"file=\", the monitoring mailbox's credentials";
+    }
+
+    /* Basic sends the password with every request: never in clear */
+
+    if ((sc->protocols & ~NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS)
+        && !hscf->probe->tls)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the signed-in probes of \"ews\", \"activesync\""
+                           " and \"mapi\" send the password with Basic in "
+                           "every request: remove \"tls=off\" from "
+                           "\"exchange_health_probe\"");
+        return NGX_CONF_ERROR;
     }
 
     /* the form is zeroed when the configuration goes */
@@ -247,6 +266,14 @@ ngx_http_exchange_health_credentials_read(ngx_conf_t *cf,
 
     sc->form.len = p - sc->form.data;
 
+    if ((sc->protocols & ~NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS)
+        && ngx_http_exchange_health_credentials_basic(cf, sc, user, ulen,
+                                                      pass, plen)
+           != NGX_OK)
+    {
+        goto done;
+    }
+
     /* a new file, say with the password fixed, is tried again at once */
 
     sc->file_id = (uint32_t) ngx_file_uniq(&fi)
@@ -265,6 +292,42 @@ done:
     }
 
     return rc;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_credentials_basic(ngx_conf_t *cf,
+    ngx_http_exchange_health_signin_conf_t *sc, u_char *user, size_t ulen,
+    u_char *pass, size_t plen)
+{
+    ngx_str_t  plain, encoded;
+
+    /* "Basic " and base64 of "user:password", made once */
+
+    plain.len = ulen + 1 + plen;
+    plain.data = ngx_pnalloc(cf->temp_pool, plain.len);
+
+    sc->basic.data = ngx_pnalloc(cf->pool,
+                                 6 + ngx_base64_encoded_length(plain.len));
+
+    if (plain.data == NULL || sc->basic.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(plain.data, user, ulen);
+    plain.data[ulen] = ':';
+    ngx_memcpy(plain.data + ulen + 1, pass, plen);
+
+    ngx_memcpy(sc->basic.data, "Basic ", 6);
+    encoded.data = sc->basic.data + 6;
+
+    ngx_encode_base64(&encoded, &plain);
+
+    sc->basic.len = 6 + encoded.len;
+
+    ngx_explicit_memzero(plain.data, plain.len);
+
+    return NGX_OK;
 }
 
 
@@ -303,5 +366,9 @@ ngx_http_exchange_health_signin_forget(void *data)
 
     if (sc->form.len) {
         ngx_explicit_memzero(sc->form.data, sc->form.len);
+    }
+
+    if (sc->basic.len) {
+        ngx_explicit_memzero(sc->basic.data, sc->basic.len);
     }
 }

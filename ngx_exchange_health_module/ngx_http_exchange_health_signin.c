@@ -15,33 +15,40 @@
  * failure there is the one users would meet: "fails" in a row eject the
  * server for that protocol, and a good answer re-admits it (state.c).
  *
+ * EWS, ActiveSync and MAPI are asked with Basic credentials instead, one
+ * service call each (basic.c, service.c).
+ *
  * A probe is claimed in the zone per server, as healthcheck.htm's are:
  * whichever worker claims it reads the server's session cookies from the
  * zone and signs in again only when the server sends it to the logon
  * page.  Sign-ins are few: at most three per server in fifteen minutes,
  * and none on any server for five minutes after the account was refused,
  * as Active Directory locks an account out after a few bad passwords.
+ * A Basic call is a sign-in too, until the server has accepted the
+ * credentials; after, as a session's requests, it is not.
  *
  * The password is read from a file only root may read, kept in the
- * configuration as the form's tail, and sent only in the sign-in's body:
- * it is never logged, shown, or saved, and its buffers are zeroed.
+ * configuration as the form's tail and as Basic's header, and sent only
+ * in the sign-in's body and the calls' Authorization, over TLS for the
+ * latter: it is never logged, shown, or saved, and its buffers are zeroed.
  */
 
 
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_TICK     1000
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_BUFFER   16384
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WINDOW   (15 * 60 * 1000)
-#define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAIT     (5 * 60 * 1000)
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_BATCH    64
 
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_SIGNIN     0
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_GET        1
+#define NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC      2
 
 
 typedef struct {
     ngx_uint_t                             step;
     ngx_uint_t                             protocol;
     ngx_uint_t                             signed_in;  /* by this probe */
+    ngx_uint_t                             basic;      /* may send it */
     ngx_str_t                              jar;
 } ngx_http_exchange_health_job_t;
 
@@ -63,31 +70,36 @@ static void ngx_http_exchange_health_signin_post(
     ngx_http_exchange_health_probe_t *pr);
 static void ngx_http_exchange_health_signin_get(
     ngx_http_exchange_health_probe_t *pr);
+static void ngx_http_exchange_health_signin_call(
+    ngx_http_exchange_health_probe_t *pr);
+static void ngx_http_exchange_health_signin_called(
+    ngx_http_exchange_health_probe_t *pr, char *error);
 static void ngx_http_exchange_health_signin_answer(
     ngx_http_exchange_health_probe_t *pr, char *error);
 static void ngx_http_exchange_health_signin_posted(
     ngx_http_exchange_health_probe_t *pr, char *error);
 static void ngx_http_exchange_health_signin_got(
     ngx_http_exchange_health_probe_t *pr, char *error);
-static void ngx_http_exchange_health_signin_refused(
-    ngx_http_exchange_health_probe_t *pr,
-    ngx_http_exchange_health_answer_t *a);
-static void ngx_http_exchange_health_signin_record(
-    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, ngx_uint_t result,
-    ngx_uint_t status, u_char *why);
 static void ngx_http_exchange_health_signin_next(
     ngx_http_exchange_health_probe_t *pr);
 static void ngx_http_exchange_health_signin_finish(
     ngx_http_exchange_health_probe_t *pr);
-static ngx_str_t ngx_http_exchange_health_signin_name_locked(
-    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer, u_char *buf,
-    size_t size);
 
 
-/* the signed-in page of each protocol: what a browser asks for first */
-static ngx_str_t  ngx_http_exchange_health_signin_uri[] = {
-    ngx_string("/owa/"),
-    ngx_string("/ecp/")
+/*
+ * The signed-in request of each protocol: the page a browser asks for
+ * first, or the service call of basic.c
+ */
+ngx_http_exchange_health_signin_call_t
+    ngx_http_exchange_health_signin_calls[
+                                     NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS]
+    =
+{
+    { ngx_string("GET"), ngx_string("/owa/") },
+    { ngx_string("GET"), ngx_string("/ecp/") },
+    { ngx_string("POST"), ngx_string("/EWS/Exchange.asmx") },
+    { ngx_string("OPTIONS"), ngx_string("/Microsoft-Server-ActiveSync") },
+    { ngx_string("POST"), ngx_string("/mapi/emsmdb/") }
 };
 
 
@@ -161,22 +173,26 @@ ngx_http_exchange_health_signin_tick(ngx_event_t *ev)
 
         /*
          * One probe per server at a time, each interval, by any worker.
-         * A probe is five exchanges at most (sign in, a page, sign in
-         * again, the page again, the other page), each with a timeout to
-         * connect and one to read: one not over by then died with its
-         * worker.
+         * A probe is eight exchanges at most (sign in, a page, sign in
+         * again, the page again, the other page, three service calls),
+         * each with a timeout to connect and one to read: one not over
+         * by then died with its worker.
          */
 
         if ((ngx_msec_int_t) (now - rec->next) < 0
-            || (rec->busy && now - rec->busy < 10 * pc->timeout + 1000))
+            || (rec->busy && now - rec->busy < 16 * pc->timeout + 1000))
         {
             continue;
         }
 
         rec->next = now + pc->interval;
 
+        /* forms sign in first; Basic alone, its first call is the one */
+
         due[ndue].peer = i;
-        due[ndue].signin = (rec->jar_len == 0);
+        due[ndue].signin = (conf->signin->protocols
+                            & NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS)
+                           ? rec->jar_len == 0 : !rec->basic_ok;
 
         if (due[ndue].signin
             && !ngx_http_exchange_health_signin_may_locked(conf, rec, now))
@@ -259,7 +275,8 @@ ngx_http_exchange_health_signin_start(
     /* a request line and headers, the cookies, or the form */
 
     size = 512 + 4 * host->len + conf->signin->form.len
-           + NGX_HTTP_EXCHANGE_HEALTH_JAR_LEN;
+           + NGX_HTTP_EXCHANGE_HEALTH_JAR_LEN + conf->signin->basic.len
+           + 3 * conf->signin->user.len + 1024;
 
     pr = ngx_http_exchange_health_probe_new(conf, peer, size,
                                      ngx_http_exchange_health_signin_answer);
@@ -284,10 +301,18 @@ ngx_http_exchange_health_signin_start(
         return;
     }
 
-    job->protocol = (conf->signin->protocols
-                     & 1 << NGX_HTTP_EXCHANGE_HEALTH_OWA)
-                    ? NGX_HTTP_EXCHANGE_HEALTH_OWA
-                    : NGX_HTTP_EXCHANGE_HEALTH_ECP;
+    for (job->protocol = 0;
+         !(conf->signin->protocols & (1 << job->protocol));
+         job->protocol++)
+    {
+        /* void */
+    }
+
+    /* Basic alone: the tick counted the first call as a sign-in */
+
+    job->basic = signin
+                 && !(conf->signin->protocols
+                      & NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS);
 
     ngx_shmtx_lock(&conf->shpool->mutex);
 
@@ -301,11 +326,11 @@ ngx_http_exchange_health_signin_start(
                    "exchange health: signed-in probe of peer %ui, %s",
                    peer, signin ? "signing in" : "with its session");
 
-    if (signin) {
+    if (signin && job->protocol <= NGX_HTTP_EXCHANGE_HEALTH_ECP) {
         ngx_http_exchange_health_signin_post(pr);
 
     } else {
-        ngx_http_exchange_health_signin_get(pr);
+        ngx_http_exchange_health_signin_call(pr);
     }
 }
 
@@ -326,6 +351,7 @@ ngx_http_exchange_health_signin_post(ngx_http_exchange_health_probe_t *pr)
     b = pr->request;
 
     job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_SIGNIN;
+    pr->head_only = 1;
 
     /* the body first, at the end of the buffer, to know its length */
 
@@ -370,6 +396,7 @@ ngx_http_exchange_health_signin_get(ngx_http_exchange_health_probe_t *pr)
     b = pr->request;
 
     job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_GET;
+    pr->head_only = 1;
 
     /* the sign-in's form, if any, is gone from the buffer first */
 
@@ -380,10 +407,68 @@ ngx_http_exchange_health_signin_get(ngx_http_exchange_health_probe_t *pr)
                           "GET %V HTTP/1.1\r\nHost: %V\r\n"
                           "User-Agent: nginx exchange_health probe\r\n"
                           "Cookie: %V\r\nConnection: close\r\n\r\n",
-                          &ngx_http_exchange_health_signin_uri[job->protocol],
+                          &ngx_http_exchange_health_signin_calls[
+                                                      job->protocol].uri,
                           host, &job->jar);
 
     ngx_http_exchange_health_probe_connect(pr);
+}
+
+
+static void
+ngx_http_exchange_health_signin_call(ngx_http_exchange_health_probe_t *pr)
+{
+    ngx_uint_t                            p;
+    ngx_http_exchange_health_job_t       *job;
+    ngx_http_exchange_health_signin_t    *rec;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    job = pr->data;
+    conf = pr->conf;
+
+    if (job->protocol <= NGX_HTTP_EXCHANGE_HEALTH_ECP) {
+        ngx_http_exchange_health_signin_get(pr);
+        return;
+    }
+
+    /*
+     * Credentials this server has not accepted lately are a sign-in
+     * attempt, and wait for the account's back-off as forms' do
+     */
+
+    if (!job->basic) {
+        ngx_shmtx_lock(&conf->shpool->mutex);
+
+        rec = conf->servers[pr->peer]->signin;
+        job->basic = rec->basic_ok
+                     || ngx_http_exchange_health_signin_may_locked(conf, rec,
+                                                          ngx_current_msec);
+
+        ngx_shmtx_unlock(&conf->shpool->mutex);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui may send Basic: %ui",
+                       pr->peer, job->basic);
+    }
+
+    if (job->basic) {
+        job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC;
+        ngx_http_exchange_health_basic_request(pr, job->protocol);
+        return;
+    }
+
+    for (p = job->protocol; p < NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS;
+         p++)
+    {
+        if (conf->signin->protocols & (1 << p)) {
+            ngx_http_exchange_health_signin_record(pr, p,
+                                     NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAITING,
+                                     0, (u_char *) "the next sign-in waits "
+                                     "for its back-off");
+        }
+    }
+
+    ngx_http_exchange_health_signin_finish(pr);
 }
 
 
@@ -402,8 +487,11 @@ ngx_http_exchange_health_signin_answer(ngx_http_exchange_health_probe_t *pr,
     if (job->step == NGX_HTTP_EXCHANGE_HEALTH_STEP_SIGNIN) {
         ngx_http_exchange_health_signin_posted(pr, error);
 
-    } else {
+    } else if (job->step == NGX_HTTP_EXCHANGE_HEALTH_STEP_GET) {
         ngx_http_exchange_health_signin_got(pr, error);
+
+    } else {
+        ngx_http_exchange_health_signin_called(pr, error);
     }
 }
 
@@ -439,11 +527,13 @@ ngx_http_exchange_health_signin_posted(ngx_http_exchange_health_probe_t *pr,
         rec = conf->servers[pr->peer]->signin;
         rec->jar_len = job->jar.len;
         ngx_memcpy(rec->jar, job->jar.data, job->jar.len);
+        rec->basic_ok = 1;
         conf->sh->signin_refused = 0;
 
         ngx_shmtx_unlock(&conf->shpool->mutex);
 
         job->signed_in = 1;
+        job->basic = 1;
         ngx_http_exchange_health_signin_get(pr);
         return;
     }
@@ -462,7 +552,7 @@ ngx_http_exchange_health_signin_posted(ngx_http_exchange_health_probe_t *pr,
         return;
     }
 
-    /* users cannot sign in on it either: both protocols fail */
+    /* users cannot sign in on it either: OWA and ECP fail */
 
     if (error) {
         ngx_snprintf(why, sizeof(why) - 1, "sign-in: %s%Z", error);
@@ -479,7 +569,7 @@ ngx_http_exchange_health_signin_posted(ngx_http_exchange_health_probe_t *pr,
 
     why[sizeof(why) - 1] = '\0';
 
-    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS; p++) {
+    for (p = 0; p <= NGX_HTTP_EXCHANGE_HEALTH_ECP; p++) {
         if (conf->signin->protocols & (1 << p)) {
             ngx_http_exchange_health_signin_record(pr, p,
                                        NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED,
@@ -487,7 +577,76 @@ ngx_http_exchange_health_signin_posted(ngx_http_exchange_health_probe_t *pr,
         }
     }
 
-    ngx_http_exchange_health_signin_finish(pr);
+    /* the Basic calls need no forms: they go on */
+
+    job->protocol = NGX_HTTP_EXCHANGE_HEALTH_ECP;
+    ngx_http_exchange_health_signin_next(pr);
+}
+
+
+static void
+ngx_http_exchange_health_signin_called(ngx_http_exchange_health_probe_t *pr,
+    char *error)
+{
+    u_char                                why[
+                                    NGX_HTTP_EXCHANGE_HEALTH_SERVICE_WHY];
+    unsigned                              status;
+    ngx_int_t                             result;
+    ngx_http_exchange_health_job_t       *job;
+    ngx_http_exchange_health_answer_t     a;
+    ngx_http_exchange_health_signin_t    *rec;
+    ngx_http_exchange_health_srv_conf_t  *conf;
+
+    job = pr->data;
+    conf = pr->conf;
+
+    result = ngx_http_exchange_health_service_verdict(job->protocol,
+                                    pr->response->pos,
+                                    pr->response->last - pr->response->pos,
+                                    &status, why, sizeof(why));
+
+    if (error) {
+        result = NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED;
+        ngx_cpystrn(why, (u_char *) error, sizeof(why));
+    }
+
+    /* an answer, 401 or not, says whether the credentials passed */
+
+    if (status) {
+        ngx_shmtx_lock(&conf->shpool->mutex);
+
+        rec = conf->servers[pr->peer]->signin;
+        rec->basic_ok = (result != NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_REFUSED);
+
+        if (rec->basic_ok) {
+            conf->sh->signin_refused = 0;
+        }
+
+        ngx_shmtx_unlock(&conf->shpool->mutex);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui answered the %s call: %i",
+                   pr->peer,
+                   ngx_http_exchange_health_protocols[job->protocol].name,
+                   result);
+
+    if (result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_REFUSED) {
+
+        /* the account's: no more calls, on any server, for a while */
+
+        ngx_memzero(&a, sizeof(ngx_http_exchange_health_answer_t));
+        a.status = status;
+
+        ngx_http_exchange_health_signin_refused(pr, &a);
+        ngx_http_exchange_health_signin_finish(pr);
+        return;
+    }
+
+    ngx_http_exchange_health_signin_record(pr, job->protocol, result, status,
+                                           why);
+
+    ngx_http_exchange_health_signin_next(pr);
 }
 
 
@@ -497,7 +656,7 @@ ngx_http_exchange_health_signin_got(ngx_http_exchange_health_probe_t *pr,
 {
     u_char                                why[
                                          NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN];
-    ngx_uint_t                            result, may;
+    ngx_uint_t                            p, result, may;
     ngx_http_exchange_health_job_t       *job;
     ngx_http_exchange_health_answer_t     a;
     ngx_http_exchange_health_signin_t    *rec;
@@ -550,6 +709,19 @@ ngx_http_exchange_health_signin_got(ngx_http_exchange_health_probe_t *pr,
             result = NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAITING;
             ngx_cpystrn(why, (u_char *) "the session expired; the next "
                         "sign-in waits for its back-off", sizeof(why));
+
+            /* ECP shares the session; the Basic calls need none */
+
+            for (p = job->protocol; p <= NGX_HTTP_EXCHANGE_HEALTH_ECP; p++) {
+                if (conf->signin->protocols & (1 << p)) {
+                    ngx_http_exchange_health_signin_record(pr, p, result,
+                                                           a.status, why);
+                }
+            }
+
+            job->protocol = NGX_HTTP_EXCHANGE_HEALTH_ECP;
+            ngx_http_exchange_health_signin_next(pr);
+            return;
         }
     }
 
@@ -557,201 +729,6 @@ ngx_http_exchange_health_signin_got(ngx_http_exchange_health_probe_t *pr,
                                            a.status, why);
 
     ngx_http_exchange_health_signin_next(pr);
-}
-
-
-static void
-ngx_http_exchange_health_signin_refused(ngx_http_exchange_health_probe_t *pr,
-    ngx_http_exchange_health_answer_t *a)
-{
-    u_char                                  why[
-                                          NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN];
-    u_char                                  buf[64], safe[3 * 64];
-    u_char                                 *r, *last, *detail;
-    ngx_str_t                               name;
-    ngx_uint_t                              p, warn;
-    ngx_msec_t                              now;
-    ngx_http_exchange_health_srv_conf_t    *conf;
-    ngx_http_exchange_health_signin_conf_t *sc;
-
-    conf = pr->conf;
-    sc = conf->signin;
-    now = ngx_current_msec;
-
-    /* the logon page again; its "reason=" is all it says of why */
-
-    r = NULL;
-    last = a->location.data + a->location.len;
-
-    if (a->location.len) {
-        r = ngx_strlcasestrn(a->location.data, last, (u_char *) "reason=",
-                             7 - 1);
-    }
-
-    ngx_memzero(why, sizeof(why));
-    p = sizeof("the sign-in was refused: ") - 1;
-    ngx_memcpy(why, "the sign-in was refused: ", p);
-
-    if (r && r + 7 < last && r[7] >= '0' && r[7] <= '9') {
-        ngx_snprintf(why + p, 64, "the logon page again, reason=%c", r[7]);
-
-    } else {
-        ngx_snprintf(why + p, 64, "status %ui", a->status);
-    }
-
-    detail = why + p;
-
-    for (p = 0; p < NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_NPROTOCOLS; p++) {
-        if (sc->protocols & (1 << p)) {
-            ngx_http_exchange_health_signin_record(pr, p,
-                                      NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_REFUSED,
-                                      a->status, why);
-        }
-    }
-
-    ngx_shmtx_lock(&conf->shpool->mutex);
-
-    conf->sh->signin_refused = now ? now : 1;
-
-    /* one line per interval for the whole farm: it is one account */
-
-    warn = (conf->sh->signin_warned == 0
-            || now - conf->sh->signin_warned >= conf->probe->interval);
-
-    if (warn) {
-        conf->sh->signin_warned = now ? now : 1;
-    }
-
-    name = ngx_http_exchange_health_signin_name_locked(conf, pr->peer, buf,
-                                                       sizeof(buf));
-
-    ngx_shmtx_unlock(&conf->shpool->mutex);
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "exchange health: peer %ui refused the sign-in, "
-                   "warned %ui", pr->peer, warn);
-
-    if (!warn) {
-        return;
-    }
-
-    name = ngx_http_exchange_health_log_text(safe, sizeof(safe), name.data,
-                                             name.len);
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "exchange_health: upstream \"%V\": server %V (%V) refused "
-                  "the signed-in probe's sign-in as \"%V\" (%s): check the "
-                  "password in %V; no server is ejected for it, and no "
-                  "server is signed in to for %dm", &conf->name,
-                  &conf->addrs[pr->peer], &name, &sc->user, detail,
-                  &sc->file, NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAIT / 60000);
-}
-
-
-static void
-ngx_http_exchange_health_signin_record(ngx_http_exchange_health_probe_t *pr,
-    ngx_uint_t p, ngx_uint_t result, ngx_uint_t status, u_char *why)
-{
-    u_char                                    buf[64], safe[3 * 64];
-    u_char                                    text[
-                                          NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN];
-    u_char                                    dbuf[NGX_INT64_LEN + 8];
-    size_t                                    i;
-    ngx_str_t                                 name, reason, proto, length;
-    ngx_msec_t                                duration;
-    ngx_http_exchange_health_change_e         change;
-    ngx_http_exchange_health_signin_result_t *r;
-    ngx_http_exchange_health_srv_conf_t      *conf;
-
-    conf = pr->conf;
-    duration = 0;
-
-    ngx_shmtx_lock(&conf->shpool->mutex);
-
-    r = &conf->servers[pr->peer]->signin->result[p];
-
-    r->time = ngx_time();
-    r->status = (uint16_t) status;
-    r->result = (uint8_t) result;
-    ngx_cpystrn(r->why, why, sizeof(r->why));
-
-    if (result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_OK) {
-        r->fails = 0;
-        r->why[0] = '\0';
-
-    } else if (result == NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED
-               && r->fails < 255)
-    {
-        r->fails++;
-    }
-
-    /* what it means for the server: state.c's */
-
-    change = ngx_http_exchange_health_signin_probed_locked(conf,
-                                  conf->per_server ? 0 : p, pr->peer, r,
-                                  &ngx_http_exchange_health_signin_uri[p],
-                                  &duration);
-
-    name = ngx_http_exchange_health_signin_name_locked(conf, pr->peer, buf,
-                                                       sizeof(buf));
-
-    ngx_shmtx_unlock(&conf->shpool->mutex);
-
-    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "exchange health: signed-in probe of peer %ui for %s: "
-                   "%s, change %ui", pr->peer,
-                   ngx_http_exchange_health_protocols[p].name,
-                   ngx_http_exchange_health_signin_name(result),
-                   (ngx_uint_t) change);
-
-    if (change == ngx_http_exchange_health_nothing) {
-        return;
-    }
-
-    name = ngx_http_exchange_health_log_text(safe, sizeof(safe), name.data,
-                                             name.len);
-    /* the server's words, printable and with no '%' */
-
-    reason.data = text;
-    reason.len = ngx_min(ngx_strlen(why), sizeof(text));
-
-    for (i = 0; i < reason.len; i++) {
-        text[i] = (why[i] < ' ' || why[i] >= 0x7f || why[i] == '%')
-                  ? '?' : why[i];
-    }
-
-    length = ngx_http_exchange_health_duration(dbuf, duration);
-
-    if (conf->per_server) {
-        ngx_str_set(&proto, "all protocols");
-
-    } else {
-        proto.data = (u_char *) ngx_http_exchange_health_protocols[p].name;
-        proto.len = ngx_strlen(proto.data);
-    }
-
-    /* worded as live traffic's lines, with the probe's rule */
-
-    if (change == ngx_http_exchange_health_ejected) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "exchange_health: upstream \"%V\" server %V (%V) "
-                      "ejected for %V for %V after %ui failures in a row of "
-                      "its signed-in probe as \"%V\": rule "
-                      "\"signed-in-probe\" on GET %V, status %ui: %V",
-                      &conf->name, &conf->addrs[pr->peer], &name, &proto,
-                      &length, conf->probe_fails, &conf->signin->user,
-                      &ngx_http_exchange_health_signin_uri[p], status,
-                      &reason);
-
-    } else {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "exchange_health: upstream \"%V\" server %V (%V) "
-                      "re-admitted for %V after a good answer to its "
-                      "signed-in probe as \"%V\" of GET %V",
-                      &conf->name, &conf->addrs[pr->peer], &name, &proto,
-                      &conf->signin->user,
-                      &ngx_http_exchange_health_signin_uri[p]);
-    }
 }
 
 
@@ -776,7 +753,7 @@ ngx_http_exchange_health_signin_next(ngx_http_exchange_health_probe_t *pr)
     {
         if (pr->conf->signin->protocols & (1 << p)) {
             job->protocol = p;
-            ngx_http_exchange_health_signin_get(pr);
+            ngx_http_exchange_health_signin_call(pr);
             return;
         }
     }
@@ -816,36 +793,4 @@ ngx_http_exchange_health_signin_finish(ngx_http_exchange_health_probe_t *pr)
     }
 
     ngx_destroy_pool(pr->pool);
-}
-
-
-static ngx_str_t
-ngx_http_exchange_health_signin_name_locked(
-    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer, u_char *buf,
-    size_t size)
-{
-    ngx_str_t                           name;
-    ngx_http_exchange_health_server_t  *srv;
-
-    srv = conf->servers[peer];
-
-    name.data = buf;
-    name.len = ngx_min(srv->name.len, size);
-    ngx_memcpy(buf, srv->name.data, name.len);
-
-    if (name.len == 0) {
-        ngx_str_set(&name, "-");
-    }
-
-    return name;
-}
-
-
-const char *
-ngx_http_exchange_health_signin_name(ngx_uint_t result)
-{
-    static const char  *names[] = { "none", "ok", "failed", "refused",
-                                    "waiting", "unclear" };
-
-    return names[result < 6 ? result : 0];
 }

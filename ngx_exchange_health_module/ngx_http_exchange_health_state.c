@@ -660,8 +660,8 @@ ngx_http_exchange_health_probed_locked(
 ngx_http_exchange_health_change_e
 ngx_http_exchange_health_signin_probed_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,
-    ngx_http_exchange_health_signin_result_t *r, ngx_str_t *uri,
-    ngx_msec_t *duration)
+    ngx_http_exchange_health_signin_result_t *r, ngx_str_t *method,
+    ngx_str_t *uri, ngx_msec_t *duration)
 {
     size_t                              len;
     ngx_uint_t                          i, k;
@@ -700,8 +700,8 @@ ngx_http_exchange_health_signin_probed_locked(
     slot->last.user = 0;
     ngx_cpystrn(slot->last.rule, (u_char *) "signed-in-probe",
                 sizeof(slot->last.rule));
-    ngx_cpystrn(slot->last.method, (u_char *) "GET",
-                sizeof(slot->last.method));
+    len = ngx_min(method->len, sizeof(slot->last.method) - 1);
+    ngx_cpystrn(slot->last.method, method->data, len + 1);
     len = ngx_min(uri->len, sizeof(slot->last.uri) - 1);
     ngx_cpystrn(slot->last.uri, uri->data, len + 1);
     ngx_cpystrn(slot->last.error, r->why, sizeof(slot->last.error));

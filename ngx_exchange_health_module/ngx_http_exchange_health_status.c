@@ -430,7 +430,10 @@ ngx_http_exchange_health_shown(ngx_http_exchange_health_snap_upstream_t *up,
         return p == 0;
     }
 
-    return s->state[p] != NGX_HTTP_EXCHANGE_HEALTH_S_IDLE;
+    /* a protocol with no traffic yet shows what its signed-in probe found */
+
+    return s->state[p] != NGX_HTTP_EXCHANGE_HEALTH_S_IDLE
+           || ngx_http_exchange_health_signin_shown(up, s, p) != NULL;
 }
 
 

@@ -27,7 +27,7 @@
  * another shape then starts the zone afresh instead of reading it wrong.
  * The sizes are a safety net for a forgotten bump that changes one.
  */
-#define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION  6
+#define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION  7
 
 #define NGX_HTTP_EXCHANGE_HEALTH_LAYOUT                                      \
     ((0x4548 + NGX_HTTP_EXCHANGE_HEALTH_LAYOUT_VERSION) << 16                \

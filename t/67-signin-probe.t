@@ -29,13 +29,7 @@ my $USER = 'CONTOSO\\monitor';
 my $PASSWORD = 'Pw9f3kQz7!&=x%+y';
 (my $PASSWORD_ESCAPED = $PASSWORD) =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ge;
 
-sub cred_file {
-    my ($name, $text, $mode) = @_;
-    my $f = run_dir() . "/$name";
-    spew($f, $text);
-    chmod $mode // 0600, $f;
-    return $f;
-}
+sub cred_file { EH::Front::cred_file(@_) }
 
 my $cred = cred_file('monitor.cred', "$USER\n$PASSWORD\n");
 
@@ -55,18 +49,9 @@ sub front {
         %o);
 }
 
-sub server_of {
-    my ($ng, $name) = @_;
-    my ($j) = EH::Front::status_json($ng);
-    return undef unless $j;
-    return (grep { $_->{address} eq $farm->server($name)->addr }
-            @{ $j->{upstreams}[0]{servers} })[0];
-}
-
 sub signin_of {
     my ($ng, $name, $p) = @_;
-    my $s = server_of($ng, $name) or return {};
-    return $s->{protocols}{$p}{signin} // {};
+    return EH::Front::signin_of($ng, $farm->server($name)->addr, $p);
 }
 
 sub posts {
@@ -342,26 +327,18 @@ subtest 'the mailbox fails through every server: its fault, no server out' => su
 # ---------------------------------------------------------------- secrecy
 
 subtest 'the password is nowhere' => sub {
-    my %where;
-    $where{'status HTML'} = $ng2->request(GET => '/status')->{body};
-    $where{'status JSON'} = $ng2->request(GET => '/status?format=json')->{body};
-    $where{'status Prometheus'} = $ng2->request(GET => '/status?format=prometheus')->{body};
+    my %where = EH::Front::secret_places($ng2, 'debug' => $ng);
     like $where{'status JSON'}, qr/"signin":\{"user":"CONTOSO\\\\monitor"/, 'JSON names the mailbox';
     like $where{'status Prometheus'}, qr/^exchange_health_signin_ok\{upstream="exchange",server="\Q${\ $farm->server('EXCH1')->addr }\E",name="EXCH1",protocol="owa"\} 1$/m,
         'Prometheus: exchange_health_signin_ok';
     like $where{'status Prometheus'}, qr/^exchange_health_signin_refused\{[^}]*protocol="ecp"\} 0$/m,
         'Prometheus: exchange_health_signin_refused';
-    my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
-    $where{'nginx -T'} = `$nginx -T -p ${\ $ng2->prefix}/ -c ${\ $ng2->conf_file} 2>&1`;
     like $where{'nginx -T'}, qr/exchange_health_probe_signin file=/, 'nginx -T shows the directive';
-    $ng2->stop;
-    $where{'state file'} = slurp($ng2->prefix . '/exchange.state');
     ok length $where{'state file'}, 'the state file was written';
-    $where{'error log (debug), wrong password'} = $ng2->error_log;
-    $where{'error log (debug)'} = $ng->error_log;
+    my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
     SKIP: {
         skip 'nginx built without --with-debug', 1 unless `$nginx -V 2>&1` =~ /--with-debug/;
-        like $where{'error log (debug)'}, qr/\[debug\].*signed-in probe of peer/,
+        like $where{'error log, debug'}, qr/\[debug\].*signed-in probe of peer/,
             'the error log is at debug level, with the probe\'s decisions';
     }
     for my $w (sort keys %where) {

@@ -50,8 +50,17 @@ our @HEALTHY = (
     { name => 'ecp-unsigned', signed_in => 0, path => '^/ecp(?:[/?]|$)',
       capture => 'owa-redirect-logon' },
     { name => 'eas', path => '^/Microsoft-Server-ActiveSync(?:[/?]|$)',
-      capture => 'eas-options' },
-    { name => 'ews', path => '^/EWS/', capture => 'ews-ok' },
+      capture => 'eas-options', basic => 1 },
+    { name => 'ews', path => '^/EWS/', capture => 'ews-ok', basic => 1 },
+    # MAPI over HTTP's PING (MS-OXCMAPIHTTP 2.2.6): no body either way,
+    # X-ResponseCode 0 says the endpoint works
+    { name => 'mapi-ping', method => 'POST', path => '^/mapi/emsmdb/',
+      match_headers => { 'x-requesttype' => '^PING$' }, basic => 1,
+      status => 200, body => '',
+      add_headers => [ [ 'X-RequestType' => 'PING' ], [ 'X-ResponseCode' => '0' ],
+                       [ 'X-ServerApplication' => 'Exchange/15.01.2507.006' ],
+                       [ 'X-CalculatedBETarget' => '{{FQDN}}' ],
+                       [ 'X-BEServer' => '{{BESERVER}}' ] ] },
     { name => 'not-found', status => 404 },
 );
 
@@ -78,6 +87,15 @@ our %PRESETS = (
     'ews-broken' => [ _healthy_with(
         ews => { prefix => 'broken-', capture => 'ews-500-internal' },
     ) ],
+    # MAPI over HTTP answers 500 (as EH::Day's mapi-500), the rest works.
+    'mapi-broken' => [ _healthy_with(
+        'mapi-ping' => { prefix => 'broken-', status => 500,
+                         add_headers => [ [ 'X-ResponseCode' => '1' ] ] },
+    ) ],
+    # ActiveSync's application fails (IIS's 500 page), the rest works.
+    'activesync-broken' => [ _healthy_with(
+        eas => { prefix => 'broken-', capture => 'iis-500' },
+    ) ],
     # The server cannot validate OAuth tokens: every Bearer request is
     # refused as invalid_token; forms, Basic and Windows sign-in work.
     'bearer-broken' => [
@@ -100,7 +118,7 @@ my %MATCH_KEYS = map { $_ => 1 } qw(method path signed_in user match_headers
 my %ACTION_KEYS = map { $_ => 1 } qw(name capture status reason body headers
     add_headers remove_headers chunked gzip deflate delay trickle split
     split_pause close reset truncate raw vars keepalive beserver ntlm
-    read_body signin);
+    read_body signin basic);
 
 # A body longer than this is logged as its first bytes, its length and
 # its MD5: decoding the log stays quick.
@@ -199,8 +217,9 @@ sub append {
     return $self->_write_routes([ @{ $self->{routes} }, @routes ]);
 }
 
-# The accounts forms sign-in (POST /owa/auth.owa, route key signin)
-# accepts: user => password.  None set: any user and password sign in.
+# The accounts forms sign-in (POST /owa/auth.owa, route key signin) and
+# Basic (routes with key basic: EWS, ActiveSync, MAPI) accept:
+# user => password.  None set: any user and password sign in.
 sub accounts {
     my ($self, %acc) = @_;
     $self->{accounts} = { %acc };
@@ -755,6 +774,7 @@ sub _respond {
                                 : $self->_match($req);
     $r = $self->_ntlm($io, $req, $r) if $r->{ntlm};
     $r = $self->_forms_signin($req, $r) if $r->{signin};
+    $r = $self->_basic($req, $r) if $r->{basic};
 
     my $vars = $self->vars;
     $vars->{BESERVER} = $r->{beserver} if defined $r->{beserver};
@@ -1008,6 +1028,26 @@ sub _forms_signin {
                                  . '; path=/; secure; HttpOnly' ];
     return { name => $r->{name}, status => 302, body => '',
              headers => { Location => $dest }, add_headers => \@set };
+}
+
+# Basic as IIS does it: credentials the accounts refuse get 401 with a
+# Basic challenge, before the application runs (a broken application
+# still refuses a wrong password).  Requests without Basic pass: other
+# tests sign in otherwise.  $req->{signin} says which, for the log.
+sub _basic {
+    my ($self, $req, $r) = @_;
+    my $acc = $self->{child_accounts};
+    return $r unless $acc && ($req->{auth} // '') eq 'basic';
+    my ($a) = @{ $req->{headers}{authorization} };
+    my ($cred) = $a =~ /\ABasic\s+(\S+)/i;
+    my ($user, $pass) = split /:/, MIME::Base64::decode_base64($cred), 2;
+    if (defined $pass && defined $acc->{$user} && $acc->{$user} eq $pass) {
+        $req->{signin} = 'signed-in';
+        return $r;
+    }
+    $req->{signin} = 'refused';
+    return { name => "$r->{name}-refused", status => 401, body => '',
+             headers => { 'WWW-Authenticate' => 'Basic realm="mail.contoso.com"' } };
 }
 
 # May the connection carry another request after this exchange?

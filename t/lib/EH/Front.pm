@@ -16,6 +16,7 @@ use strict;
 use warnings;
 
 use EH::Nginx ();
+use EH::Util ();
 
 # EH::Front::nginx($farm, %o) -> EH::Nginx (not started)
 #   upstream => lines inside upstream {} after "exchange_health ..."
@@ -193,6 +194,46 @@ sub status_json {
                          timeout => $o{timeout} // 5);
     my $j = eval { JSON::PP->new->utf8->decode($r->{body} // '') };
     return ($j, $r, $j ? undef : ($@ || 'no body'));
+}
+
+# A credentials file of exchange_health_probe_signin in the test's
+# directory, mode 0600 unless told: its path.
+sub cred_file {
+    my ($name, $text, $mode) = @_;
+    my $f = EH::Util::run_dir() . "/$name";
+    EH::Util::spew($f, $text);
+    chmod $mode // 0600, $f;
+    return $f;
+}
+
+# What the signed-in probe of the server at $addr last found for
+# protocol $p, from the status page's JSON: {} when nothing yet.
+sub signin_of {
+    my ($ng, $addr, $p) = @_;
+    my ($j) = status_json($ng);
+    my ($s) = $j ? grep { $_->{address} eq $addr } @{ $j->{upstreams}[0]{servers} }
+                 : ();
+    return ($s && $s->{protocols}{$p}{signin}) // {};
+}
+
+# Every place a secret must not be (issue 28): the status page in each
+# format and nginx -T of $ng's configuration, then, $ng stopped, its
+# state file and error log, and the error logs of the others named:
+# (place => text).  The front end serves "location = /status" and has
+# a zone with state= {{PREFIX}}/exchange.state.
+sub secret_places {
+    my ($ng, %others) = @_;
+    my %where;
+    $where{"status $_->[0]"} = $ng->request(GET => "/status$_->[1]")->{body}
+        for [ HTML => '' ], [ JSON => '?format=json' ],
+            [ Prometheus => '?format=prometheus' ];
+    my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
+    $where{'nginx -T'} = `$nginx -T -p ${\ $ng->prefix}/ -c ${\ $ng->conf_file} 2>&1`;
+    $ng->stop;
+    $where{'state file'} = EH::Util::slurp($ng->prefix . '/exchange.state');
+    $where{'error log'} = $ng->error_log;
+    $where{"error log, $_"} = $others{$_}->error_log for keys %others;
+    return %where;
 }
 
 # A worker's resident memory (kB) and CPU time (s) from /proc: the first
