@@ -52,6 +52,7 @@ UNIT_BINS  := $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
 PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
               ngx_exchange_health_module/ngx_http_exchange_health_siphash.c \
               ngx_exchange_health_module/ngx_http_exchange_health_request.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_operation.c \
               ngx_exchange_health_module/ngx_http_exchange_health_statefile.c \
               ngx_exchange_health_module/ngx_http_exchange_health_service.c
 

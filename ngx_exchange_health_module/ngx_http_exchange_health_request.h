@@ -40,6 +40,12 @@ typedef struct {
 } ngx_http_exchange_health_protocol_t;
 
 
+/* a character of a host or an XML name */
+#define ngx_http_exchange_health_name_char(c)                                \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')                \
+     || ((c) >= '0' && (c) <= '9') || (c) == '_' || (c) == '-' || (c) == '.')
+
+
 extern const ngx_http_exchange_health_protocol_t
     ngx_http_exchange_health_protocols[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
 
@@ -160,6 +166,8 @@ int ngx_http_exchange_health_ntlm_token(const u_char *p, size_t len);
 size_t ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len,
     u_char *dst, size_t size);
 
+
+/* ngx_http_exchange_health_operation.c: what a request asks Exchange */
 
 /*
  * Requests meant to wait: Exchange holds them open on purpose, until
