@@ -460,12 +460,12 @@ sub c_strings {
         'judge.c defines judged';
 
     # a slot's state is changed in state.c only, one function per change;
-    # zone.c makes a slot, store.c restores it from the state file
+    # zone.c makes a slot, restore.c restores it from the state file
     my $field = qr/(?:state|until|trial|up_since|since|level|admin|probe
                      |probe_time|probe_fails|ejections|failing)/x;
     my $write = qr/\s*(?:[-+|&]?=(?!=)|\+\+|--)/;
     my @slot_writers;
-    for my $f (grep { !/_(?:state|zone|store)\.c\z/ } @files) {
+    for my $f (grep { !/_(?:state|zone|restore)\.c\z/ } @files) {
         my $c = slurp("$src/$f");
         push @slot_writers, "$f:$1"
             while $c =~ /(slot(?:->|\[[^]]*\]\.)$field)$write/g;
