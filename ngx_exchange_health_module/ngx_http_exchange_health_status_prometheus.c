@@ -351,6 +351,7 @@ ngx_http_exchange_health_labels(ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snap_upstream_t *up,
     ngx_http_exchange_health_snap_server_t *s, ngx_uint_t p)
 {
+    ngx_str_t    name;
     const char  *proto;
 
     ngx_http_exchange_health_write(w, "{");
@@ -363,16 +364,13 @@ ngx_http_exchange_health_labels(ngx_http_exchange_health_writer_t *w,
                                        s->addr.len);
         ngx_http_exchange_health_write(w, ",");
 
-        /* not named by Exchange yet: its address, never name="" */
+        /*
+         * as the page calls it: Exchange's name, else the configuration's,
+         * else its address; never name=""
+         */
 
-        if (s->record.name.len) {
-            ngx_http_exchange_health_label(w, "name", s->record.name.data,
-                                           s->record.name.len);
-
-        } else {
-            ngx_http_exchange_health_label(w, "name", s->addr.data,
-                                           s->addr.len);
-        }
+        name = ngx_http_exchange_health_server_name(s);
+        ngx_http_exchange_health_label(w, "name", name.data, name.len);
     }
 
     /* a server's own metrics have no protocol */

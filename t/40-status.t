@@ -139,6 +139,20 @@ subtest 'Prometheus: a server Exchange has not named yet' => sub {
         'named after its address' or diag $line;
     is scalar(() = $p =~ /name=""/g), 0, 'no series with name=""';
     $ng->stop;
+
+    # configured by a host name: that name, as the page shows it
+    $ng = EH::Front::nginx($farm, before => "server localhost:$dead;",
+        upstream => 'exchange_health_probe interval=1s timeout=1s '
+                  . 'protocols=owa fails=1;',
+        server => 'location = /status { exchange_health_status; }');
+    $ng->start;
+    ok wait_until(sub {
+           $p = $ng->request(GET => '/status?format=prometheus')->{body};
+           $p =~ /^exchange_health_server_up\{[^}]*name="localhost"/m },
+           timeout => 10),
+        'a server configured as localhost:port is name="localhost"'
+        or diag join "\n", grep { /server_up/ } split /\n/, $p;
+    $ng->stop;
 };
 
 subtest 'no cookies, credentials or query strings' => sub {
