@@ -24,6 +24,8 @@ static int ngx_http_exchange_health_sextet(const u_char **pp,
     const u_char *end);
 static int ngx_http_exchange_health_mb_uint32(const u_char **pp,
     const u_char *end, size_t *value);
+static int ngx_http_exchange_health_start_tag(const u_char *p,
+    const u_char *q);
 
 
 /*
@@ -471,7 +473,7 @@ ngx_http_exchange_health_mb_uint32(const u_char **pp, const u_char *end,
 int
 ngx_http_exchange_health_ews_streaming(const u_char *p, size_t len)
 {
-    const u_char  *end, *q, *t;
+    const u_char  *end, *q;
 
     /*
      * The operation's element: "<GetStreamingEvents" or with a namespace
@@ -489,27 +491,12 @@ ngx_http_exchange_health_ews_streaming(const u_char *p, size_t len)
 
         if (memcmp(q, "GetStreamingEvents", 18) != 0
             || (q[18] != '>' && q[18] != '/' && q[18] != ' '
-                && q[18] != '\t' && q[18] != '\r' && q[18] != '\n')
-            || q == p)
+                && q[18] != '\t' && q[18] != '\r' && q[18] != '\n'))
         {
             continue;
         }
 
-        t = q - 1;
-
-        if (*t == ':') {
-            while (t > p && ngx_http_exchange_health_name_char(t[-1])) {
-                t--;
-            }
-
-            if (t == q - 1 || t == p) {
-                continue;
-            }
-
-            t--;
-        }
-
-        if (*t == '<') {
+        if (ngx_http_exchange_health_start_tag(p, q)) {
             return 1;
         }
     }
@@ -586,26 +573,8 @@ ngx_http_exchange_health_ews_operation(const u_char *p, size_t len,
         if (memcmp(q, "Body", 4) != 0
             || (q[4] != '>' && q[4] != ' ' && q[4] != '\t' && q[4] != '\r'
                 && q[4] != '\n')
-            || q == p)
+            || !ngx_http_exchange_health_start_tag(p, q))
         {
-            continue;
-        }
-
-        t = q - 1;
-
-        if (*t == ':') {
-            while (t > p && ngx_http_exchange_health_name_char(t[-1])) {
-                t--;
-            }
-
-            if (t == q - 1 || t == p) {
-                continue;
-            }
-
-            t--;
-        }
-
-        if (*t != '<') {
             continue;
         }
 
@@ -710,4 +679,33 @@ ngx_http_exchange_health_reads_only(
     default:
         return 0;
     }
+}
+
+
+static int
+ngx_http_exchange_health_start_tag(const u_char *p, const u_char *q)
+{
+    const u_char  *t;
+
+    /* q, a name's first byte after p, begins "<name" or "<prefix:name" */
+
+    if (q == p) {
+        return 0;
+    }
+
+    t = q - 1;
+
+    if (*t == ':') {
+        while (t > p && ngx_http_exchange_health_name_char(t[-1])) {
+            t--;
+        }
+
+        if (t == q - 1 || t == p) {
+            return 0;
+        }
+
+        t--;
+    }
+
+    return *t == '<';
 }
