@@ -809,6 +809,12 @@ ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
 /* the policy's two readings of a record, for state.c and the status page */
 #define ngx_http_exchange_health_window_live(w, conf, now)                   \
     ((w)->fails && (now) - (w)->start <= (conf)->window)
+/* out for everyone: an operator's word overrides what the probe finds */
+#define ngx_http_exchange_health_drained(conf, slot)                         \
+    ((slot)->admin != NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE                    \
+     || (slot)->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE             \
+     || ((slot)->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED              \
+         && (slot)->probe_fails >= (conf)->probe_fails))
 #define ngx_http_exchange_health_trial_pending(slot, now)                    \
     ((slot)->trial                                                           \
      && (now) - (slot)->trial < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT)
@@ -818,9 +824,6 @@ ngx_uint_t ngx_http_exchange_health_avoid(
     uintptr_t *suspect);
 void ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
-ngx_uint_t ngx_http_exchange_health_drained(
-    ngx_http_exchange_health_srv_conf_t *conf,
-    ngx_http_exchange_health_slot_t *slot);
 void ngx_http_exchange_health_recount(
     ngx_http_exchange_health_srv_conf_t *hscf);
 void ngx_http_exchange_health_recount_locked(
@@ -935,10 +938,10 @@ ngx_int_t ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 void ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
-ngx_uint_t ngx_http_exchange_health_usable(
-    ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
 
 /* ngx_http_exchange_health_judge.c */
+ngx_uint_t ngx_http_exchange_health_usable(
+    ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
 void ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
@@ -1029,8 +1032,7 @@ typedef struct {
 extern ngx_http_exchange_health_signin_call_t
     ngx_http_exchange_health_signin_calls[];
 
-void ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle,
-    ngx_http_exchange_health_srv_conf_t *hscf);
+ngx_int_t ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle);
 
 /* ngx_http_exchange_health_signin_record.c */
 void ngx_http_exchange_health_signin_refused(

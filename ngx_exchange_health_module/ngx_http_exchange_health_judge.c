@@ -949,3 +949,57 @@ ngx_http_exchange_health_zfree(void *opaque, void *address)
 {
     /* the request pool frees it all */
 }
+
+
+ngx_uint_t
+ngx_http_exchange_health_usable(ngx_http_upstream_rr_peer_data_t *rrp,
+    uintptr_t *avoided)
+{
+    time_t                         now;
+    ngx_uint_t                     i, usable;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    /* round robin's own test of a peer, on peers not tried or avoided */
+
+    now = ngx_time();
+    usable = 0;
+
+    ngx_http_upstream_rr_peers_rlock(rrp->peers);
+
+    for (peers = rrp->peers; peers && !usable; peers = peers->next) {
+
+        for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+
+            if (peers == rrp->peers
+                && (ngx_http_exchange_health_map_test(rrp->tried, i)
+                    || (avoided
+                        && ngx_http_exchange_health_map_test(avoided, i))))
+            {
+                continue;
+            }
+
+            if (peer->down) {
+                continue;
+            }
+
+            if (peer->max_fails
+                && peer->fails >= peer->max_fails
+                && now - peer->checked <= peer->fail_timeout)
+            {
+                continue;
+            }
+
+            if (peer->max_conns && peer->conns >= peer->max_conns) {
+                continue;
+            }
+
+            usable = 1;
+            break;
+        }
+    }
+
+    ngx_http_upstream_rr_peers_unlock(rrp->peers);
+
+    return usable;
+}

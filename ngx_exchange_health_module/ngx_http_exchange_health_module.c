@@ -550,5 +550,9 @@ ngx_http_exchange_health_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_exchange_health_probe_init_process(cycle);
+    if (ngx_http_exchange_health_probe_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_exchange_health_signin_init_process(cycle);
 }

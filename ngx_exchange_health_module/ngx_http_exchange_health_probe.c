@@ -378,10 +378,6 @@ ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle)
             continue;
         }
 
-        if (hscf->signin) {
-            ngx_http_exchange_health_signin_init_process(cycle, hscf);
-        }
-
         hscf->probe->timer.handler = ngx_http_exchange_health_probe_tick;
         hscf->probe->timer.data = hscf;
         hscf->probe->timer.log = cycle->log;

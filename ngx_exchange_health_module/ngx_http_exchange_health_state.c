@@ -142,22 +142,6 @@ ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
 
 
 ngx_uint_t
-ngx_http_exchange_health_drained(ngx_http_exchange_health_srv_conf_t *conf,
-    ngx_http_exchange_health_slot_t *slot)
-{
-    /* an operator's word overrides what the probe finds */
-
-    if (slot->admin != NGX_HTTP_EXCHANGE_HEALTH_ADMIN_NONE) {
-        return 1;
-    }
-
-    return slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_INACTIVE
-           || (slot->probe == NGX_HTTP_EXCHANGE_HEALTH_PROBE_FAILED
-               && slot->probe_fails >= conf->probe_fails);
-}
-
-
-ngx_uint_t
 ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer)
 {

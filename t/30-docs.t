@@ -518,6 +518,33 @@ sub c_strings {
     ok $code{'status_handler.c'} =~ /\bstatus\.c\b/
        && $code{'status.c'} eq '' && $code{'status_writer.c'} eq '',
         'the handler calls the snapshot; the snapshot and the writer call none of them';
+
+    # the whole module: no file calls, through others, back into itself
+    my %to;
+    for my $f (grep { /\.c\z/ } @files) {
+        my $c = slurp("$src/$f") =~ s{/\*.*?\*/}{}gsr;
+        while ($c =~ /\b(ngx_http_exchange_health_\w+)\s*\(/g) {
+            my $d = $defined{$1};
+            $to{$f}{$d} = 1 if $d && $d ne $f && $d =~ /\.c\z/;
+        }
+    }
+    my (%color, $loop);
+    my $dfs;
+    $dfs = sub {        # grey while on the path, black once done
+        my ($f, @path) = @_;
+        return if ($color{$f} // '') eq 'black' || $loop;
+        if (($color{$f} // '') eq 'grey') {
+            my @from = @path;
+            shift @from while @from && $from[0] ne $f;
+            return $loop = join ' -> ', map { $short->($_) } @from, $f;
+        }
+        $color{$f} = 'grey';
+        $dfs->($_, @path, $f) for sort keys %{ $to{$f} || {} };
+        $color{$f} = 'black';
+    };
+    $dfs->($_) for sort keys %to;
+    is $loop, undef, 'no source file calls, through others, back into itself ('
+        . scalar(grep { /\.c\z/ } @files) . ' files)';
 }
 
 done_testing;
