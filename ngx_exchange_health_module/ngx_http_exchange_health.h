@@ -892,6 +892,8 @@ void ngx_http_exchange_health_blame(ngx_http_exchange_health_ctx_t *ctx,
 /* ngx_http_exchange_health_voters.c */
 ngx_uint_t ngx_http_exchange_health_proven(
     ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_may_try(
+    ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_prove(ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);

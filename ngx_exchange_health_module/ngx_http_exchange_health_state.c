@@ -27,7 +27,7 @@ ngx_uint_t
 ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
     uintptr_t *avoid, uintptr_t *suspect)
 {
-    ngx_uint_t                            i, n, live, retry;
+    ngx_uint_t                            i, n, live, retry, trial;
     ngx_msec_t                            now;
     ngx_slab_pool_t                      *shpool;
     ngx_http_exchange_health_farm_t      *farm;
@@ -64,6 +64,9 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
     now = ngx_current_msec;
     n = 0;
 
+    /* whether this request may be a trial: the proven table is unlocked */
+    trial = ngx_http_exchange_health_may_try(ctx);
+
     ngx_shmtx_lock(&shpool->mutex);
 
     live = retry && ngx_http_exchange_health_window_live(&farm->window,
@@ -88,8 +91,7 @@ ngx_http_exchange_health_avoid(ngx_http_exchange_health_ctx_t *ctx,
             || (slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
                 && !up->farm[ctx->slot].fault
                 && ((ngx_msec_int_t) (now - slot->until) < 0
-                    || !ctx->signed_in
-                    || !ctx->detect
+                    || !trial
                     || ngx_http_exchange_health_trial_pending(slot, now))))
         {
             ngx_http_exchange_health_map_set(avoid, i);
@@ -124,8 +126,7 @@ ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
 
     if (slot == NULL
         || slot->state != NGX_HTTP_EXCHANGE_HEALTH_EJECTED
-        || !ctx->signed_in
-        || !ctx->detect)
+        || !ngx_http_exchange_health_may_try(ctx))
     {
         return;
     }

@@ -108,6 +108,27 @@ ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
 
 
 ngx_uint_t
+ngx_http_exchange_health_may_try(ngx_http_exchange_health_ctx_t *ctx)
+{
+    /*
+     * Whether a request may be an ejected server's trial: one that
+     * exercises what broke (signed in, in a detecting location), from a
+     * session Exchange signed in before, so that made-up credentials
+     * cannot take the trial and hold a healed server out.  A handshake
+     * of Windows sign-in names its user only when it ends: its trial is
+     * judged on the answer to the handshake (bind.c).
+     */
+
+    if (!ctx->signed_in || !ctx->detect) {
+        return 0;
+    }
+
+    return ctx->ntlm || ctx->conf->any_voter
+           || ngx_http_exchange_health_proven(ctx);
+}
+
+
+ngx_uint_t
 ngx_http_exchange_health_proven(ngx_http_exchange_health_ctx_t *ctx)
 {
     ngx_http_exchange_health_shctx_t  *sh;
