@@ -994,7 +994,8 @@ char *ngx_http_exchange_health_probe(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_exchange_health_probe_uri(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_int_t ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle);
+void ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_srv_conf_t *hscf);
 ngx_int_t ngx_http_exchange_health_probe_protocols(ngx_conf_t *cf,
     ngx_str_t *value, ngx_str_t *list, ngx_uint_t *protocols);
 ngx_http_exchange_health_probe_t *ngx_http_exchange_health_probe_new(
@@ -1034,7 +1035,8 @@ typedef struct {
 extern ngx_http_exchange_health_signin_call_t
     ngx_http_exchange_health_signin_calls[];
 
-ngx_int_t ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle);
+void ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_srv_conf_t *hscf);
 
 /* ngx_http_exchange_health_signin_record.c */
 void ngx_http_exchange_health_signin_refused(

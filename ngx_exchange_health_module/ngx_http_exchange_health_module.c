@@ -546,13 +546,43 @@ ngx_http_exchange_health_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_exchange_health_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                              i;
+    ngx_http_exchange_health_srv_conf_t   **hscfp, *hscf;
+    ngx_http_exchange_health_main_conf_t   *hmcf;
+
     if (ngx_http_exchange_health_store_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_exchange_health_probe_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
+    /* workers probe and sign in; a cache manager or loader has no business */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
     }
 
-    return ngx_http_exchange_health_signin_init_process(cycle);
+    hmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_exchange_health_module);
+    if (hmcf == NULL) {
+        return NGX_OK;
+    }
+
+    hscfp = hmcf->upstreams.elts;
+
+    for (i = 0; i < hmcf->upstreams.nelts; i++) {
+        hscf = hscfp[i];
+
+        if (hscf->probe == NULL || hscf->sh == NULL) {
+            continue;
+        }
+
+        ngx_http_exchange_health_probe_init_process(cycle, hscf);
+
+        if (hscf->signin) {
+            ngx_http_exchange_health_signin_init_process(cycle, hscf);
+        }
+    }
+
+    return NGX_OK;
 }

@@ -26,6 +26,8 @@ static int ngx_http_exchange_health_mb_uint32(const u_char **pp,
     const u_char *end, size_t *value);
 static int ngx_http_exchange_health_start_tag(const u_char *p,
     const u_char *q);
+static int ngx_http_exchange_health_query_next(const u_char **pp,
+    const u_char *end, const char *name, const u_char **value, size_t *vlen);
 
 
 /*
@@ -175,32 +177,55 @@ int
 ngx_http_exchange_health_query_is(const u_char *args, size_t len,
     const char *name, const char *value)
 {
-    size_t         nlen, vlen;
-    const u_char  *p, *end, *amp;
+    size_t         vlen, n;
+    const u_char  *p, *v;
 
-    if (args == NULL) {
+    vlen = strlen(value);
+    p = args;
+
+    while (ngx_http_exchange_health_query_next(&p, args + len, name, &v, &n)) {
+        if (n == vlen && strncasecmp((const char *) v, value, vlen) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_exchange_health_query_next(const u_char **pp, const u_char *end,
+    const char *name, const u_char **value, size_t *vlen)
+{
+    size_t         nlen;
+    const u_char  *p, *amp;
+
+    /* the next parameter "name=..." from *pp on, the name caselessly */
+
+    if (*pp == NULL) {
         return 0;
     }
 
     nlen = strlen(name);
-    vlen = strlen(value);
-    end = args + len;
 
-    for (p = args; p < end; p = amp + 1) {
+    for (p = *pp; p < end; p = amp + 1) {
         amp = memchr(p, '&', end - p);
 
         if (amp == NULL) {
             amp = end;
         }
 
-        if ((size_t) (amp - p) == nlen + 1 + vlen
-            && p[nlen] == '='
-            && strncasecmp((const char *) p, name, nlen) == 0
-            && strncasecmp((const char *) p + nlen + 1, value, vlen) == 0)
+        if ((size_t) (amp - p) > nlen && p[nlen] == '='
+            && strncasecmp((const char *) p, name, nlen) == 0)
         {
+            *value = p + nlen + 1;
+            *vlen = amp - *value;
+            *pp = amp < end ? amp + 1 : end;
             return 1;
         }
     }
+
+    *pp = end;
 
     return 0;
 }
@@ -634,7 +659,7 @@ ngx_http_exchange_health_reads_only(
     const ngx_http_exchange_health_request_t *rq)
 {
     size_t         len;
-    const u_char  *p, *end, *amp, *name;
+    const u_char  *p, *name;
 
     switch (rq->protocol) {
 
@@ -657,20 +682,14 @@ ngx_http_exchange_health_reads_only(
             return 0;
         }
 
-        end = rq->args + rq->args_len;
+        p = rq->args;
 
-        for (p = rq->args; p < end; p = amp + 1) {
-            amp = memchr(p, '&', end - p);
-
-            if (amp == NULL) {
-                amp = end;
-            }
-
-            if (amp - p > 7 && strncasecmp((const char *) p, "action=", 7)
-                               == 0)
-            {
-                return ngx_http_exchange_health_read_only(p + 7,
-                                                          amp - p - 7);
+        while (ngx_http_exchange_health_query_next(&p,
+                                                   rq->args + rq->args_len,
+                                                   "action", &name, &len))
+        {
+            if (len) {
+                return ngx_http_exchange_health_read_only(name, len);
             }
         }
 

@@ -348,48 +348,19 @@ ngx_http_exchange_health_probe_uri(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-ngx_int_t
-ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle)
+void
+ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_srv_conf_t *hscf)
 {
-    ngx_uint_t                              i;
-    ngx_http_exchange_health_srv_conf_t   **hscfp, *hscf;
-    ngx_http_exchange_health_main_conf_t   *hmcf;
+    hscf->probe->timer.handler = ngx_http_exchange_health_probe_tick;
+    hscf->probe->timer.data = hscf;
+    hscf->probe->timer.log = cycle->log;
+    hscf->probe->timer.cancelable = 1;
 
-    /* workers probe; a cache manager or loader has no business to */
+    /* workers start apart, so the first probes are not all at once */
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    hmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_exchange_health_module);
-    if (hmcf == NULL) {
-        return NGX_OK;
-    }
-
-    hscfp = hmcf->upstreams.elts;
-
-    for (i = 0; i < hmcf->upstreams.nelts; i++) {
-        hscf = hscfp[i];
-
-        if (hscf->probe == NULL || hscf->sh == NULL) {
-            continue;
-        }
-
-        hscf->probe->timer.handler = ngx_http_exchange_health_probe_tick;
-        hscf->probe->timer.data = hscf;
-        hscf->probe->timer.log = cycle->log;
-        hscf->probe->timer.cancelable = 1;
-
-        /* workers start apart, so the first probes are not all at once */
-
-        ngx_add_timer(&hscf->probe->timer,
-                      ngx_random() % NGX_HTTP_EXCHANGE_HEALTH_PROBE_TICK + 1);
-    }
-
-    return NGX_OK;
+    ngx_add_timer(&hscf->probe->timer,
+                  ngx_random() % NGX_HTTP_EXCHANGE_HEALTH_PROBE_TICK + 1);
 }
 
 

@@ -103,49 +103,20 @@ ngx_http_exchange_health_signin_call_t
 };
 
 
-ngx_int_t
-ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle)
+void
+ngx_http_exchange_health_signin_init_process(ngx_cycle_t *cycle,
+    ngx_http_exchange_health_srv_conf_t *hscf)
 {
-    ngx_uint_t                              i;
-    ngx_event_t                            *ev;
-    ngx_http_exchange_health_srv_conf_t   **hscfp, *hscf;
-    ngx_http_exchange_health_main_conf_t   *hmcf;
+    ngx_event_t  *ev;
 
-    /* workers sign in, as they probe (probe.c) */
+    ev = &hscf->signin->timer;
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
+    ev->handler = ngx_http_exchange_health_signin_tick;
+    ev->data = hscf;
+    ev->log = cycle->log;
+    ev->cancelable = 1;
 
-    hmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_exchange_health_module);
-    if (hmcf == NULL) {
-        return NGX_OK;
-    }
-
-    hscfp = hmcf->upstreams.elts;
-
-    for (i = 0; i < hmcf->upstreams.nelts; i++) {
-        hscf = hscfp[i];
-
-        if (hscf->probe == NULL || hscf->sh == NULL || hscf->signin == NULL) {
-            continue;
-        }
-
-        ev = &hscf->signin->timer;
-
-        ev->handler = ngx_http_exchange_health_signin_tick;
-        ev->data = hscf;
-        ev->log = cycle->log;
-        ev->cancelable = 1;
-
-        ngx_add_timer(ev,
-                      ngx_random() % NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_TICK + 1);
-    }
-
-    return NGX_OK;
+    ngx_add_timer(ev, ngx_random() % NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_TICK + 1);
 }
 
 
