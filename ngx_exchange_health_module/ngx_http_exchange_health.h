@@ -627,6 +627,8 @@ typedef struct {
     unsigned                backend_computed:1;  /* X-CalculatedBETarget */
     unsigned                trial:1;
     unsigned                mailbox:1;      /* 2xx from a mailbox: proof */
+    unsigned                unproven:1;     /* refused credentials none
+                                               accepted yet */
 } ngx_http_exchange_health_attempt_t;
 
 
@@ -705,6 +707,8 @@ typedef struct {
     unsigned                              moved:1;   /* its client, off
                                                         a failing server */
     unsigned                              bound:1;   /* a bound line */
+    unsigned                              refused:1; /* its credentials,
+                                                        unproven, once */
     unsigned                              bypass:1;  /* this try's */
     unsigned                              trial_handshake:1;
     unsigned                              waits:3;   /* what it waits for */

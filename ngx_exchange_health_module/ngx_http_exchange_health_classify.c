@@ -61,9 +61,14 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
 
     farm = ctx->conf->sh ? &ctx->conf->sh->farm[ctx->slot] : NULL;
 
-    /* the same proof makes a session a voter: sampled answers (judge.c) */
+    /*
+     * The same proof makes a session a voter: looked for in sampled
+     * answers (judge.c), and in the answer after another server refused
+     * the session's credentials (failure).
+     */
 
     if (a->trial
+        || ctx->refused
         || (farm && (farm->fault
                      || ngx_http_exchange_health_failing(ctx->conf,
                                                          ctx->slot, a->peer)))
@@ -165,8 +170,9 @@ ngx_http_exchange_health_failure(ngx_http_request_t *r,
     ngx_http_exchange_health_rule_t *rule,
     ngx_http_exchange_health_rule_t **matched)
 {
-    ngx_uint_t            code;
-    ngx_http_upstream_t  *u;
+    ngx_uint_t                       code;
+    ngx_http_upstream_t             *u;
+    ngx_http_exchange_health_ctx_t  *ctx;
 
     u = r->upstream;
 
@@ -207,20 +213,34 @@ ngx_http_exchange_health_failure(ngx_http_request_t *r,
 
     /*
      * A refusal of credentials is the server's only where another
-     * server accepted them: otherwise it is the client's to mend, and
-     * nobody's failure.
+     * server accepts them.  For credentials no server has accepted yet
+     * (a token just refreshed) the refusal is sent on, once, as the
+     * diagnosis: it counts only if the next server's answer proves the
+     * sign-in (settle.c); a second refusal is the client's to mend.
      */
 
-    if (rule->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_PROVEN
-        && !ngx_http_exchange_health_proven(
-                  ngx_http_get_module_ctx(r, ngx_http_exchange_health_module)))
-    {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "exchange health: rule \"%V\" matched credentials "
-                       "no server accepted yet: the client's",
-                       &rule->name);
+    if (rule->scope == NGX_HTTP_EXCHANGE_HEALTH_SCOPE_PROVEN) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_exchange_health_module);
 
-        return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+        if (!ngx_http_exchange_health_proven(ctx)) {
+
+            if (ctx->refused) {
+                ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                               "exchange health: rule \"%V\" matched "
+                               "credentials refused twice: the client's",
+                               &rule->name);
+
+                return NGX_HTTP_EXCHANGE_HEALTH_HEALTHY;
+            }
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "exchange health: rule \"%V\" matched "
+                           "credentials no server accepted yet: asking "
+                           "another", &rule->name);
+
+            ctx->refused = 1;
+            ctx->attempt[ctx->nattempts - 1].unproven = 1;
+        }
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

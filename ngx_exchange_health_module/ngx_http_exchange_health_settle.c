@@ -65,10 +65,21 @@ static ngx_str_t  ngx_http_exchange_health_verdicts[] = {
 #define NGX_HTTP_EXCHANGE_HEALTH_V_UPSTREAM_ERROR   6
 
 
+/*
+ * Whether an attempt's failure counts.  A refusal of credentials no
+ * server had accepted (classify.c) was sent on as a diagnosis: it is
+ * its server's failure only if the next server's answer proved the
+ * sign-in; otherwise nobody's, as the client's refusal.
+ */
+#define ngx_http_exchange_health_counted(a, proof)                           \
+    ((a)->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED                         \
+     && (!(a)->unproven || (proof)))
+
+
 void
 ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 {
-    ngx_uint_t                           i, n, failed, verdict;
+    ngx_uint_t                           i, n, failed, proof, verdict;
     ngx_http_exchange_health_attempt_t  *a, *last;
 
     if (ctx->settled || ctx->nattempts == 0) {
@@ -80,12 +91,17 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     n = ctx->nattempts;
     last = &ctx->attempt[n - 1];
 
+    /* the answer that reached the client proves the sign-in */
+
+    proof = last->verdict == NGX_HTTP_EXCHANGE_HEALTH_HEALTHY
+            && ctx->signed_in && last->mailbox;
+
     /* earlier servers whose answers were classified failures */
 
     failed = 0;
 
     for (i = 0; i < n - 1; i++) {
-        if (ctx->attempt[i].verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+        if (ngx_http_exchange_health_counted(&ctx->attempt[i], proof)) {
             failed++;
         }
     }
@@ -107,6 +123,21 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
         goto settled;
     }
 
+    /*
+     * The last server refused credentials no server accepted, and the
+     * refusal could not be sent on (one server, a write, no tries
+     * left): the client's, as it was before any server was asked.
+     */
+
+    if (last->unproven) {
+        ngx_http_exchange_health_success(ctx, last);
+        ngx_http_exchange_health_unconfirmed(ctx, n - 1);
+
+        verdict = failed ? NGX_HTTP_EXCHANGE_HEALTH_V_FAILURE
+                         : NGX_HTTP_EXCHANGE_HEALTH_V_HEALTHY;
+        goto settled;
+    }
+
     switch (last->verdict) {
 
     case NGX_HTTP_EXCHANGE_HEALTH_HEALTHY:
@@ -117,7 +148,7 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
         for (i = 0; i < n - 1; i++) {
             a = &ctx->attempt[i];
 
-            if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+            if (ngx_http_exchange_health_counted(a, proof)) {
 
                 /* nginx may have retried one user's failure by itself */
 
@@ -406,7 +437,7 @@ ngx_http_exchange_health_request_failure(ngx_http_exchange_health_ctx_t *ctx,
     for (i = 0; i < ctx->nattempts; i++) {
         f = &ctx->attempt[i];
 
-        if (f->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+        if (!ngx_http_exchange_health_counted(f, 0)) {
             continue;
         }
 
@@ -509,7 +540,7 @@ ngx_http_exchange_health_unconfirmed(ngx_http_exchange_health_ctx_t *ctx,
     for (i = 0; i < n; i++) {
         a = &ctx->attempt[i];
 
-        if (a->verdict != NGX_HTTP_EXCHANGE_HEALTH_FAILED) {
+        if (!ngx_http_exchange_health_counted(a, 0)) {
             continue;
         }
 
