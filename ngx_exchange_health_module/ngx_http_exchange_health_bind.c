@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_exchange_health.h"
+#include "ngx_http_exchange_health_bind.h"
 
 
 /*
@@ -39,39 +40,10 @@
  */
 
 
-struct ngx_http_exchange_health_binding_s {
-    ngx_http_exchange_health_srv_conf_t  *conf;     /* the upstream */
-    ngx_connection_t                     *client;
-    ngx_connection_t                     *connection;  /* idle, or NULL */
-
-    ngx_uint_t                            peer;     /* index, or untracked */
-    ngx_sockaddr_t                        sockaddr;
-    socklen_t                             socklen;
-    ngx_str_t                             name;
-    u_char                                name_data[NGX_SOCKADDR_STRLEN];
-
-    /* who signed the connection in: DOMAIN\user of the NTLM message */
-    ngx_str_t                             user;
-    u_char                                user_data[
-                                          NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER];
-
-    ngx_uint_t                            address;  /* its handshakes' */
-
-    unsigned                              signed_in:1;
-    unsigned                              pending:1;  /* a challenge out */
-    unsigned                              counted:1;  /* in peer->conns */
-    unsigned                              trial:1;    /* its server's */
-    unsigned                              moved:1;    /* off a failure */
-};
-
-
 /* what an answer leaves of a connection that carried a sign-in */
 #define NGX_HTTP_EXCHANGE_HEALTH_BIND_NONE       0
 #define NGX_HTTP_EXCHANGE_HEALTH_BIND_PENDING    1
 #define NGX_HTTP_EXCHANGE_HEALTH_BIND_SIGNED_IN  2
-
-/* counters of half-done handshakes, by a keyed hash of the address */
-#define NGX_HTTP_EXCHANGE_HEALTH_ADDRESSES       1024
 
 
 static ngx_int_t ngx_http_exchange_health_bind_init_peer(
@@ -86,37 +58,12 @@ static ngx_int_t ngx_http_exchange_health_bind_set_session(
 static void ngx_http_exchange_health_bind_save_session(
     ngx_peer_connection_t *pc, void *data);
 #endif
-static ngx_http_exchange_health_binding_t *ngx_http_exchange_health_binding(
-    ngx_http_request_t *r, ngx_http_exchange_health_srv_conf_t *conf);
-static ngx_http_exchange_health_binding_t *
-    ngx_http_exchange_health_bind_new(ngx_http_request_t *r,
-    ngx_http_exchange_health_srv_conf_t *conf);
 static ngx_uint_t ngx_http_exchange_health_bind_keep(
     ngx_http_exchange_health_ctx_t *ctx, ngx_peer_connection_t *pc,
     ngx_uint_t state, ngx_uint_t bypass, ngx_uint_t peer);
 static ngx_uint_t ngx_http_exchange_health_bind_token(ngx_http_upstream_t *u);
 static ngx_uint_t ngx_http_exchange_health_keepable(ngx_peer_connection_t *pc,
     ngx_http_upstream_t *u, ngx_uint_t state);
-static ngx_uint_t ngx_http_exchange_health_bind_address(ngx_http_request_t *r,
-    ngx_http_exchange_health_srv_conf_t *conf);
-static ngx_int_t ngx_http_exchange_health_bind_pending(
-    ngx_http_exchange_health_binding_t *b, ngx_uint_t pending);
-static void ngx_http_exchange_health_bind_count(
-    ngx_http_exchange_health_binding_t *b, ngx_int_t n);
-static void ngx_http_exchange_health_bind_drop(
-    ngx_http_exchange_health_binding_t *b);
-static void ngx_http_exchange_health_bind_idle(ngx_event_t *ev);
-static void ngx_http_exchange_health_bind_dummy(ngx_event_t *ev);
-static void ngx_http_exchange_health_bind_close(ngx_connection_t *c);
-static void ngx_http_exchange_health_unbind(void *data);
-
-
-/* live bindings in this worker: none, and nothing is looked up */
-static ngx_uint_t  ngx_http_exchange_health_nbindings;
-
-/* half-done handshakes in this worker, per client address */
-static uint16_t    ngx_http_exchange_health_handshakes[
-                       NGX_HTTP_EXCHANGE_HEALTH_ADDRESSES];
 
 
 ngx_int_t
@@ -407,9 +354,7 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
 
     if (keep == NGX_HTTP_EXCHANGE_HEALTH_BIND_PENDING
         && (b == NULL || !b->pending)
-        && ngx_http_exchange_health_handshakes[
-               ngx_http_exchange_health_bind_address(r, ctx->conf)]
-           >= NGX_HTTP_EXCHANGE_HEALTH_HANDSHAKES)
+        && ngx_http_exchange_health_bind_crowded(r, ctx->conf))
     {
         ngx_log_error(NGX_LOG_INFO, pc->log, 0,
                       "exchange_health_ntlm: too many handshakes half done "
@@ -496,36 +441,8 @@ ngx_http_exchange_health_bind_free_peer(ngx_peer_connection_t *pc,
                    "%s", c, b->client, &b->name,
                    b->pending ? "handshake half done" : "signed in");
 
-    b->connection = c;
     pc->connection = NULL;
-
-    /* as keepalive keeps a connection: proxy_read_timeout's timer goes */
-
-    c->read->delayed = 0;
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    c->write->handler = ngx_http_exchange_health_bind_dummy;
-    c->read->handler = ngx_http_exchange_health_bind_idle;
-
-    c->data = b;
-    c->idle = 1;
-    c->log = ngx_cycle->log;
-    c->read->log = ngx_cycle->log;
-    c->write->log = ngx_cycle->log;
-    c->pool->log = ngx_cycle->log;
-
-    ngx_add_timer(c->read, timeout);
-
-    if (c->read->ready) {
-        ngx_http_exchange_health_bind_idle(c->read);
-    }
+    ngx_http_exchange_health_bind_park(b, c, timeout);
 
 done:
 
@@ -708,69 +625,6 @@ ngx_http_exchange_health_bind_save_session(ngx_peer_connection_t *pc,
 #endif
 
 
-static ngx_http_exchange_health_binding_t *
-ngx_http_exchange_health_binding(ngx_http_request_t *r,
-    ngx_http_exchange_health_srv_conf_t *conf)
-{
-    ngx_pool_cleanup_t                  *cln;
-    ngx_http_exchange_health_binding_t  *b;
-
-    /* a binding is made after a first request: none before */
-
-    if (ngx_http_exchange_health_nbindings == 0
-        || r->connection->requests < 2)
-    {
-        return NULL;
-    }
-
-    for (cln = r->connection->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler != ngx_http_exchange_health_unbind) {
-            continue;
-        }
-
-        b = cln->data;
-
-        if (b->conf == conf) {
-            return b;
-        }
-    }
-
-    return NULL;
-}
-
-
-static ngx_http_exchange_health_binding_t *
-ngx_http_exchange_health_bind_new(ngx_http_request_t *r,
-    ngx_http_exchange_health_srv_conf_t *conf)
-{
-    ngx_pool_cleanup_t                  *cln;
-    ngx_http_exchange_health_binding_t  *b;
-
-    /* in the client connection's pool: it lives as long as that does */
-
-    cln = ngx_pool_cleanup_add(r->connection->pool,
-                               sizeof(ngx_http_exchange_health_binding_t));
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    b = cln->data;
-    ngx_memzero(b, sizeof(ngx_http_exchange_health_binding_t));
-
-    b->conf = conf;
-    b->client = r->connection;
-    b->name.data = b->name_data;
-    b->user.data = b->user_data;
-    b->address = ngx_http_exchange_health_bind_address(r, conf);
-
-    cln->handler = ngx_http_exchange_health_unbind;
-
-    ngx_http_exchange_health_nbindings++;
-
-    return b;
-}
-
-
 static ngx_uint_t
 ngx_http_exchange_health_keepable(ngx_peer_connection_t *pc,
     ngx_http_upstream_t *u, ngx_uint_t state)
@@ -788,236 +642,4 @@ ngx_http_exchange_health_keepable(ngx_peer_connection_t *pc,
            && u->request_body_sent
            && !ngx_terminate && !ngx_exiting
            && ngx_handle_read_event(c->read, 0) == NGX_OK;
-}
-
-
-static ngx_uint_t
-ngx_http_exchange_health_bind_address(ngx_http_request_t *r,
-    ngx_http_exchange_health_srv_conf_t *conf)
-{
-    size_t                             len;
-    u_char                            *p;
-    struct sockaddr_in                *sin;
-#if (NGX_HAVE_INET6)
-    struct sockaddr_in6               *sin6;
-#endif
-    ngx_http_exchange_health_shctx_t  *sh;
-
-    /*
-     * The client's address, as far as it is one client's: an IPv4
-     * address, or an IPv6 /64 (one site's, all of whose addresses a
-     * client may use).  Hashed with the zone's secret: nobody can make
-     * his addresses share another's counter.
-     */
-
-    switch (r->connection->sockaddr->sa_family) {
-
-#if (NGX_HAVE_INET6)
-    case AF_INET6:
-        sin6 = (struct sockaddr_in6 *) r->connection->sockaddr;
-        p = sin6->sin6_addr.s6_addr;
-        len = 8;
-
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            p += 12;
-            len = 4;
-        }
-
-        break;
-#endif
-
-    case AF_INET:
-        sin = (struct sockaddr_in *) r->connection->sockaddr;
-        p = (u_char *) &sin->sin_addr;
-        len = 4;
-        break;
-
-    default:
-        /* a UNIX socket: one peer, whatever it relays */
-        p = NULL;
-        len = 0;
-        break;
-    }
-
-    sh = conf->shpool->data;
-
-    return ngx_http_exchange_health_siphash(&sh->secret, p, len)
-           % NGX_HTTP_EXCHANGE_HEALTH_ADDRESSES;
-}
-
-
-static ngx_int_t
-ngx_http_exchange_health_bind_pending(ngx_http_exchange_health_binding_t *b,
-    ngx_uint_t pending)
-{
-    uint16_t  *n;
-
-    /* a half-done handshake counts against its client's address */
-
-    if (b->pending == pending) {
-        return NGX_OK;
-    }
-
-    n = &ngx_http_exchange_health_handshakes[b->address];
-
-    if (pending) {
-        (*n)++;
-
-    } else {
-        (*n)--;
-    }
-
-    b->pending = pending;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_exchange_health_bind_count(ngx_http_exchange_health_binding_t *b,
-    ngx_int_t n)
-{
-    ngx_http_upstream_rr_peer_t          *peer;
-    ngx_http_upstream_rr_peers_t         *peers;
-    ngx_http_exchange_health_srv_conf_t  *conf;
-
-    /*
-     * A bound connection, idle or busy, is one of its server's: it keeps
-     * its place in peer->conns, so that max_conns holds with bindings as
-     * round robin holds it without them.
-     */
-
-    conf = b->conf;
-
-    if (b->peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED
-        || (n > 0) == b->counted)
-    {
-        return;
-    }
-
-    peers = b->peer < conf->nprimary ? conf->primary : conf->primary->next;
-    peer = conf->peers[b->peer];
-
-    if (peers == NULL || peer == NULL) {
-        return;
-    }
-
-    ngx_http_upstream_rr_peers_rlock(peers);
-    ngx_http_upstream_rr_peer_lock(peers, peer);
-
-    if (n > 0) {
-        peer->conns++;
-
-    } else {
-        peer->conns--;
-    }
-
-    ngx_http_upstream_rr_peer_unlock(peers, peer);
-    ngx_http_upstream_rr_peers_unlock(peers);
-
-    b->counted = (n > 0);
-}
-
-
-static void
-ngx_http_exchange_health_bind_drop(ngx_http_exchange_health_binding_t *b)
-{
-    ngx_connection_t  *c;
-
-    /* the binding's idle connection closes; the client signs in again */
-
-    c = b->connection;
-
-    b->connection = NULL;
-    b->signed_in = 0;
-
-    (void) ngx_http_exchange_health_bind_pending(b, 0);
-    ngx_http_exchange_health_bind_count(b, -1);
-
-    if (c) {
-        ngx_http_exchange_health_bind_close(c);
-    }
-}
-
-
-static void
-ngx_http_exchange_health_bind_idle(ngx_event_t *ev)
-{
-    int                                  n;
-    char                                 buf[1];
-    ngx_connection_t                    *c;
-
-    /*
-     * An idle bound connection: the server closed it, sent something
-     * unasked, it idled past its time, or nginx is shutting down.  It is
-     * closed; the client's next request is routed afresh and signs in
-     * again.
-     */
-
-    c = ev->data;
-
-    if (!c->close && !ev->timedout) {
-        n = recv(c->fd, buf, 1, MSG_PEEK);
-
-        if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
-            ev->ready = 0;
-
-            if (ngx_handle_read_event(c->read, 0) == NGX_OK) {
-                return;
-            }
-        }
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                   "exchange health: idle bound connection %p closed, "
-                   "timed out: %ui", c, (ngx_uint_t) ev->timedout);
-
-    ngx_http_exchange_health_bind_drop(c->data);
-}
-
-
-static void
-ngx_http_exchange_health_bind_dummy(ngx_event_t *ev)
-{
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                   "exchange health: bound connection write event");
-}
-
-
-static void
-ngx_http_exchange_health_bind_close(ngx_connection_t *c)
-{
-#if (NGX_HTTP_SSL)
-
-    if (c->ssl) {
-        c->ssl->no_wait_shutdown = 1;
-        c->ssl->no_send_shutdown = 1;
-
-        if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
-            c->ssl->handler = ngx_http_exchange_health_bind_close;
-            return;
-        }
-    }
-
-#endif
-
-    ngx_destroy_pool(c->pool);
-    ngx_close_connection(c);
-}
-
-
-static void
-ngx_http_exchange_health_unbind(void *data)
-{
-    ngx_http_exchange_health_binding_t  *b = data;
-
-    /* the client connection closes: its upstream connection with it */
-
-    ngx_http_exchange_health_nbindings--;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, b->client->log, 0,
-                   "exchange health: client gone, closing bound "
-                   "connection %p", b->connection);
-
-    ngx_http_exchange_health_bind_drop(b);
 }
