@@ -54,7 +54,9 @@ PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
               ngx_exchange_health_module/ngx_http_exchange_health_request.c \
               ngx_exchange_health_module/ngx_http_exchange_health_operation.c \
               ngx_exchange_health_module/ngx_http_exchange_health_statefile.c \
-              ngx_exchange_health_module/ngx_http_exchange_health_service.c
+              ngx_exchange_health_module/ngx_http_exchange_health_service.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_md4.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_ntlm.c
 
 # The fuzzers link the plain C files alone, as the unit tests do (but
 # signin_answer, below, which needs nginx's string functions).  A
@@ -108,7 +110,7 @@ $(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS)
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/unit.h t/unit/encode.h $(PURE_SRCS) ngx_exchange_health_module/*.h
 	@mkdir -p $(BUILD)/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lz
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lz -lcrypto
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "unit: $$t"; $$t || exit 1; done
