@@ -10,8 +10,9 @@
 #                 the same with AddressSanitizer and UBSan, then all of t/;
 #                 without NGINX_SOURCE, Debian's nginx source is fetched
 #   make fuzz     libFuzzer targets of the body scanner, the request
-#                 parsers, the state file reader and the signed-in
-#                 probe's answer readers, FUZZ_SECONDS (60) each; needs
+#                 parsers, the state file reader, the signed-in
+#                 probe's answer readers and its NTLM CHALLENGE reader,
+#                 FUZZ_SECONDS (60) each; needs
 #                 clang (and nginx's source, as make sanitize), not make
 #                 test
 #   make fuzz-responses  mutated upstream answers through nginx with the
@@ -68,7 +69,7 @@ FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined \
                 -Wall -Wextra -Werror -Ingx_exchange_health_module
-FUZZ_NAMES    = scan request statefile service signin_answer
+FUZZ_NAMES    = scan request statefile service signin_answer ntlm
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 FUZZ_SEEDS    = $(BUILD)/fuzz/seeds
 
