@@ -381,8 +381,15 @@ ngx_http_exchange_health_probe_read(ngx_http_exchange_health_probe_t *pr)
 
     for ( ;; ) {
 
+        /*
+         * A full buffer is as much of the answer as is judged; but what
+         * is left of an answer on a kept connection would be taken for
+         * the next
+         */
+
         if (b->last == b->end) {
-            pr->handler(pr, NULL);
+            pr->handler(pr, pr->keep ? "the answer is over the buffer"
+                                     : NULL);
             return;
         }
 

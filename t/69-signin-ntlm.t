@@ -221,6 +221,29 @@ subtest 'Negotiate wrapping NTLM, and a UPN' => sub {
     $farm->accounts($USER => $PASSWORD);
 };
 
+# ---------------------------------------------------------------- hostile
+
+subtest 'a broken CHALLENGE, and a 500 before sign-in: the call\'s, never the worker\'s' => sub {
+    use MIME::Base64 qw(encode_base64);
+    $farm->server('EXCH3')->prepend({ path => '^/EWS/', status => 401,
+        add_headers => [ [ 'WWW-Authenticate' => 'NTLM ' . encode_base64(
+            "NTLMSSP\0" . pack('V', 2) . ("\xff" x 40), '') ] ] });
+    $farm->server('EXCH2')->prepend({ path => '^/mapi/', status => 500 });
+    my $ng4 = front($cred);
+    $ng4->start;
+    my $pids = join ',', sort $ng4->worker_pids;
+    ok wait_until(sub { (signin_of($ng4, 'EXCH2', 'mapi')->{why} // '') eq 'status 500' },
+                  timeout => 3 * $INTERVAL + 2),
+       'EXCH2 mapi: the 500 to the NEGOTIATE is the call\'s failure';
+    ok wait_until(sub { (signin_of($ng4, 'EXCH3', 'ews')->{result} // '') eq 'refused' },
+                  timeout => 3 * $INTERVAL + 2),
+       'EXCH3 ews: a CHALLENGE past its end is no sign-in, the 401 the account\'s';
+    is join(',', sort $ng4->worker_pids), $pids, 'the same workers throughout';
+    $ng4->stop;
+    $farm->heal;
+    $farm->windows(1);
+};
+
 # ---------------------------------------------------------------- secrecy
 
 my $wrong = EH::Front::cred_file('wrong.cred', "$USER\nnot-$PASSWORD\n");
