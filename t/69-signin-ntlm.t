@@ -65,12 +65,6 @@ sub signin_of {
     return EH::Front::signin_of($ng, $farm->server($name)->addr, $p);
 }
 
-sub all_ok {
-    my ($ng, @p) = @_;
-    return 3 == grep { my $n = $_;
-                       @p == grep { (signin_of($ng, $n, $_)->{result} // '') eq 'ok' } @p
-                     } $farm->names;
-}
 
 # the probe's requests, handshakes included
 sub probe_requests {
@@ -86,11 +80,6 @@ sub type3s {
     return grep { ($_->{auth} // '') eq 'ntlm' } $farm->server($name)->requests(%f);
 }
 
-sub user_requests {
-    my ($since) = @_;
-    return grep { ($_->{headers}{'user-agent'} // '') !~ /exchange_health probe/ }
-           $farm->requests(since => $since);
-}
 
 # ---------------------------------------------------------------- nginx -t
 
@@ -112,7 +101,7 @@ my $ng = front($cred);
 $ng->start;
 
 subtest 'every server answers the three calls, signed in with NTLMv2' => sub {
-    ok wait_until(sub { all_ok($ng, @CALLS) }, timeout => 4 * $INTERVAL + 2),
+    ok wait_until(sub { EH::Front::signin_all_ok($ng, $farm, @CALLS) }, timeout => 4 * $INTERVAL + 2),
        'ews, activesync and mapi of every server: ok'
         or diag explain { map { my $n = $_; ($n => { map { ($_ => signin_of($ng, $n, $_)) } @CALLS }) } $farm->names };
 
@@ -155,20 +144,7 @@ subtest 'every server answers the three calls, signed in with NTLMv2' => sub {
     is signin_of($ng, 'EXCH2', 'mapi')->{user}, $USER, 'the status page names the mailbox';
 };
 
-# EXCH's state changes for protocol $p within two intervals (and a
-# tick) of $t0, with no user request meanwhile
-sub changed_in_time {
-    my ($what, $name, $p, $m, $t0) = @_;
-    my $at;
-    ok wait_until(sub {
-            $at //= time if grep { $_->{protocol} eq $p && $_->{server} eq $name }
-                            EH::Front::changes($ng, $what, since => $m);
-            $at }, timeout => 4 * $INTERVAL + 4),
-       "$name $what for $p";
-    cmp_ok(($at // 99) - $t0, '<=', 2 * $INTERVAL + 1.5,
-           sprintf "... within two intervals and a tick (%.1f s)", ($at // 0) - $t0);
-    is scalar(user_requests($t0)), 0, '... with no user request meanwhile';
-}
+sub changed_in_time { EH::Front::changed_in_time($ng, $farm, $INTERVAL, @_) }
 
 subtest 'EXCH2\'s EWS breaks, no user traffic: out for ews within two intervals' => sub {
     my $m = $ng->mark;
@@ -211,7 +187,7 @@ subtest 'Negotiate wrapping NTLM, and a UPN' => sub {
     my $ng2 = front($f, auth => 'negotiate');
     $ng2->start;
     my $t0 = time;
-    ok wait_until(sub { all_ok($ng2, @CALLS) }, timeout => 4 * $INTERVAL + 2),
+    ok wait_until(sub { EH::Front::signin_all_ok($ng2, $farm, @CALLS) }, timeout => 4 * $INTERVAL + 2),
        'every call of every server: ok';
     my ($t3) = reverse type3s('EXCH3', path => '^/mapi/', since => $t0);
     like $t3 && $t3->{headers}{authorization}, qr/^Negotiate TlRMTVNTUAAD/,
