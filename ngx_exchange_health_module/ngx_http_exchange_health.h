@@ -286,8 +286,8 @@ typedef struct ngx_http_exchange_health_signin_s {
     ngx_msec_t              attempts[NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_ATTEMPTS];
 
     /*
-     * The server accepted the credentials lately (Basic): its calls are
-     * no sign-in attempts, as a session's requests are not
+     * The server accepted the credentials lately (Basic or NTLM): its
+     * calls are no sign-in attempts, as a session's requests are not
      */
     ngx_uint_t              basic_ok;
 
