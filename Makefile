@@ -10,8 +10,9 @@
 #                 the same with AddressSanitizer and UBSan, then all of t/;
 #                 without NGINX_SOURCE, Debian's nginx source is fetched
 #   make fuzz     libFuzzer targets of the body scanner, the request
-#                 parsers, the state file reader and the signed-in
-#                 probe's answer readers, FUZZ_SECONDS (60) each; needs
+#                 parsers, the state file reader, the signed-in
+#                 probe's answer readers and its NTLM CHALLENGE reader,
+#                 FUZZ_SECONDS (60) each; needs
 #                 clang (and nginx's source, as make sanitize), not make
 #                 test
 #   make fuzz-responses  mutated upstream answers through nginx with the
@@ -54,7 +55,9 @@ PURE_SRCS   = ngx_exchange_health_module/ngx_http_exchange_health_scan.c \
               ngx_exchange_health_module/ngx_http_exchange_health_request.c \
               ngx_exchange_health_module/ngx_http_exchange_health_operation.c \
               ngx_exchange_health_module/ngx_http_exchange_health_statefile.c \
-              ngx_exchange_health_module/ngx_http_exchange_health_service.c
+              ngx_exchange_health_module/ngx_http_exchange_health_service.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_md4.c \
+              ngx_exchange_health_module/ngx_http_exchange_health_ntlm.c
 
 # The fuzzers link the plain C files alone, as the unit tests do (but
 # signin_answer, below, which needs nginx's string functions).  A
@@ -66,7 +69,7 @@ FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined \
                 -Wall -Wextra -Werror -Ingx_exchange_health_module
-FUZZ_NAMES    = scan request statefile service signin_answer
+FUZZ_NAMES    = scan request statefile service signin_answer ntlm
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 FUZZ_SEEDS    = $(BUILD)/fuzz/seeds
 
@@ -108,7 +111,7 @@ $(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS)
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/unit.h t/unit/encode.h $(PURE_SRCS) ngx_exchange_health_module/*.h
 	@mkdir -p $(BUILD)/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lz
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lz -lcrypto
 
 unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "unit: $$t"; $$t || exit 1; done

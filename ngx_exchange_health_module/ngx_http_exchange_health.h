@@ -112,6 +112,8 @@
 /* no sign-in on any server for so long after the account was refused */
 #define NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_WAIT        (5 * 60 * 1000)
 #define NGX_HTTP_EXCHANGE_HEALTH_JAR_LEN            3072
+/* the longest Authorization header an NTLM AUTHENTICATE may make */
+#define NGX_HTTP_EXCHANGE_HEALTH_NTLM_HEADER        3072
 
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_OFF             0
 #define NGX_HTTP_EXCHANGE_HEALTH_RETRY_ON              1
@@ -284,8 +286,8 @@ typedef struct ngx_http_exchange_health_signin_s {
     ngx_msec_t              attempts[NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_ATTEMPTS];
 
     /*
-     * The server accepted the credentials lately (Basic): its calls are
-     * no sign-in attempts, as a session's requests are not
+     * The server accepted the credentials lately (Basic or NTLM): its
+     * calls are no sign-in attempts, as a session's requests are not
      */
     ngx_uint_t              basic_ok;
 
@@ -453,6 +455,10 @@ typedef struct {
     ngx_str_t               user;           /* the mailbox, shown */
     ngx_str_t               form;           /* the rest of the POST body */
     ngx_str_t               basic;          /* "Basic ...", for EWS... */
+    ngx_str_t               scheme;         /* "NTLM", "Negotiate" or "" */
+    ngx_str_t               ntlm_user;      /* UTF-16LE, as NTLM sends */
+    ngx_str_t               ntlm_domain;
+    u_char                  owf[16];        /* NTOWFv2 of the password */
     ngx_uint_t              protocols;      /* bit per protocol */
     uint32_t                file_id;        /* its inode, size and time */
     ngx_event_t             timer;          /* in each worker */
@@ -535,7 +541,8 @@ typedef struct {
  * A probe's exchange: one request on its own connection, over TLS with
  * the probe's SNI, and the answer read into a bounded buffer.  Its
  * handler gets the answer, or why there is none, and owns what follows:
- * another exchange on a new connection, or the end (the pool).
+ * another exchange on a new connection, the next request of an NTLM
+ * handshake on the same one (keep), or the end (the pool).
  */
 struct ngx_http_exchange_health_probe_s {
     ngx_peer_connection_t                  pc;
@@ -554,6 +561,7 @@ struct ngx_http_exchange_health_probe_s {
     time_t                                 not_after;
 
     unsigned                               head_only:1;   /* is enough */
+    unsigned                               keep:1;   /* read it whole */
 };
 
 
@@ -1002,15 +1010,19 @@ void ngx_http_exchange_health_probe_init_process(ngx_cycle_t *cycle,
     ngx_http_exchange_health_srv_conf_t *hscf);
 ngx_int_t ngx_http_exchange_health_probe_protocols(ngx_conf_t *cf,
     ngx_str_t *value, ngx_str_t *list, ngx_uint_t *protocols);
+ngx_str_t *ngx_http_exchange_health_probe_host(
+    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer);
+
+/* ngx_http_exchange_health_probe_exchange.c */
 ngx_http_exchange_health_probe_t *ngx_http_exchange_health_probe_new(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer,
     size_t size, ngx_http_exchange_health_probe_pt handler);
 void ngx_http_exchange_health_probe_connect(
     ngx_http_exchange_health_probe_t *pr);
+void ngx_http_exchange_health_probe_again(
+    ngx_http_exchange_health_probe_t *pr);
 void ngx_http_exchange_health_probe_close(
     ngx_http_exchange_health_probe_t *pr);
-ngx_str_t *ngx_http_exchange_health_probe_host(
-    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t peer);
 
 /* ngx_http_exchange_health_credentials.c */
 char *ngx_http_exchange_health_probe_signin(ngx_conf_t *cf,
@@ -1026,7 +1038,16 @@ ngx_uint_t ngx_http_exchange_health_signin_verdict(
 
 /* ngx_http_exchange_health_basic.c */
 void ngx_http_exchange_health_basic_request(
+    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, ngx_str_t *auth,
+    ngx_uint_t keep);
+
+/* ngx_http_exchange_health_signin_ntlm.c */
+void ngx_http_exchange_health_ntlm_md5(u_char digest[16], const u_char *a,
+    size_t alen, const u_char *b, size_t blen);
+void ngx_http_exchange_health_signin_ntlm(
     ngx_http_exchange_health_probe_t *pr, ngx_uint_t p);
+ngx_int_t ngx_http_exchange_health_signin_ntlm_challenged(
+    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, char *error);
 
 /* ngx_http_exchange_health_signin.c */
 

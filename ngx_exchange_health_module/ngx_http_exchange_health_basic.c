@@ -22,8 +22,10 @@
  *   MAPI        POST /mapi/emsmdb/ with X-RequestType: PING, MAPI over
  *               HTTP's own "is this endpoint operational" call.
  *
- * The Authorization header carries the password: only over TLS (nginx -t
- * refuses tls=off), and the buffer is zeroed after each exchange.
+ * The Authorization header carries the password, or NTLM's messages
+ * (signin_ntlm.c): only over TLS (nginx -t refuses tls=off), and the
+ * buffer is zeroed after each exchange.  An NTLM handshake keeps the
+ * connection for its next request; any other request says "close".
  */
 
 
@@ -43,8 +45,9 @@ static u_char  ngx_http_exchange_health_basic_ews[] =
 
 void
 ngx_http_exchange_health_basic_request(ngx_http_exchange_health_probe_t *pr,
-    ngx_uint_t p)
+    ngx_uint_t p, ngx_str_t *auth, ngx_uint_t keep)
 {
+    char                                    *conn;
     u_char                                  *at;
     ngx_str_t                               *host, *uri, *method;
     ngx_buf_t                               *b;
@@ -55,6 +58,7 @@ ngx_http_exchange_health_basic_request(ngx_http_exchange_health_probe_t *pr,
     method = &ngx_http_exchange_health_signin_calls[p].method;
     uri = &ngx_http_exchange_health_signin_calls[p].uri;
     b = pr->request;
+    conn = keep ? "keep-alive" : "close";
 
     /* what the last exchange sent, a form or a session, goes first */
 
@@ -88,15 +92,16 @@ ngx_http_exchange_health_basic_request(ngx_http_exchange_health_probe_t *pr,
     b->last = ngx_sprintf(b->last,
                           " HTTP/1.1\r\nHost: %V\r\n"
                           "User-Agent: nginx exchange_health probe\r\n"
-                          "Authorization: %V\r\n", host, &sc->basic);
+                          "Authorization: %V\r\n", host, auth);
 
     switch (p) {
 
     case NGX_HTTP_EXCHANGE_HEALTH_EWS:
         b->last = ngx_sprintf(b->last,
                           "Content-Type: text/xml; charset=utf-8\r\n"
-                          "Content-Length: %uz\r\nConnection: close\r\n\r\n",
-                          sizeof(ngx_http_exchange_health_basic_ews) - 1);
+                          "Content-Length: %uz\r\nConnection: %s\r\n\r\n",
+                          sizeof(ngx_http_exchange_health_basic_ews) - 1,
+                          conn);
         b->last = ngx_cpymem(b->last, ngx_http_exchange_health_basic_ews,
                              sizeof(ngx_http_exchange_health_basic_ews) - 1);
         break;
@@ -109,20 +114,18 @@ ngx_http_exchange_health_basic_request(ngx_http_exchange_health_probe_t *pr,
                           "7C8E4F10}:%ui\r\n"
                           "X-ClientInfo: {6E1F8A52-0D7B-4C3E-9A61-2B5D"
                           "7C8E4F10}-%ui\r\n"
-                          "Content-Length: 0\r\nConnection: close\r\n\r\n",
-                          pr->peer + 1, pr->peer + 1);
+                          "Content-Length: 0\r\nConnection: %s\r\n\r\n",
+                          pr->peer + 1, pr->peer + 1, conn);
         break;
 
     default: /* NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC */
-        b->last = ngx_cpymem(b->last,
-                             "Content-Length: 0\r\nConnection: close\r\n\r\n",
-                             sizeof("Content-Length: 0\r\n"
-                                    "Connection: close\r\n\r\n") - 1);
+        b->last = ngx_sprintf(b->last,
+                              "Content-Length: 0\r\nConnection: %s\r\n\r\n",
+                              conn);
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "exchange health: signed-in call of peer %ui for %s",
-                   pr->peer, ngx_http_exchange_health_protocols[p].name);
-
-    ngx_http_exchange_health_probe_connect(pr);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: signed-in call of peer %ui for %s, "
+                   "connection %s", pr->peer,
+                   ngx_http_exchange_health_protocols[p].name, conn);
 }

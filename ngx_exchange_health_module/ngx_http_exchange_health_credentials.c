@@ -5,15 +5,17 @@
 
 
 #include "ngx_http_exchange_health.h"
+#include "ngx_http_exchange_health_ntlm.h"
 
 
 /*
  * exchange_health_probe_signin: the monitoring mailbox's credentials,
  * read once at configuration from a file only its owner, root, may read
  * (nginx -t refuses any other, and says how to fix it), and kept as the
- * tail of the sign-in form.  Never written to a log line, the status
- * page or the state file; nginx -T shows the configuration, not this
- * file.  The form is zeroed when the configuration goes.
+ * tail of the sign-in form, and Basic's header or, for NTLM, NTOWFv2 of
+ * the password (never the password).  Never written to a log line, the
+ * status page or the state file; nginx -T shows the configuration, not
+ * this file.  All of it is zeroed when the configuration goes.
  */
 
 
@@ -26,6 +28,8 @@ static ngx_int_t ngx_http_exchange_health_credentials_read(ngx_conf_t *cf,
 static ngx_int_t ngx_http_exchange_health_credentials_basic(ngx_conf_t *cf,
     ngx_http_exchange_health_signin_conf_t *sc, u_char *user, size_t ulen,
     u_char *pass, size_t plen);
+static ngx_int_t ngx_http_exchange_health_credentials_ntlm(ngx_conf_t *cf,
+    ngx_http_exchange_health_signin_conf_t *sc, u_char *pass, size_t plen);
 static void ngx_http_exchange_health_signin_forget(void *data);
 
 
@@ -97,9 +101,27 @@ ngx_http_exchange_health_probe_signin(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        /* how EWS, ActiveSync and MAPI sign in: the farm's choice */
+
+        if (ngx_strcmp(value[i].data, "auth=basic") == 0) {
+            ngx_str_null(&sc->scheme);
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "auth=ntlm") == 0) {
+            ngx_str_set(&sc->scheme, "NTLM");
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "auth=negotiate") == 0) {
+            ngx_str_set(&sc->scheme, "Negotiate");
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\", use \"file=\" or "
-                           "\"protocols=\"", &value[i]);
+                           "invalid parameter \"%V\", use \"file=\", "
+                           "\"protocols=\" or \"auth=\" (basic, ntlm, "
+                           "negotiate)", &value[i]);
         return NGX_CONF_ERROR;
     }
 
@@ -107,16 +129,25 @@ ngx_http_exchange_health_probe_signin(ngx_conf_t *cf, ngx_command_t *cmd,
         return "needs \"file=\", the monitoring mailbox's credentials";
     }
 
-    /* Basic sends the password with every request: never in clear */
+    /*
+     * Basic sends the password with every request, NTLM an answer to a
+     * challenge an eavesdropper may test passwords against: never in clear
+     */
 
     if ((sc->protocols & ~NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS)
         && !hscf->probe->tls)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the signed-in probes of \"ews\", \"activesync\""
-                           " and \"mapi\" send the password with Basic in "
-                           "every request: remove \"tls=off\" from "
-                           "\"exchange_health_probe\"");
+                           sc->scheme.len
+                           ? "the signed-in probes of \"ews\", "
+                             "\"activesync\" and \"mapi\" sign in with "
+                             "NTLM, whose answers an eavesdropper can test "
+                             "passwords against: remove \"tls=off\" from "
+                             "\"exchange_health_probe\""
+                           : "the signed-in probes of \"ews\", "
+                             "\"activesync\" and \"mapi\" send the "
+                             "password with Basic in every request: remove "
+                             "\"tls=off\" from \"exchange_health_probe\"");
         return NGX_CONF_ERROR;
     }
 
@@ -267,8 +298,10 @@ ngx_http_exchange_health_credentials_read(ngx_conf_t *cf,
     sc->form.len = p - sc->form.data;
 
     if ((sc->protocols & ~NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FORMS)
-        && ngx_http_exchange_health_credentials_basic(cf, sc, user, ulen,
-                                                      pass, plen)
+        && (sc->scheme.len
+            ? ngx_http_exchange_health_credentials_ntlm(cf, sc, pass, plen)
+            : ngx_http_exchange_health_credentials_basic(cf, sc, user, ulen,
+                                                         pass, plen))
            != NGX_OK)
     {
         goto done;
@@ -331,6 +364,53 @@ ngx_http_exchange_health_credentials_basic(ngx_conf_t *cf,
 }
 
 
+static ngx_int_t
+ngx_http_exchange_health_credentials_ntlm(ngx_conf_t *cf,
+    ngx_http_exchange_health_signin_conf_t *sc, u_char *pass, size_t plen)
+{
+    size_t         ulen, dlen;
+    ssize_t        n;
+    const u_char  *user, *domain;
+
+    /* "CONTOSO\monitor" signs in as monitor of CONTOSO, a UPN as itself */
+
+    ngx_http_exchange_health_ntlm_split(sc->user.data, sc->user.len, &user,
+                                        &ulen, &domain, &dlen);
+
+    sc->ntlm_user.data = ngx_pnalloc(cf->pool, 2 * ulen);
+    sc->ntlm_domain.data = ngx_pnalloc(cf->pool, 2 * dlen + 1);
+
+    if (sc->ntlm_user.data == NULL || sc->ntlm_domain.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_http_exchange_health_ntlm_utf16(sc->ntlm_user.data, user, ulen,
+                                            0);
+    sc->ntlm_user.len = n;
+
+    if (n > 0) {
+        n = ngx_http_exchange_health_ntlm_utf16(sc->ntlm_domain.data, domain,
+                                                dlen, 0);
+        sc->ntlm_domain.len = n;
+    }
+
+    if (n < 0 || ulen == 0
+        || ngx_http_exchange_health_ntlm_owf(
+                                 ngx_http_exchange_health_ntlm_md5, pass, plen,
+                                 user, ulen, domain, dlen, sc->owf)
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" needs its user and password in UTF-8, "
+                           "\"DOMAIN\\user\" or \"user@domain\", for NTLM",
+                           &sc->file);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 u_char *
 ngx_http_exchange_health_form_escape(u_char *dst, u_char *src, size_t len)
 {
@@ -371,4 +451,6 @@ ngx_http_exchange_health_signin_forget(void *data)
     if (sc->basic.len) {
         ngx_explicit_memzero(sc->basic.data, sc->basic.len);
     }
+
+    ngx_explicit_memzero(sc->owf, sizeof(sc->owf));
 }

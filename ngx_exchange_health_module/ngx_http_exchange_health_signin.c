@@ -16,7 +16,9 @@
  * server for that protocol, and a good answer re-admits it (state.c).
  *
  * EWS, ActiveSync and MAPI are asked with Basic credentials instead, one
- * service call each (basic.c, service.c).
+ * service call each (basic.c, service.c), or with NTLM where the farm
+ * takes Windows sign-in only (signin_ntlm.c: two requests a call, on one
+ * connection).
  *
  * A probe is claimed in the zone per server, as healthcheck.htm's are:
  * whichever worker claims it reads the server's session cookies from the
@@ -42,6 +44,7 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_SIGNIN     0
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_GET        1
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC      2
+#define NGX_HTTP_EXCHANGE_HEALTH_STEP_NTLM       3    /* its challenge */
 
 
 typedef struct {
@@ -173,14 +176,14 @@ ngx_http_exchange_health_signin_tick(ngx_event_t *ev)
 
         /*
          * One probe per server at a time, each interval, by any worker.
-         * A probe is eight exchanges at most (sign in, a page, sign in
-         * again, the page again, the other page, three service calls),
-         * each with a timeout to connect and one to read: one not over
-         * by then died with its worker.
+         * A probe is eleven exchanges at most (sign in, a page, sign in
+         * again, the page again, the other page, three service calls,
+         * each two with NTLM), each with a timeout to connect and one to
+         * read: one not over by then died with its worker.
          */
 
         if ((ngx_msec_int_t) (now - rec->next) < 0
-            || (rec->busy && now - rec->busy < 16 * pc->timeout + 1000))
+            || (rec->busy && now - rec->busy < 22 * pc->timeout + 1000))
         {
             continue;
         }
@@ -276,7 +279,9 @@ ngx_http_exchange_health_signin_start(
 
     size = 512 + 4 * host->len + conf->signin->form.len
            + NGX_HTTP_EXCHANGE_HEALTH_JAR_LEN + conf->signin->basic.len
-           + 3 * conf->signin->user.len + 1024;
+           + 3 * conf->signin->user.len + 1024
+           + (conf->signin->scheme.len ? NGX_HTTP_EXCHANGE_HEALTH_NTLM_HEADER
+                                       : 0);
 
     pr = ngx_http_exchange_health_probe_new(conf, peer, size,
                                      ngx_http_exchange_health_signin_answer);
@@ -451,9 +456,17 @@ ngx_http_exchange_health_signin_call(ngx_http_exchange_health_probe_t *pr)
                        pr->peer, job->basic);
     }
 
+    if (job->basic && conf->signin->scheme.len) {
+        job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_NTLM;
+        ngx_http_exchange_health_signin_ntlm(pr, job->protocol);
+        return;
+    }
+
     if (job->basic) {
         job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC;
-        ngx_http_exchange_health_basic_request(pr, job->protocol);
+        ngx_http_exchange_health_basic_request(pr, job->protocol,
+                                               &conf->signin->basic, 0);
+        ngx_http_exchange_health_probe_connect(pr);
         return;
     }
 
@@ -478,9 +491,22 @@ ngx_http_exchange_health_signin_answer(ngx_http_exchange_health_probe_t *pr,
 {
     ngx_http_exchange_health_job_t  *job;
 
-    /* the answer is read: the connection is done with, whatever it says */
-
     job = pr->data;
+
+    /* an NTLM challenge is answered on its connection */
+
+    if (job->step == NGX_HTTP_EXCHANGE_HEALTH_STEP_NTLM) {
+        job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC;
+
+        if (ngx_http_exchange_health_signin_ntlm_challenged(pr, job->protocol,
+                                                            error)
+            == NGX_OK)
+        {
+            return;
+        }
+    }
+
+    /* the answer is read: the connection is done with, whatever it says */
 
     ngx_http_exchange_health_probe_close(pr);
 

@@ -60,12 +60,6 @@ sub signin_of {
     return EH::Front::signin_of($ng, $farm->server($name)->addr, $p);
 }
 
-sub all_ok {
-    my ($ng, @p) = @_;
-    return 3 == grep { my $n = $_;
-                       @p == grep { (signin_of($ng, $n, $_)->{result} // '') eq 'ok' } @p
-                     } $farm->names;
-}
 
 # the probe's calls with Basic credentials, right or not
 sub calls {
@@ -74,11 +68,6 @@ sub calls {
            $farm->server($name)->requests(%f);
 }
 
-sub user_requests {
-    my ($since) = @_;
-    return grep { ($_->{headers}{'user-agent'} // '') !~ /exchange_health probe/ }
-           $farm->requests(since => $since);
-}
 
 # ---------------------------------------------------------------- nginx -t
 
@@ -105,7 +94,7 @@ my $ng = front($cred);
 $ng->start;
 
 subtest 'every server answers the three calls, signed in' => sub {
-    ok wait_until(sub { all_ok($ng, @BASIC) }, timeout => 4 * $INTERVAL + 2),
+    ok wait_until(sub { EH::Front::signin_all_ok($ng, $farm, @BASIC) }, timeout => 4 * $INTERVAL + 2),
        'ews, activesync and mapi of every server: ok';
 
     my $b = $farm->server('EXCH1');
@@ -145,20 +134,7 @@ subtest 'every server answers the three calls, signed in' => sub {
          'the HTML page shows the three';
 };
 
-# EXCH's state changes for protocol $p within two intervals (and a
-# tick) of $t0, with no user request meanwhile
-sub changed_in_time {
-    my ($what, $name, $p, $m, $t0) = @_;
-    my $at;
-    ok wait_until(sub {
-            $at //= time if grep { $_->{protocol} eq $p && $_->{server} eq $name }
-                            EH::Front::changes($ng, $what, since => $m);
-            $at }, timeout => 4 * $INTERVAL + 4),
-       "$name $what for $p";
-    cmp_ok(($at // 99) - $t0, '<=', 2 * $INTERVAL + 1.5,
-           sprintf "... within two intervals and a tick (%.1f s)", ($at // 0) - $t0);
-    is scalar(user_requests($t0)), 0, '... with no user request meanwhile';
-}
+sub changed_in_time { EH::Front::changed_in_time($ng, $farm, $INTERVAL, @_) }
 
 subtest 'EXCH2\'s EWS breaks, no user traffic: out for ews within two intervals' => sub {
     my $m = $ng->mark;
@@ -287,7 +263,7 @@ subtest 'a wrong password: a warning, no server out, no storm of attempts' => su
 
     spew($wrong, "$USER\n$PASSWORD\n");
     $ng2->reload;
-    ok wait_until(sub { all_ok($ng2, @BASIC) }, timeout => 3 * $INTERVAL + 2),
+    ok wait_until(sub { EH::Front::signin_all_ok($ng2, $farm, @BASIC) }, timeout => 3 * $INTERVAL + 2),
        'fixed and reloaded: every call answers well';
 };
 
@@ -322,7 +298,7 @@ subtest 'forms and Basic together: one sign-in; refused, no call at all' => sub 
     $farm->clear_logs;
     my $ng4 = front($cred, protocols => 'owa,ecp,ews');
     $ng4->start;
-    ok wait_until(sub { all_ok($ng4, qw(owa ecp ews)) }, timeout => 4 * $INTERVAL + 2),
+    ok wait_until(sub { EH::Front::signin_all_ok($ng4, $farm, qw(owa ecp ews)) }, timeout => 4 * $INTERVAL + 2),
        'owa, ecp and ews of every server: ok';
     is scalar(my @p = $farm->server('EXCH1')->requests(path => '^/owa/auth\.owa')), 1,
        'EXCH1: one forms sign-in';

@@ -226,6 +226,15 @@ sub accounts {
     return $self->_write_routes($self->{routes});
 }
 
+# The server's EWS, ActiveSync and MAPI (routes with key basic) take
+# Windows sign-in only, NTLM or Negotiate, as a farm without Basic: on
+# (1) or off (0).  The accounts' NTLMv2 is checked for real (_ntlm).
+sub windows {
+    my ($self, $on) = @_;
+    $self->{windows} = $on ? 1 : 0;
+    return $self->_write_routes($self->{routes});
+}
+
 # Headers this server never sends, whatever the route: a farm whose IIS
 # outbound rules strip the names of its servers (X-BEServer,
 # X-CalculatedBETarget, X-DiagInfo, X-FEServer).  No names: send all.
@@ -276,7 +285,8 @@ sub _write_routes {
     spew_atomic($self->{behaviour_file},
                 json_encode({ gen => $self->{gen}, routes => \@out,
                               strip => $self->{strip} || [],
-                              accounts => $self->{accounts} }));
+                              accounts => $self->{accounts},
+                              windows => $self->{windows} }));
     return $self;
 }
 
@@ -553,6 +563,7 @@ sub _load_routes {
     }
     $self->{child_strip} = $data->{strip} || [];
     $self->{child_accounts} = $data->{accounts};
+    $self->{child_windows} = $data->{windows};
     $self->{child_routes} = \@routes;
     $self->{child_gen} = $data->{gen};
     $self->{child_text} = $text;
@@ -772,9 +783,10 @@ sub _respond {
 
     my ($idx, $r) = $req->{bad} ? (-1, { name => 'bad-request', status => 400 })
                                 : $self->_match($req);
-    $r = $self->_ntlm($io, $req, $r) if $r->{ntlm};
+    my $windows = $r->{basic} && $self->{child_windows};
+    $r = $self->_ntlm($io, $req, $r) if $r->{ntlm} || $windows;
     $r = $self->_forms_signin($req, $r) if $r->{signin};
-    $r = $self->_basic($req, $r) if $r->{basic};
+    $r = $self->_basic($req, $r) if $r->{basic} && !$windows;
 
     my $vars = $self->vars;
     $vars->{BESERVER} = $r->{beserver} if defined $r->{beserver};
@@ -919,7 +931,9 @@ sub _respond {
 # type-3 that answers that challenge, on the same connection, signs the
 # connection in (the simulated type-3 carries the challenge as its NT
 # response); later requests on it need no Authorization.  Anything else
-# gets a 401 offering Negotiate and NTLM.  The route answers signed-in
+# gets a 401 offering Negotiate and NTLM.  A type-3 of one of the
+# accounts (DOMAIN\user, or a UPN with no domain) is checked as Windows
+# checks NTLMv2, and a wrong password gets 401 (EH::Ntlm::v2_ok).  The route answers signed-in
 # requests; $req->{ntlm} says what happened, for the request log.
 sub _ntlm {
     my ($self, $io, $req, $r) = @_;
@@ -957,19 +971,40 @@ sub _ntlm {
         if ($type == 1) {
             my $ch = join '', map { chr int rand 256 } 1 .. 8;
             %$st = (challenge => $ch);
-            my $t2 = "NTLMSSP\0" . pack('V', 2) . pack('vvV', 0, 0, 48)
-                   . pack('V', 0x00088207) . $ch . ("\0" x 16);
+            require EH::Ntlm;
+            my $t2 = EH::Ntlm::type2($ch, $self->{name});
             return $deny->('challenge',
                 'WWW-Authenticate' => "$scheme " . MIME::Base64::encode_base64($t2, ''));
         }
         if ($type == 3 && length $msg >= 64) {
             my ($ntlen, $ntoff) = unpack 'v x2 V', substr($msg, 20, 8);
             my ($ulen, $uoff) = unpack 'v x2 V', substr($msg, 36, 8);
-            my $fits = $ntoff + $ntlen <= length $msg && $uoff + $ulen <= length $msg;
+            my ($dlen, $doff) = unpack 'v x2 V', substr($msg, 28, 8);
+            my $fits = $ntoff + $ntlen <= length $msg && $uoff + $ulen <= length $msg
+                && $doff + $dlen <= length $msg;
             my $nt = $fits ? substr($msg, $ntoff, $ntlen) : '';
             my $user = $fits ? substr($msg, $uoff, $ulen) : '';
-            $user =~ s/\0//g;
-            if ($fits && defined $st->{challenge} && $nt eq $st->{challenge}) {
+            my $domain = $fits ? substr($msg, $doff, $dlen) : '';
+            require Encode;
+            $_ = length($_) % 2 ? s/\0//gr : Encode::decode('UTF-16LE', $_)
+                for $user, $domain;
+            my $acc = $self->{child_accounts} || {};
+            my ($account) = grep { lc $_ eq lc(length $domain ? "$domain\\$user" : $user) }
+                            keys %$acc;
+            if ($fits && defined $account && defined $st->{challenge}) {
+                require EH::Ntlm;
+                $req->{signin} = EH::Ntlm::v2_ok($acc->{$account}, $user, $domain,
+                                                 $st->{challenge}, $nt)
+                                 ? 'signed-in' : 'refused';
+                $req->{auth} = 'ntlm';
+                if ($req->{signin} eq 'refused') {
+                    %$st = ();
+                    return $deny->('wrong-password');
+                }
+                %$st = (user => $user);
+            }
+            elsif ($fits && defined $st->{challenge} && $nt eq $st->{challenge}) {
+                $user =~ s/\0//g;
                 %$st = (user => $user);
             }
             else {

@@ -50,6 +50,14 @@ sub accounts {
     return $self;
 }
 
+# Every server's EWS, ActiveSync and MAPI take Windows sign-in only
+# (EH::Backend::windows).
+sub windows {
+    my ($self, $on) = @_;
+    $_->windows($on) for $self->servers;
+    return $self;
+}
+
 # Server name for an upstream address as nginx logs it ("127.0.0.1:PORT").
 sub name_of {
     my ($self, $addr) = @_;

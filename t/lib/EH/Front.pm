@@ -216,6 +216,42 @@ sub signin_of {
     return ($s && $s->{protocols}{$p}{signin}) // {};
 }
 
+# Whether the signed-in probe of every server of $farm found each
+# protocol of @p "ok"
+sub signin_all_ok {
+    my ($ng, $farm, @p) = @_;
+    return scalar($farm->names) == grep {
+               my $addr = $farm->server($_)->addr;
+               @p == grep { (signin_of($ng, $addr, $_)->{result} // '') eq 'ok' } @p
+           } $farm->names;
+}
+
+# The requests of users, not of the probes, since $since
+sub user_requests {
+    my ($farm, $since) = @_;
+    return grep { ($_->{headers}{'user-agent'} // '') !~ /exchange_health probe/ }
+           $farm->requests(since => $since);
+}
+
+# Tests that server $name's state changed ($what: ejected, readmitted)
+# for protocol $p within two intervals (and a tick) of $t0, with no user
+# request meanwhile; $m: the error log's mark before
+sub changed_in_time {
+    my ($ng, $farm, $interval, $what, $name, $p, $m, $t0) = @_;
+    require Test::More;
+    require Time::HiRes;
+    my $at;
+    Test::More::ok(EH::Util::wait_until(sub {
+            $at //= Time::HiRes::time() if grep { $_->{protocol} eq $p && $_->{server} eq $name }
+                                           changes($ng, $what, since => $m);
+            $at }, timeout => 4 * $interval + 4),
+       "$name $what for $p");
+    Test::More::cmp_ok(($at // 99) - $t0, '<=', 2 * $interval + 1.5,
+           sprintf "... within two intervals and a tick (%.1f s)", ($at // 0) - $t0);
+    Test::More::is(scalar(user_requests($farm, $t0)), 0,
+                   '... with no user request meanwhile');
+}
+
 # Every place a secret must not be (issue 28): the status page in each
 # format and nginx -T of $ng's configuration, then, $ng stopped, its
 # state file and error log, and the error logs of the others named:

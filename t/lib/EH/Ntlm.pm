@@ -15,9 +15,58 @@ package EH::Ntlm;
 use strict;
 use warnings;
 
+use Digest::MD4 qw(md4);
+use Digest::MD5 qw(md5);
+use Encode ();
 use MIME::Base64 qw(encode_base64 decode_base64);
 use POSIX ();
 use EH::Client ();
+
+# NTLMv2 as a server checks it (MS-NLMP 3.3.2), for the monitoring
+# account of the signed-in probes: NTOWFv2 from the password, then the
+# NTProofStr of the client's blob under the server's challenge.  The
+# users' simulated type-3 (below) carries no such proof.
+
+sub hmac_md5 {
+    my ($key, $msg) = @_;
+    $key = md5($key) if length $key > 64;
+    $key .= "\0" x (64 - length $key);
+    return md5(($key ^ ("\x5c" x 64)) . md5(($key ^ ("\x36" x 64)) . $msg));
+}
+
+sub utf16 { Encode::encode('UTF-16LE', $_[0]) }
+
+# ntowfv2($password_utf8, $user, $domain): user and domain as characters
+sub ntowfv2 {
+    my ($password, $user, $domain) = @_;
+    my $hash = md4(utf16(Encode::decode('UTF-8', $password)));
+    return hmac_md5($hash, utf16(uc($user) . $domain));
+}
+
+# the NT response of a type-3 answers $challenge for this password
+sub v2_ok {
+    my ($password, $user, $domain, $challenge, $nt) = @_;
+    return 0 unless length $nt >= 16 + 28;
+    my $proof = hmac_md5(ntowfv2($password, $user, $domain),
+                         $challenge . substr($nt, 16));
+    return $proof eq substr($nt, 0, 16);
+}
+
+# A type-2 as IIS sends it: the challenge, the target's name and its AV
+# pairs (NetBIOS domain and computer, the time as a FILETIME, the end)
+sub type2 {
+    my ($challenge, $computer) = @_;
+    my $name = utf16('CONTOSO');
+    my $av = pack('vv', 2, length $name) . $name;
+    my $c = utf16($computer);
+    $av .= pack('vv', 1, length $c) . $c;
+    my $ft = int((time + 11644473600) * 10_000_000);
+    $av .= pack('vv', 7, 8) . pack('VV', $ft % 2**32, int($ft / 2**32));
+    $av .= pack('vv', 0, 0);
+    return "NTLMSSP\0" . pack('V', 2) . pack('vvV', length $name, length $name, 48)
+         . pack('V', 0x008a8205) . $challenge . ("\0" x 8)
+         . pack('vvV', length $av, length $av, 48 + length $name) . $name . $av;
+}
 
 sub type1 {
     return encode_base64("NTLMSSP\0" . pack('V', 1) . pack('V', 0x00088207)

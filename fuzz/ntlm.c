@@ -1,0 +1,108 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+/*
+ * libFuzzer target of the NTLM CHALLENGE reader (ntlm.c): the input is
+ * a CHALLENGE message as a server sent it, after base64.  A message read
+ * must point within itself, its AV pairs end with MsvAvEOL, and the
+ * AUTHENTICATE made from it must be as long as the macro says and fit
+ * the buffer it is given, whatever the AV pairs; too small a buffer
+ * gets nothing.  MD5 here is a stand-in: only the layout is checked.
+ */
+
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_http_exchange_health_ntlm.h"
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+
+static void
+fuzz_md5(u_char digest[16], const u_char *a, size_t alen, const u_char *b,
+    size_t blen)
+{
+    size_t  i;
+
+    /* reads every byte it is given, as MD5 would */
+
+    memset(digest, 0, 16);
+
+    for (i = 0; i < alen; i++) {
+        digest[i % 16] ^= a[i];
+    }
+
+    for (i = 0; i < blen; i++) {
+        digest[i % 16] += b[i];
+    }
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    u_char                                     *msg, *out;
+    size_t                                      len, n;
+    ngx_http_exchange_health_ntlm_challenge_t   ch;
+    static const u_char                         owf[16], cc[8];
+    static const u_char                         user[8] = "u\0s\0e\0r\0";
+    static const u_char                         domain[4] = "D\0O\0";
+
+    /* a copy of its own size, so that a read past it is caught */
+
+    msg = malloc(size ? size : 1);
+    if (msg == NULL) {
+        return 0;
+    }
+
+    memcpy(msg, data, size);
+
+    if (ngx_http_exchange_health_ntlm_challenge(msg, size, &ch) != 0) {
+        free(msg);
+        return 0;
+    }
+
+    if (ch.info_len) {
+        if (ch.info < msg || ch.info + ch.info_len > msg + size
+            || ch.info_len < 4
+            || memcmp(ch.info + ch.info_len - 4, "\0\0", 2) != 0)
+        {
+            abort();
+        }
+    }
+
+    len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN(ch.info_len, sizeof(user),
+                                                 sizeof(domain));
+    out = malloc(len);
+    if (out == NULL) {
+        free(msg);
+        return 0;
+    }
+
+    n = ngx_http_exchange_health_ntlm_authenticate(fuzz_md5, owf, &ch, cc,
+                                          1, user, sizeof(user), domain,
+                                          sizeof(domain), out, len);
+
+    if (n != len && !(n == 0 && ch.info_len + 48 > 0xffff)) {
+        abort();
+    }
+
+    if (n && ngx_http_exchange_health_ntlm_authenticate(fuzz_md5, owf, &ch,
+                                          cc, 1, user, sizeof(user), domain,
+                                          sizeof(domain), out, len - 1)
+             != 0)
+    {
+        abort();
+    }
+
+    free(out);
+    free(msg);
+
+    return 0;
+}

@@ -1,0 +1,271 @@
+
+/*
+ * Copyright (C) ngx_exchange_health_module authors
+ */
+
+
+#include <ngx_md5.h>
+
+#include "ngx_http_exchange_health.h"
+#include "ngx_http_exchange_health_ntlm.h"
+
+
+/*
+ * The signed-in calls of EWS, ActiveSync and MAPI with NTLM, for a farm
+ * whose virtual directories take Windows sign-in only (auth=ntlm, or
+ * auth=negotiate: the same messages under Negotiate, as Windows sends
+ * them when Kerberos is not to be had).  NTLM signs a connection in, not
+ * a request: the call goes with the NEGOTIATE message on a connection
+ * kept for it, a 401 brings the server's CHALLENGE, and the same call
+ * goes again on that connection with the AUTHENTICATE message, whose
+ * answer is the call's.  Two requests per call.
+ *
+ * The password itself is gone after configuration: what is kept is
+ * NTOWFv2 (credentials.c), from which each AUTHENTICATE is made with a
+ * client challenge of its own; both are zeroed after use.
+ */
+
+
+/* seconds from 1601, FILETIME's epoch, to 1970 */
+#define NGX_HTTP_EXCHANGE_HEALTH_FILETIME_1970  11644473600ULL
+
+
+static ngx_int_t ngx_http_exchange_health_signin_ntlm_token(
+    ngx_http_exchange_health_probe_t *pr, ngx_str_t *token);
+static void ngx_http_exchange_health_signin_ntlm_random(u_char *p,
+    size_t n);
+
+
+void
+ngx_http_exchange_health_ntlm_md5(u_char digest[16], const u_char *a,
+    size_t alen, const u_char *b, size_t blen)
+{
+    ngx_md5_t  md5;
+
+    ngx_md5_init(&md5);
+    ngx_md5_update(&md5, a, alen);
+    ngx_md5_update(&md5, b, blen);
+    ngx_md5_final(digest, &md5);
+
+    ngx_explicit_memzero(&md5, sizeof(ngx_md5_t));
+}
+
+
+void
+ngx_http_exchange_health_signin_ntlm(ngx_http_exchange_health_probe_t *pr,
+    ngx_uint_t p)
+{
+    u_char                                  msg[
+                                 NGX_HTTP_EXCHANGE_HEALTH_NTLM_NEGOTIATE_LEN];
+    ngx_str_t                               auth, plain, encoded;
+    ngx_http_exchange_health_signin_conf_t  *sc;
+
+    sc = pr->conf->signin;
+
+    ngx_http_exchange_health_ntlm_negotiate(msg);
+
+    plain.data = msg;
+    plain.len = sizeof(msg);
+
+    auth.len = sc->scheme.len + 1 + ngx_base64_encoded_length(plain.len);
+    auth.data = ngx_pnalloc(pr->pool, auth.len);
+    if (auth.data == NULL) {
+        pr->handler(pr, "out of memory");
+        return;
+    }
+
+    ngx_sprintf(auth.data, "%V ", &sc->scheme);
+    encoded.data = auth.data + sc->scheme.len + 1;
+    ngx_encode_base64(&encoded, &plain);
+
+    ngx_http_exchange_health_basic_request(pr, p, &auth, 1);
+
+    /* the 401 is read whole, so that the connection can go on */
+
+    pr->head_only = 0;
+    pr->keep = 1;
+
+    ngx_http_exchange_health_probe_connect(pr);
+}
+
+
+ngx_int_t
+ngx_http_exchange_health_signin_ntlm_challenged(
+    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, char *error)
+{
+    u_char                                     cc[8], *msg;
+    size_t                                     len;
+    uint64_t                                   now;
+    ngx_str_t                                  token, type2, auth, plain,
+                                               encoded;
+    ngx_http_exchange_health_signin_conf_t    *sc;
+    ngx_http_exchange_health_ntlm_challenge_t  ch;
+
+    sc = pr->conf->signin;
+    pr->keep = 0;
+
+    /*
+     * Anything but a 401 with a CHALLENGE is the call's answer (a 5xx
+     * before sign-in, a 401 that offers no NTLM, a 200 to anyone)
+     */
+
+    if (error
+        || ngx_http_exchange_health_signin_ntlm_token(pr, &token) != NGX_OK)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui sent no NTLM challenge",
+                       pr->peer);
+        return NGX_DECLINED;
+    }
+
+    type2.data = ngx_pnalloc(pr->pool, ngx_base64_decoded_length(token.len));
+    if (type2.data == NULL
+        || ngx_decode_base64(&type2, &token) != NGX_OK
+        || ngx_http_exchange_health_ntlm_challenge(type2.data, type2.len, &ch)
+           != 0)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui sent a challenge that is "
+                       "not NTLM's", pr->peer);
+        return NGX_DECLINED;
+    }
+
+    len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN(ch.info_len,
+                                                 sc->ntlm_user.len,
+                                                 sc->ntlm_domain.len);
+
+    if (sc->scheme.len + 1 + ngx_base64_encoded_length(len)
+        > NGX_HTTP_EXCHANGE_HEALTH_NTLM_HEADER)
+    {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui sent a challenge of "
+                       "%uz bytes of target info: too long", pr->peer,
+                       ch.info_len);
+        return NGX_DECLINED;
+    }
+
+    msg = ngx_pnalloc(pr->pool, len);
+    auth.data = ngx_pnalloc(pr->pool, NGX_HTTP_EXCHANGE_HEALTH_NTLM_HEADER);
+
+    if (msg == NULL || auth.data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_exchange_health_signin_ntlm_random(cc, sizeof(cc));
+
+    now = ((uint64_t) ngx_time() + NGX_HTTP_EXCHANGE_HEALTH_FILETIME_1970)
+          * 10000000;
+
+    plain.data = msg;
+    plain.len = ngx_http_exchange_health_ntlm_authenticate(
+                                       ngx_http_exchange_health_ntlm_md5,
+                                       sc->owf, &ch, cc, now,
+                                       sc->ntlm_user.data, sc->ntlm_user.len,
+                                       sc->ntlm_domain.data,
+                                       sc->ntlm_domain.len, msg, len);
+
+    auth.len = sc->scheme.len + 1 + ngx_base64_encoded_length(plain.len);
+    ngx_sprintf(auth.data, "%V ", &sc->scheme);
+    encoded.data = auth.data + sc->scheme.len + 1;
+    ngx_encode_base64(&encoded, &plain);
+
+    ngx_explicit_memzero(msg, len);
+    ngx_explicit_memzero(cc, sizeof(cc));
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "exchange health: peer %ui challenged, answering with "
+                   "NTLMv2, %uz bytes of target info", pr->peer,
+                   ch.info_len);
+
+    /* the answer to this one is the call's: its connection ends after */
+
+    ngx_http_exchange_health_basic_request(pr, p, &auth, 0);
+
+    ngx_explicit_memzero(auth.data, auth.len);
+
+    ngx_http_exchange_health_probe_again(pr);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_exchange_health_signin_ntlm_token(
+    ngx_http_exchange_health_probe_t *pr, ngx_str_t *token)
+{
+    u_char                                  *p, *end, *eol, *v;
+    ngx_buf_t                               *b;
+    ngx_http_exchange_health_signin_conf_t  *sc;
+
+    sc = pr->conf->signin;
+    b = pr->response;
+
+    if (b->last - b->pos < 12 || ngx_strncmp(b->pos + 8, " 401", 4) != 0) {
+        return NGX_DECLINED;
+    }
+
+    end = ngx_strlcasestrn(b->pos, b->last, (u_char *) "\r\n\r\n", 4 - 1);
+    if (end == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* "WWW-Authenticate: NTLM <base64>", one of those the 401 offers */
+
+    p = ngx_strlcasestrn(b->pos, end + 2, (u_char *) "\r\n", 2 - 1);
+
+    for ( /* void */ ; p && p < end; p = eol) {
+        eol = ngx_strlcasestrn(p + 2, end + 2, (u_char *) "\r\n", 2 - 1);
+        if (eol == NULL) {
+            break;
+        }
+
+        v = p + 2 + sizeof("WWW-Authenticate:") - 1;
+
+        if (v + sc->scheme.len + 1 >= eol
+            || ngx_strncasecmp(p + 2, (u_char *) "WWW-Authenticate:",
+                               sizeof("WWW-Authenticate:") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        while (v < eol && *v == ' ') {
+            v++;
+        }
+
+        if (eol - v <= (ssize_t) sc->scheme.len + 1
+            || ngx_strncasecmp(v, sc->scheme.data, sc->scheme.len) != 0
+            || v[sc->scheme.len] != ' ')
+        {
+            continue;
+        }
+
+        token->data = v + sc->scheme.len + 1;
+        token->len = eol - token->data;
+
+        while (token->len && token->data[token->len - 1] == ' ') {
+            token->len--;
+        }
+
+        return token->len ? NGX_OK : NGX_DECLINED;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_exchange_health_signin_ntlm_random(u_char *p, size_t n)
+{
+    size_t  i;
+
+#if (NGX_OPENSSL)
+    if (RAND_bytes(p, (int) n) == 1) {
+        return;
+    }
+#endif
+
+    for (i = 0; i < n; i++) {
+        p[i] = (u_char) ngx_random();
+    }
+}
