@@ -91,43 +91,63 @@ ngx_http_exchange_health_signin_ntlm(ngx_http_exchange_health_probe_t *pr,
 
 ngx_int_t
 ngx_http_exchange_health_signin_ntlm_challenged(
-    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, char *error)
+    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, char *error,
+    u_char **why)
 {
     u_char                                     cc[8], *msg;
     size_t                                     len;
     uint64_t                                   now;
+    ngx_buf_t                                 *b;
     ngx_str_t                                  token, type2, auth, plain,
                                                encoded;
     ngx_http_exchange_health_signin_conf_t    *sc;
     ngx_http_exchange_health_ntlm_challenge_t  ch;
 
     sc = pr->conf->signin;
+    b = pr->response;
     pr->keep = 0;
 
     /*
-     * Anything but a 401 with a CHALLENGE is the call's answer (a 5xx
-     * before sign-in, a 401 that offers no NTLM, a 200 to anyone)
+     * Anything but a 401 is the call's answer (a 5xx before sign-in, a
+     * 200 to anyone)
      */
 
     if (error
-        || ngx_http_exchange_health_signin_ntlm_token(pr, &token) != NGX_OK)
+        || b->last - b->pos < 12
+        || ngx_strncmp(b->pos + 8, " 401", 4) != 0)
     {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "exchange health: peer %ui sent no NTLM challenge",
-                       pr->peer);
         return NGX_DECLINED;
     }
 
+    /*
+     * A 401 to a NEGOTIATE without a CHALLENGE is the server's own: the
+     * NEGOTIATE names no account, so no account can be refused by it.
+     * It fails this server's call, and is no reason to hold back the
+     * account's sign-ins on the others.
+     */
+
+    if (ngx_http_exchange_health_signin_ntlm_token(pr, &token) != NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "exchange health: peer %ui sent no NTLM challenge",
+                       pr->peer);
+        *why = (u_char *) "a 401 to the NTLM NEGOTIATE with no CHALLENGE";
+        return NGX_ERROR;
+    }
+
     type2.data = ngx_pnalloc(pr->pool, ngx_base64_decoded_length(token.len));
-    if (type2.data == NULL
-        || ngx_decode_base64(&type2, &token) != NGX_OK
+    if (type2.data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_decode_base64(&type2, &token) != NGX_OK
         || ngx_http_exchange_health_ntlm_challenge(type2.data, type2.len, &ch)
            != 0)
     {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "exchange health: peer %ui sent a challenge that is "
                        "not NTLM's", pr->peer);
-        return NGX_DECLINED;
+        *why = (u_char *) "a 401 whose NTLM CHALLENGE cannot be read";
+        return NGX_ERROR;
     }
 
     len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN(ch.info_len,
@@ -141,7 +161,8 @@ ngx_http_exchange_health_signin_ntlm_challenged(
                        "exchange health: peer %ui sent a challenge of "
                        "%uz bytes of target info: too long", pr->peer,
                        ch.info_len);
-        return NGX_DECLINED;
+        *why = (u_char *) "an NTLM CHALLENGE with too much target info";
+        return NGX_ERROR;
     }
 
     msg = ngx_pnalloc(pr->pool, len);
@@ -199,10 +220,6 @@ ngx_http_exchange_health_signin_ntlm_token(
 
     sc = pr->conf->signin;
     b = pr->response;
-
-    if (b->last - b->pos < 12 || ngx_strncmp(b->pos + 8, " 401", 4) != 0) {
-        return NGX_DECLINED;
-    }
 
     end = ngx_strlcasestrn(b->pos, b->last, (u_char *) "\r\n\r\n", 4 - 1);
     if (end == NULL) {

@@ -14,6 +14,10 @@
 # - EXCH2's EWS breaks (ews-broken) with no user traffic at all: out for
 #   ews within two intervals; healed: back within two, no user request.
 # - Negotiate wrapping NTLM: the same messages under "Negotiate".
+# - A 401 to the NEGOTIATE with no CHALLENGE, or one that cannot be read,
+#   and a server that closes the connection after its CHALLENGE: that
+#   server's call fails, saying which; never the account's refusal, so the
+#   other servers go on signing in.
 # - A wrong password: the server's 401 to the AUTHENTICATE; no server
 #   out, one warning, at most 3 attempts per server in 15 minutes.
 # - The password, its NT hash, NTOWFv2 and the AUTHENTICATE messages are
@@ -199,11 +203,18 @@ subtest 'Negotiate wrapping NTLM, and a UPN' => sub {
 
 # ---------------------------------------------------------------- hostile
 
-subtest 'a broken CHALLENGE, and a 500 before sign-in: the call\'s, never the worker\'s' => sub {
+subtest 'a broken CHALLENGE, no CHALLENGE, a close after it, a 500: each that server\'s own' => sub {
     use MIME::Base64 qw(encode_base64);
     $farm->server('EXCH3')->prepend({ path => '^/EWS/', status => 401,
         add_headers => [ [ 'WWW-Authenticate' => 'NTLM ' . encode_base64(
             "NTLMSSP\0" . pack('V', 2) . ("\xff" x 40), '') ] ] });
+    # a 401 that offers NTLM but carries no CHALLENGE: a server whose
+    # Windows sign-in is broken (or a device before it that strips it)
+    $farm->server('EXCH3')->prepend({ path => '^/mapi/', status => 401,
+        add_headers => [ [ 'WWW-Authenticate' => 'NTLM' ] ] });
+    # a server that ends the connection after its CHALLENGE
+    $farm->server('EXCH1')->prepend({ path => '^/Microsoft-Server-ActiveSync',
+                                      basic => 1, keepalive => 0 });
     $farm->server('EXCH2')->prepend({ path => '^/mapi/', status => 500 });
     my $ng4 = front($cred);
     $ng4->start;
@@ -211,9 +222,32 @@ subtest 'a broken CHALLENGE, and a 500 before sign-in: the call\'s, never the wo
     ok wait_until(sub { (signin_of($ng4, 'EXCH2', 'mapi')->{why} // '') eq 'status 500' },
                   timeout => 3 * $INTERVAL + 2),
        'EXCH2 mapi: the 500 to the NEGOTIATE is the call\'s failure';
-    ok wait_until(sub { (signin_of($ng4, 'EXCH3', 'ews')->{result} // '') eq 'refused' },
+    ok wait_until(sub { (signin_of($ng4, 'EXCH3', 'ews')->{result} // '') eq 'failed'
+                        && (signin_of($ng4, 'EXCH3', 'mapi')->{result} // '') eq 'failed'
+                        && (signin_of($ng4, 'EXCH1', 'activesync')->{result} // '') eq 'failed' },
                   timeout => 3 * $INTERVAL + 2),
-       'EXCH3 ews: a CHALLENGE past its end is no sign-in, the 401 the account\'s';
+       'EXCH3 ews and mapi, EXCH1 activesync: failed, not the account refused'
+        or diag explain { EXCH3 => { map { ($_ => signin_of($ng4, 'EXCH3', $_)) } @CALLS },
+                          EXCH1 => signin_of($ng4, 'EXCH1', 'activesync') };
+    is signin_of($ng4, 'EXCH3', 'ews')->{why}, 'a 401 whose NTLM CHALLENGE cannot be read',
+       '... a CHALLENGE past its end: said so';
+    is signin_of($ng4, 'EXCH3', 'mapi')->{why}, 'a 401 to the NTLM NEGOTIATE with no CHALLENGE',
+       '... a 401 without one: said so';
+    is signin_of($ng4, 'EXCH1', 'activesync')->{why},
+       'closed the connection after its NTLM CHALLENGE: NTLM needs it kept open',
+       '... a close after the CHALLENGE: said so';
+
+    # the other servers go on signing in, interval after interval
+    my $t0 = time;
+    ok wait_until(sub { type3s('EXCH2', path => '^/EWS/', since => $t0) >= 2
+                        && type3s('EXCH1', path => '^/EWS/', since => $t0) >= 2
+                        && type3s('EXCH3', path => '^/Microsoft-Server-ActiveSync', since => $t0) >= 2 },
+                  timeout => 4 * $INTERVAL + 2),
+       'the others\' calls, and EXCH3\'s activesync, go on signing in';
+    is join(',', map { my $n = $_; map { signin_of($ng4, $n, $_)->{result} // '-' } @CALLS } qw(EXCH1 EXCH2 EXCH3)),
+       'ok,failed,ok,ok,ok,failed,failed,ok,failed', 'every call\'s result';
+    is scalar($ng4->grep_error_log(qr/refused the signed-in probe's sign-in/)), 0,
+       'no warning of the account refused';
     is join(',', sort $ng4->worker_pids), $pids, 'the same workers throughout';
     $ng4->stop;
     $farm->heal;

@@ -944,8 +944,11 @@ sub _ntlm {
     my $deny = sub {
         my ($why, @h) = @_;
         $req->{ntlm} = $why;
+        # a route's keepalive => 0 holds for its 401s too: a server (or
+        # a device before it) that ends the connection after them
         return { name => "ntlm-$why", status => 401, body => "401 $why\n",
-                 add_headers => @h ? [ \@h ] : $offer };
+                 add_headers => @h ? [ \@h ] : $offer,
+                 (defined $r->{keepalive} ? (keepalive => $r->{keepalive}) : ()) };
     };
     if (defined $auth) {
         my ($scheme, $tok) = $auth =~ /\A(NTLM|Negotiate) +([A-Za-z0-9+\/=]+)\z/i
