@@ -20,8 +20,12 @@
 #   other servers go on signing in.
 # - A wrong password: the server's 401 to the AUTHENTICATE; no server
 #   out, one warning, at most 3 attempts per server in 15 minutes.
-# - The password, its NT hash, NTOWFv2 and the AUTHENTICATE messages are
-#   nowhere: the error log at debug level, the status page in every
+# - Extended Protection required (EH::Backend's extended_protection):
+#   an AUTHENTICATE without channel binding is refused though its
+#   password is right; the probe's carry the token of each server's
+#   certificate and the MIC, and sign in.
+# - The password, its NT hash, NTOWFv2, each AUTHENTICATE's session key
+#   and the AUTHENTICATE messages are nowhere: the error log at debug level, the status page in every
 #   format, the state file, nginx -T.
 
 use FindBin;
@@ -30,6 +34,7 @@ use EH::Test;
 use EH::Front;
 use EH::Ntlm;
 use Digest::MD4 qw(md4_hex);
+use MIME::Base64 qw(decode_base64);
 use Encode ();
 use Time::HiRes qw(time);
 
@@ -254,6 +259,57 @@ subtest 'a broken CHALLENGE, no CHALLENGE, a close after it, a 500: each that se
     $farm->windows(1);
 };
 
+# ---------------------------------------------------------------- Extended Protection
+
+subtest 'Extended Protection required (Exchange 2019 CU14 and later): bound sign-ins' => sub {
+    use MIME::Base64 qw(encode_base64 decode_base64);
+    $farm->server($_)->extended_protection('require') for $farm->names;
+
+    # the check works: the right password, without channel binding, is
+    # refused as IIS refuses it (a probe before this change was so)
+    my $b = $farm->server('EXCH1');
+    my $c = EH::Client->new(port => $b->port, tls => 1, keepalive => 1,
+                            sni => 'mail.contoso.com');
+    my $r = $c->request(POST => '/EWS/Exchange.asmx', body => '',
+        headers => [ [ Authorization => 'NTLM ' . EH::Ntlm::type1() ] ]);
+    my ($tok) = map { /^NTLM (\S+)/ ? $1 : () } @{ $r->{headers}{'www-authenticate'} || [] };
+    ok $tok, 'a CHALLENGE';
+    my $t3 = EH::Ntlm::type3v2(decode_base64($tok // ''), $PASSWORD, 'monitor', 'CONTOSO');
+    my $t0 = time;
+    $r = $c->request(POST => '/EWS/Exchange.asmx', body => '',
+        headers => [ [ Authorization => 'NTLM ' . encode_base64($t3, '') ] ]);
+    is $r->{status}, 401, 'an AUTHENTICATE without channel binding, right password: 401';
+    my ($old) = grep { ($_->{headers}{'user-agent'} // '') !~ /exchange_health probe/ }
+                type3s('EXCH1', since => $t0);
+    is $old && $old->{ep}, 'no-channel-binding', '... refused for its missing binding';
+    $c->close;
+
+    # the module's probe: every call of every server signed in, bound
+    my $ng5 = front($cred);
+    $ng5->start;
+    $t0 = time;
+    ok wait_until(sub { EH::Front::signin_all_ok($ng5, $farm, @CALLS) }, timeout => 4 * $INTERVAL + 2),
+       'EP required: every call of every server signed in'
+        or diag explain { map { my $n = $_; ($n => { map { ($_ => signin_of($ng5, $n, $_)) } @CALLS }) } $farm->names };
+    my @t3 = grep { ($_->{headers}{'user-agent'} // '') =~ /exchange_health probe/ }
+             map { type3s($_, since => $t0) } $farm->names;
+    ok @t3 >= 9, scalar(@t3) . ' AUTHENTICATEs of the probe';
+    is join(',', sort keys %{{ map { (($_->{ep} // '-') => 1) } @t3 }}), 'bound',
+       '... each with the channel binding of the server\'s certificate and the MIC';
+    is join(',', sort keys %{{ map { (($_->{signin} // '-') => 1) } @t3 }}), 'signed-in',
+       '... and its NTLMv2 right';
+    is scalar($ng5->grep_error_log(qr/refused the signed-in probe's sign-in/)), 0,
+       'no warning of the account refused';
+    my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
+    SKIP: {
+        skip 'nginx built without --with-debug', 1 unless `$nginx -V 2>&1` =~ /--with-debug/;
+        ok scalar($ng5->grep_error_log(qr/channel bound: yes, MIC: yes/)),
+           'the debug log says the AUTHENTICATE was bound, with a MIC';
+    }
+    $ng5->stop;
+    $farm->server($_)->extended_protection('none') for $farm->names;
+};
+
 # ---------------------------------------------------------------- secrecy
 
 my $wrong = EH::Front::cred_file('wrong.cred', "$USER\nnot-$PASSWORD\n");
@@ -268,6 +324,17 @@ sub secrets {
     my @t3 = map { /^\S+ (\S+)/ ? $1 : () }
              map { $_->{headers}{authorization} // '' }
              map { type3s($_) } $farm->names;
+    # each AUTHENTICATE's session key, HMAC-MD5(NTOWFv2, NTProofStr),
+    # which keys its MIC
+    for my $m (map { decode_base64($_) } @t3) {
+        my ($ntlen, $ntoff) = unpack 'v x2 V', substr($m, 20, 8);
+        next unless $ntlen >= 16 && $ntoff + 16 <= length $m;
+        for my $pw ($PASSWORD, "not-$PASSWORD") {
+            my $key = unpack 'H*', EH::Ntlm::hmac_md5(
+                EH::Ntlm::ntowfv2($pw, 'monitor', 'CONTOSO'), substr($m, $ntoff, 16));
+            push @s, $key, uc $key;
+        }
+    }
     return (@s, map { substr $_, 40, 40 } @t3);
 }
 
@@ -292,7 +359,7 @@ sub nowhere {
     }
 }
 
-subtest 'the password, its NT hash, NTOWFv2 and the AUTHENTICATEs are nowhere' => sub {
+subtest 'the password, its NT hash, NTOWFv2, the session keys and the AUTHENTICATEs are nowhere' => sub {
     nowhere($ng, 'challenged, answering with NTLMv2');
 };
 
