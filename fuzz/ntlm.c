@@ -25,6 +25,9 @@
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static size_t fuzz_authenticate(
+    const ngx_http_exchange_health_ntlm_challenge_t *ch,
+    const ngx_http_exchange_health_ntlm_bind_t *bind, size_t len);
 
 
 static void
@@ -47,19 +50,42 @@ fuzz_md5(u_char digest[16], const u_char *a, size_t alen, const u_char *b,
 }
 
 
+/* the AUTHENTICATE made in a buffer of len bytes exactly: its length */
+static size_t
+fuzz_authenticate(const ngx_http_exchange_health_ntlm_challenge_t *ch,
+    const ngx_http_exchange_health_ntlm_bind_t *bind, size_t len)
+{
+    size_t               n;
+    u_char              *out;
+    static const u_char  owf[16], cc[8];
+    static const u_char  user[8] = "u\0s\0e\0r\0";
+    static const u_char  domain[4] = "D\0O\0";
+
+    out = malloc(len ? len : 1);
+    if (out == NULL) {
+        abort();
+    }
+
+    n = ngx_http_exchange_health_ntlm_authenticate(fuzz_md5, owf, ch, cc, 1,
+                                                   user, sizeof(user), domain,
+                                                   sizeof(domain), bind, out,
+                                                   len);
+    free(out);
+
+    return n;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char                                     *msg, *out, neg[
+    u_char                                     *msg, neg[
                                  NGX_HTTP_EXCHANGE_HEALTH_NTLM_NEGOTIATE_LEN];
     size_t                                      len, n;
     ngx_http_exchange_health_ntlm_bind_t        bind;
     ngx_http_exchange_health_ntlm_challenge_t   ch;
     static const u_char                         cbt[16] = "channel binding";
     static const u_char                         spn[10] = "H\0/\0m\0a\0i\0";
-    static const u_char                         owf[16], cc[8];
-    static const u_char                         user[8] = "u\0s\0e\0r\0";
-    static const u_char                         domain[4] = "D\0O\0";
 
     /* a copy of its own size, so that a read past it is caught */
 
@@ -84,32 +110,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
-    len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN(ch.info_len, sizeof(user),
-                                                 sizeof(domain));
-    out = malloc(len);
-    if (out == NULL) {
-        free(msg);
-        return 0;
-    }
+    /* user and domain as fuzz_authenticate sends them: 8 and 4 bytes */
 
-    n = ngx_http_exchange_health_ntlm_authenticate(fuzz_md5, owf, &ch, cc,
-                                          1, user, sizeof(user), domain,
-                                          sizeof(domain), NULL, out, len);
+    len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN(ch.info_len, 8, 4);
+    n = fuzz_authenticate(&ch, NULL, len);
 
     if (n != len && !(n == 0 && ch.info_len + 48 > 0xffff)) {
         abort();
     }
 
-    if (n && ngx_http_exchange_health_ntlm_authenticate(fuzz_md5, owf, &ch,
-                                          cc, 1, user, sizeof(user), domain,
-                                          sizeof(domain), NULL, out,
-                                          len - 1)
-             != 0)
-    {
+    if (n && fuzz_authenticate(&ch, NULL, len - 1) != 0) {
         abort();
     }
-
-    free(out);
 
     ngx_http_exchange_health_ntlm_negotiate(neg);
 
@@ -122,17 +134,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bind.challenge_len = size;
 
     len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_BOUND_LEN(ch.info_len, sizeof(spn),
-                                                  sizeof(user),
-                                                  sizeof(domain));
-    out = malloc(len);
-    if (out == NULL) {
-        free(msg);
-        return 0;
-    }
-
-    n = ngx_http_exchange_health_ntlm_authenticate(fuzz_md5, owf, &ch, cc,
-                                          1, user, sizeof(user), domain,
-                                          sizeof(domain), &bind, out, len);
+                                                  8, 4);
+    n = fuzz_authenticate(&ch, &bind, len);
 
     if (n > len
         || (n == 0 && size <= NGX_HTTP_EXCHANGE_HEALTH_NTLM_CHALLENGE_MAX
@@ -141,7 +144,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    free(out);
     free(msg);
 
     return 0;
