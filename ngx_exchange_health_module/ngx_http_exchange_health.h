@@ -1047,7 +1047,8 @@ void ngx_http_exchange_health_ntlm_md5(u_char digest[16], const u_char *a,
 void ngx_http_exchange_health_signin_ntlm(
     ngx_http_exchange_health_probe_t *pr, ngx_uint_t p);
 ngx_int_t ngx_http_exchange_health_signin_ntlm_challenged(
-    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, char *error);
+    ngx_http_exchange_health_probe_t *pr, ngx_uint_t p, char *error,
+    u_char **why);
 
 /* ngx_http_exchange_health_signin.c */
 

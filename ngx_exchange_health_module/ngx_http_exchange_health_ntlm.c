@@ -23,7 +23,13 @@
 #define NTLM_FLAGS_AUTH       0x00088205
 
 #define NTLM_AV_EOL           0
+#define NTLM_AV_FLAGS         6
 #define NTLM_AV_TIMESTAMP     7
+#define NTLM_AV_TARGET_NAME   9
+#define NTLM_AV_BINDINGS      10
+
+/* MsvAvFlags: the message carries a MIC */
+#define NTLM_AV_FLAG_MIC      0x00000002
 
 /* the longest password, and user and domain, in UTF-8 bytes */
 #define NTLM_MAX              1024
@@ -37,6 +43,15 @@ static void ngx_http_exchange_health_ntlm_hmac(
     const u_char *msg, size_t len, u_char out[16]);
 static void ngx_http_exchange_health_ntlm_field(u_char *head, size_t len,
     size_t off);
+static size_t ngx_http_exchange_health_ntlm_pairs(
+    const ngx_http_exchange_health_ntlm_challenge_t *ch,
+    const ngx_http_exchange_health_ntlm_bind_t *bind, u_char *dst);
+static u_char *ngx_http_exchange_health_ntlm_pair(u_char *p, size_t id,
+    const u_char *value, size_t len);
+static int ngx_http_exchange_health_ntlm_mic(
+    ngx_http_exchange_health_md5_pt md5, const u_char key[16],
+    const ngx_http_exchange_health_ntlm_bind_t *bind, const u_char *auth,
+    size_t len, u_char mic[16]);
 
 
 #define ngx_http_exchange_health_ntlm_u16(p)                                 \
@@ -279,30 +294,74 @@ done:
 }
 
 
+void
+ngx_http_exchange_health_ntlm_cbt(ngx_http_exchange_health_md5_pt md5,
+    const u_char *hash, size_t len, u_char cbt[16])
+{
+    size_t  n;
+    u_char  data[20 + sizeof("tls-server-end-point:") - 1
+                 + NGX_HTTP_EXCHANGE_HEALTH_NTLM_HASH_MAX];
+
+    /*
+     * Initiator and acceptor: address type 0, no address; then the
+     * application data's length and the data
+     */
+
+    if (len > NGX_HTTP_EXCHANGE_HEALTH_NTLM_HASH_MAX) {
+        len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_HASH_MAX;
+    }
+
+    n = sizeof("tls-server-end-point:") - 1 + len;
+
+    memset(data, 0, 16);
+    data[16] = (u_char) n;
+    data[17] = 0;
+    data[18] = 0;
+    data[19] = 0;
+    memcpy(data + 20, "tls-server-end-point:", n - len);
+    memcpy(data + 20 + n - len, hash, len);
+
+    md5(cbt, data, 16, data + 16, 4 + n);
+}
+
+
 size_t
 ngx_http_exchange_health_ntlm_authenticate(
     ngx_http_exchange_health_md5_pt md5, const u_char owf[16],
     const ngx_http_exchange_health_ntlm_challenge_t *ch, const u_char cc[8],
     uint64_t now, const u_char *user16, size_t ulen16,
-    const u_char *domain16, size_t dlen16, u_char *buf, size_t size)
+    const u_char *domain16, size_t dlen16,
+    const ngx_http_exchange_health_ntlm_bind_t *bind, u_char *buf,
+    size_t size)
 {
-    size_t     len, ntlen, i;
-    u_char    *p, *lm, *nt, *blob, pair[16];
+    size_t     len, ntlen, hlen, avlen, i;
+    u_char    *p, *lm, *nt, *blob, pair[16], key[16];
     uint64_t   t;
 
-    ntlen = 16 + 28 + ch->info_len + 4;
-    len = NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN(ch->info_len, ulen16,
-                                                 dlen16);
+    /*
+     * Bound, the header has room for the Version and the MIC (2.2.1.3),
+     * where servers look for a MIC whatever the flags
+     */
 
-    if (len > size || ntlen > 0xffff || ulen16 > 0xffff || dlen16 > 0xffff) {
+    hlen = bind ? 88 : 64;
+    avlen = bind ? ngx_http_exchange_health_ntlm_pairs(ch, bind, NULL)
+                 : ch->info_len;
+
+    ntlen = 16 + 28 + avlen + 4;
+    len = hlen + 24 + ntlen + dlen16 + ulen16;
+
+    if (len > size || ntlen > 0xffff || ulen16 > 0xffff || dlen16 > 0xffff
+        || (bind && bind->challenge_len
+                    > NGX_HTTP_EXCHANGE_HEALTH_NTLM_CHALLENGE_MAX))
+    {
         return 0;
     }
 
-    memset(buf, 0, 64);
+    memset(buf, 0, hlen);
     memcpy(buf, ngx_http_exchange_health_ntlm_sig, 8);
     buf[8] = 3;
 
-    lm = buf + 64;
+    lm = buf + hlen;
     nt = lm + 24;
 
     ngx_http_exchange_health_ntlm_field(buf + 12, 24, lm - buf);
@@ -320,7 +379,8 @@ ngx_http_exchange_health_ntlm_authenticate(
 
     /*
      * The blob (3.3.2's "temp"): its version, the time, the client's
-     * challenge, the server's AV pairs and four zeros
+     * challenge, the AV pairs (the server's, or bound, with ours) and
+     * four zeros
      */
 
     blob = nt + 16;
@@ -338,7 +398,10 @@ ngx_http_exchange_health_ntlm_authenticate(
     memcpy(p + 16, cc, 8);
     p += 28;
 
-    if (ch->info_len) {
+    if (bind) {
+        p += ngx_http_exchange_health_ntlm_pairs(ch, bind, p);
+
+    } else if (ch->info_len) {
         memcpy(p, ch->info, ch->info_len);
         p += ch->info_len;
     }
@@ -369,7 +432,172 @@ ngx_http_exchange_health_ntlm_authenticate(
     memcpy(p, domain16, dlen16);
     memcpy(p + dlen16, user16, ulen16);
 
+    /*
+     * The MIC, with the server's time there (3.1.5.1.2): no key is
+     * exchanged, so the exported session key is the session base key,
+     * HMAC-MD5(owf, NTProofStr) (3.3.2, 3.4.5.1); over the three
+     * messages with the MIC zero, then put in its place
+     */
+
+    if (bind && ch->timestamp) {
+        ngx_http_exchange_health_ntlm_hmac(md5, owf, nt, 16, key);
+
+        if (ngx_http_exchange_health_ntlm_mic(md5, key, bind, buf, len,
+                                              buf + 72)
+            != 0)
+        {
+            len = 0;
+        }
+
+        explicit_bzero(key, sizeof(key));
+    }
+
     return len;
+}
+
+
+static size_t
+ngx_http_exchange_health_ntlm_pairs(
+    const ngx_http_exchange_health_ntlm_challenge_t *ch,
+    const ngx_http_exchange_health_ntlm_bind_t *bind, u_char *dst)
+{
+    size_t         id, n, len;
+    u_char        *p, flags[4];
+    const u_char  *q, *last;
+    static const u_char  zeros[16];
+
+    /*
+     * The server's pairs but its end (and any it should not have sent of
+     * ours), then as Windows adds them: MsvAvFlags with the MIC's bit
+     * when there is a MIC, the channel bindings (zeros when there are
+     * none), the target name, the end
+     */
+
+    len = 0;
+    p = dst;
+    q = ch->info;
+    last = q ? q + ch->info_len : q;
+
+    while (q && last - q >= 4) {
+        id = ngx_http_exchange_health_ntlm_u16(q);
+        n = ngx_http_exchange_health_ntlm_u16(q + 2);
+
+        if (id == NTLM_AV_EOL) {
+            break;
+        }
+
+        if (id != NTLM_AV_FLAGS && id != NTLM_AV_TARGET_NAME
+            && id != NTLM_AV_BINDINGS)
+        {
+            if (p) {
+                memcpy(p, q, 4 + n);
+                p += 4 + n;
+            }
+
+            len += 4 + n;
+        }
+
+        q += 4 + n;
+    }
+
+    if (ch->timestamp) {
+        flags[0] = NTLM_AV_FLAG_MIC;
+        flags[1] = 0;
+        flags[2] = 0;
+        flags[3] = 0;
+
+        if (p) {
+            p = ngx_http_exchange_health_ntlm_pair(p, NTLM_AV_FLAGS, flags, 4);
+        }
+
+        len += 8;
+    }
+
+    if (p) {
+        p = ngx_http_exchange_health_ntlm_pair(p, NTLM_AV_BINDINGS,
+                                               bind->cbt ? bind->cbt : zeros,
+                                               16);
+    }
+
+    len += 20;
+
+    if (bind->spn_len) {
+        if (p) {
+            p = ngx_http_exchange_health_ntlm_pair(p, NTLM_AV_TARGET_NAME,
+                                                   bind->spn16,
+                                                   bind->spn_len);
+        }
+
+        len += 4 + bind->spn_len;
+    }
+
+    if (p) {
+        (void) ngx_http_exchange_health_ntlm_pair(p, NTLM_AV_EOL, NULL, 0);
+    }
+
+    return len + 4;
+}
+
+
+static u_char *
+ngx_http_exchange_health_ntlm_pair(u_char *p, size_t id, const u_char *value,
+    size_t len)
+{
+    p[0] = (u_char) (id & 0xff);
+    p[1] = (u_char) (id >> 8);
+    p[2] = (u_char) (len & 0xff);
+    p[3] = (u_char) (len >> 8);
+
+    if (len) {
+        memcpy(p + 4, value, len);
+    }
+
+    return p + 4 + len;
+}
+
+
+static int
+ngx_http_exchange_health_ntlm_mic(ngx_http_exchange_health_md5_pt md5,
+    const u_char key[16], const ngx_http_exchange_health_ntlm_bind_t *bind,
+    const u_char *auth, size_t len, u_char mic[16])
+{
+    size_t  i, n;
+    u_char  head[64 + NGX_HTTP_EXCHANGE_HEALTH_NTLM_NEGOTIATE_LEN
+                 + NGX_HTTP_EXCHANGE_HEALTH_NTLM_CHALLENGE_MAX];
+    u_char  inner[16];
+
+    /* HMAC-MD5 over NEGOTIATE, CHALLENGE and AUTHENTICATE: one key pad */
+
+    if (bind->negotiate_len > NGX_HTTP_EXCHANGE_HEALTH_NTLM_NEGOTIATE_LEN
+        || bind->challenge_len > NGX_HTTP_EXCHANGE_HEALTH_NTLM_CHALLENGE_MAX)
+    {
+        return -1;
+    }
+
+    memset(head, 0x36, 64);
+
+    for (i = 0; i < 16; i++) {
+        head[i] ^= key[i];
+    }
+
+    n = 64;
+    memcpy(head + n, bind->negotiate, bind->negotiate_len);
+    n += bind->negotiate_len;
+    memcpy(head + n, bind->challenge, bind->challenge_len);
+    n += bind->challenge_len;
+
+    md5(inner, head, n, auth, len);
+
+    for (i = 0; i < 64; i++) {
+        head[i] ^= 0x36 ^ 0x5c;
+    }
+
+    md5(mic, head, 64, inner, 16);
+
+    explicit_bzero(head, 64);
+    explicit_bzero(inner, sizeof(inner));
+
+    return 0;
 }
 
 

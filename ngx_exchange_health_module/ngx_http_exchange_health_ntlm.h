@@ -37,11 +37,39 @@ typedef struct {
 } ngx_http_exchange_health_ntlm_challenge_t;
 
 
+/*
+ * Extended Protection (MS-NLMP 3.1.5.1.2): what the AUTHENTICATE adds to
+ * the server's AV pairs, and the messages its MIC covers
+ */
+typedef struct {
+    const u_char   *cbt;            /* MsvAvChannelBindings, or NULL */
+    const u_char   *spn16;          /* MsvAvTargetName, UTF-16LE */
+    size_t          spn_len;
+    const u_char   *negotiate;
+    size_t          negotiate_len;
+    const u_char   *challenge;
+    size_t          challenge_len;
+} ngx_http_exchange_health_ntlm_bind_t;
+
+
 #define NGX_HTTP_EXCHANGE_HEALTH_NTLM_NEGOTIATE_LEN  32
+
+/* the longest CHALLENGE a MIC is made over, and hash of a certificate */
+#define NGX_HTTP_EXCHANGE_HEALTH_NTLM_CHALLENGE_MAX  2048
+#define NGX_HTTP_EXCHANGE_HEALTH_NTLM_HASH_MAX       64
 
 /* the AUTHENTICATE message's size, for TargetInfo, user and domain */
 #define NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN(info, user, domain)           \
     (64 + 24 + 16 + 28 + (info) + 4 + (user) + (domain))
+
+
+/*
+ * ... and bound (Version and MIC in the header; MsvAvFlags, the channel
+ * bindings and the target name added to the AV pairs): at most this
+ */
+#define NGX_HTTP_EXCHANGE_HEALTH_NTLM_BOUND_LEN(info, spn, user, domain)     \
+    (88 + 24 + 16 + 28 + (info) + 8 + 20 + 4 + (spn) + 4 + (user)            \
+     + (domain))
 
 
 /* the NEGOTIATE message, NGX_HTTP_EXCHANGE_HEALTH_NTLM_NEGOTIATE_LEN bytes */
@@ -74,16 +102,27 @@ int ngx_http_exchange_health_ntlm_owf(ngx_http_exchange_health_md5_pt md5,
     const u_char *domain, size_t dlen, u_char owf[16]);
 
 /*
+ * The channel binding token of RFC 5929's tls-server-end-point: MD5 of
+ * the gss_channel_bindings_struct (RFC 4121 4.1.1.2) with no addresses
+ * and "tls-server-end-point:" and hash as its application data
+ */
+void ngx_http_exchange_health_ntlm_cbt(ngx_http_exchange_health_md5_pt md5,
+    const u_char *hash, size_t len, u_char cbt[16]);
+
+/*
  * The AUTHENTICATE message for ch, with the NTLMv2 response of owf, the
  * client's challenge cc and the time now (a FILETIME, used when ch has
- * no timestamp); user16 and domain16 in UTF-16LE.  Returns its length,
- * or 0 when it does not fit in size.
+ * no timestamp); user16 and domain16 in UTF-16LE; bound to bind, or not
+ * (NULL: the message of NGX_HTTP_EXCHANGE_HEALTH_NTLM_AUTH_LEN).
+ * Returns its length, or 0 when it does not fit in size.
  */
 size_t ngx_http_exchange_health_ntlm_authenticate(
     ngx_http_exchange_health_md5_pt md5, const u_char owf[16],
     const ngx_http_exchange_health_ntlm_challenge_t *ch, const u_char cc[8],
     uint64_t now, const u_char *user16, size_t ulen16,
-    const u_char *domain16, size_t dlen16, u_char *buf, size_t size);
+    const u_char *domain16, size_t dlen16,
+    const ngx_http_exchange_health_ntlm_bind_t *bind, u_char *buf,
+    size_t size);
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_NTLM_H_INCLUDED_ */

@@ -45,6 +45,7 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_GET        1
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC      2
 #define NGX_HTTP_EXCHANGE_HEALTH_STEP_NTLM       3    /* its challenge */
+#define NGX_HTTP_EXCHANGE_HEALTH_STEP_AUTH       4    /* NTLM's answer */
 
 
 typedef struct {
@@ -489,6 +490,8 @@ static void
 ngx_http_exchange_health_signin_answer(ngx_http_exchange_health_probe_t *pr,
     char *error)
 {
+    u_char                          *why;
+    ngx_int_t                        rc;
     ngx_http_exchange_health_job_t  *job;
 
     job = pr->data;
@@ -496,14 +499,27 @@ ngx_http_exchange_health_signin_answer(ngx_http_exchange_health_probe_t *pr,
     /* an NTLM challenge is answered on its connection */
 
     if (job->step == NGX_HTTP_EXCHANGE_HEALTH_STEP_NTLM) {
-        job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC;
+        job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_AUTH;
 
-        if (ngx_http_exchange_health_signin_ntlm_challenged(pr, job->protocol,
-                                                            error)
-            == NGX_OK)
-        {
+        rc = ngx_http_exchange_health_signin_ntlm_challenged(pr,
+                                                  job->protocol, error, &why);
+        if (rc == NGX_OK) {
             return;
         }
+
+        if (rc == NGX_ERROR) {
+
+            /* this server's NTLM is broken, not the account */
+
+            ngx_http_exchange_health_probe_close(pr);
+            ngx_http_exchange_health_signin_record(pr, job->protocol,
+                                       NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED,
+                                       401, why);
+            ngx_http_exchange_health_signin_next(pr);
+            return;
+        }
+
+        job->step = NGX_HTTP_EXCHANGE_HEALTH_STEP_BASIC;
     }
 
     /* the answer is read: the connection is done with, whatever it says */
@@ -634,6 +650,20 @@ ngx_http_exchange_health_signin_called(ngx_http_exchange_health_probe_t *pr,
     if (error) {
         result = NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED;
         ngx_cpystrn(why, (u_char *) error, sizeof(why));
+    }
+
+    /*
+     * NTLM signs the connection in: a server that ends it after its
+     * CHALLENGE (its own setting, or a device between) can sign no one in
+     */
+
+    if (job->step == NGX_HTTP_EXCHANGE_HEALTH_STEP_AUTH
+        && pr->response->last == pr->response->pos
+        && (error == NULL || ngx_strcmp(error, "timed out") != 0))
+    {
+        result = NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED;
+        ngx_cpystrn(why, (u_char *) "closed the connection after its NTLM "
+                    "CHALLENGE: NTLM needs it kept open", sizeof(why));
     }
 
     /* an answer, 401 or not, says whether the credentials passed */

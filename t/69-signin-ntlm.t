@@ -14,10 +14,18 @@
 # - EXCH2's EWS breaks (ews-broken) with no user traffic at all: out for
 #   ews within two intervals; healed: back within two, no user request.
 # - Negotiate wrapping NTLM: the same messages under "Negotiate".
+# - A 401 to the NEGOTIATE with no CHALLENGE, or one that cannot be read,
+#   and a server that closes the connection after its CHALLENGE: that
+#   server's call fails, saying which; never the account's refusal, so the
+#   other servers go on signing in.
 # - A wrong password: the server's 401 to the AUTHENTICATE; no server
 #   out, one warning, at most 3 attempts per server in 15 minutes.
-# - The password, its NT hash, NTOWFv2 and the AUTHENTICATE messages are
-#   nowhere: the error log at debug level, the status page in every
+# - Extended Protection required (EH::Backend's extended_protection):
+#   an AUTHENTICATE without channel binding is refused though its
+#   password is right; the probe's carry the token of each server's
+#   certificate and the MIC, and sign in.
+# - The password, its NT hash, NTOWFv2, each AUTHENTICATE's session key
+#   and the AUTHENTICATE messages are nowhere: the error log at debug level, the status page in every
 #   format, the state file, nginx -T.
 
 use FindBin;
@@ -26,6 +34,7 @@ use EH::Test;
 use EH::Front;
 use EH::Ntlm;
 use Digest::MD4 qw(md4_hex);
+use MIME::Base64 qw(decode_base64);
 use Encode ();
 use Time::HiRes qw(time);
 
@@ -199,11 +208,18 @@ subtest 'Negotiate wrapping NTLM, and a UPN' => sub {
 
 # ---------------------------------------------------------------- hostile
 
-subtest 'a broken CHALLENGE, and a 500 before sign-in: the call\'s, never the worker\'s' => sub {
+subtest 'a broken CHALLENGE, no CHALLENGE, a close after it, a 500: each that server\'s own' => sub {
     use MIME::Base64 qw(encode_base64);
     $farm->server('EXCH3')->prepend({ path => '^/EWS/', status => 401,
         add_headers => [ [ 'WWW-Authenticate' => 'NTLM ' . encode_base64(
             "NTLMSSP\0" . pack('V', 2) . ("\xff" x 40), '') ] ] });
+    # a 401 that offers NTLM but carries no CHALLENGE: a server whose
+    # Windows sign-in is broken (or a device before it that strips it)
+    $farm->server('EXCH3')->prepend({ path => '^/mapi/', status => 401,
+        add_headers => [ [ 'WWW-Authenticate' => 'NTLM' ] ] });
+    # a server that ends the connection after its CHALLENGE
+    $farm->server('EXCH1')->prepend({ path => '^/Microsoft-Server-ActiveSync',
+                                      basic => 1, keepalive => 0 });
     $farm->server('EXCH2')->prepend({ path => '^/mapi/', status => 500 });
     my $ng4 = front($cred);
     $ng4->start;
@@ -211,13 +227,87 @@ subtest 'a broken CHALLENGE, and a 500 before sign-in: the call\'s, never the wo
     ok wait_until(sub { (signin_of($ng4, 'EXCH2', 'mapi')->{why} // '') eq 'status 500' },
                   timeout => 3 * $INTERVAL + 2),
        'EXCH2 mapi: the 500 to the NEGOTIATE is the call\'s failure';
-    ok wait_until(sub { (signin_of($ng4, 'EXCH3', 'ews')->{result} // '') eq 'refused' },
+    ok wait_until(sub { (signin_of($ng4, 'EXCH3', 'ews')->{result} // '') eq 'failed'
+                        && (signin_of($ng4, 'EXCH3', 'mapi')->{result} // '') eq 'failed'
+                        && (signin_of($ng4, 'EXCH1', 'activesync')->{result} // '') eq 'failed' },
                   timeout => 3 * $INTERVAL + 2),
-       'EXCH3 ews: a CHALLENGE past its end is no sign-in, the 401 the account\'s';
+       'EXCH3 ews and mapi, EXCH1 activesync: failed, not the account refused'
+        or diag explain { EXCH3 => { map { ($_ => signin_of($ng4, 'EXCH3', $_)) } @CALLS },
+                          EXCH1 => signin_of($ng4, 'EXCH1', 'activesync') };
+    is signin_of($ng4, 'EXCH3', 'ews')->{why}, 'a 401 whose NTLM CHALLENGE cannot be read',
+       '... a CHALLENGE past its end: said so';
+    is signin_of($ng4, 'EXCH3', 'mapi')->{why}, 'a 401 to the NTLM NEGOTIATE with no CHALLENGE',
+       '... a 401 without one: said so';
+    is signin_of($ng4, 'EXCH1', 'activesync')->{why},
+       'closed the connection after its NTLM CHALLENGE: NTLM needs it kept open',
+       '... a close after the CHALLENGE: said so';
+
+    # the other servers go on signing in, interval after interval
+    my $t0 = time;
+    ok wait_until(sub { type3s('EXCH2', path => '^/EWS/', since => $t0) >= 2
+                        && type3s('EXCH1', path => '^/EWS/', since => $t0) >= 2
+                        && type3s('EXCH3', path => '^/Microsoft-Server-ActiveSync', since => $t0) >= 2 },
+                  timeout => 4 * $INTERVAL + 2),
+       'the others\' calls, and EXCH3\'s activesync, go on signing in';
+    is join(',', map { my $n = $_; map { signin_of($ng4, $n, $_)->{result} // '-' } @CALLS } qw(EXCH1 EXCH2 EXCH3)),
+       'ok,failed,ok,ok,ok,failed,failed,ok,failed', 'every call\'s result';
+    is scalar($ng4->grep_error_log(qr/refused the signed-in probe's sign-in/)), 0,
+       'no warning of the account refused';
     is join(',', sort $ng4->worker_pids), $pids, 'the same workers throughout';
     $ng4->stop;
     $farm->heal;
     $farm->windows(1);
+};
+
+# ---------------------------------------------------------------- Extended Protection
+
+subtest 'Extended Protection required (Exchange 2019 CU14 and later): bound sign-ins' => sub {
+    use MIME::Base64 qw(encode_base64 decode_base64);
+    $farm->server($_)->extended_protection('require') for $farm->names;
+
+    # the check works: the right password, without channel binding, is
+    # refused as IIS refuses it (a probe before this change was so)
+    my $b = $farm->server('EXCH1');
+    my $c = EH::Client->new(port => $b->port, tls => 1, keepalive => 1,
+                            sni => 'mail.contoso.com');
+    my $r = $c->request(POST => '/EWS/Exchange.asmx', body => '',
+        headers => [ [ Authorization => 'NTLM ' . EH::Ntlm::type1() ] ]);
+    my ($tok) = map { /^NTLM (\S+)/ ? $1 : () } @{ $r->{headers}{'www-authenticate'} || [] };
+    ok $tok, 'a CHALLENGE';
+    my $t3 = EH::Ntlm::type3v2(decode_base64($tok // ''), $PASSWORD, 'monitor', 'CONTOSO');
+    my $t0 = time;
+    $r = $c->request(POST => '/EWS/Exchange.asmx', body => '',
+        headers => [ [ Authorization => 'NTLM ' . encode_base64($t3, '') ] ]);
+    is $r->{status}, 401, 'an AUTHENTICATE without channel binding, right password: 401';
+    my ($old) = grep { ($_->{headers}{'user-agent'} // '') !~ /exchange_health probe/ }
+                type3s('EXCH1', since => $t0);
+    is $old && $old->{ep}, 'no-channel-binding', '... refused for its missing binding';
+    $c->close;
+
+    # the module's probe: every call of every server signed in, bound
+    my $ng5 = front($cred);
+    $ng5->start;
+    $t0 = time;
+    ok wait_until(sub { EH::Front::signin_all_ok($ng5, $farm, @CALLS) }, timeout => 4 * $INTERVAL + 2),
+       'EP required: every call of every server signed in'
+        or diag explain { map { my $n = $_; ($n => { map { ($_ => signin_of($ng5, $n, $_)) } @CALLS }) } $farm->names };
+    my @t3 = grep { ($_->{headers}{'user-agent'} // '') =~ /exchange_health probe/ }
+             map { type3s($_, since => $t0) } $farm->names;
+    ok @t3 >= 9, scalar(@t3) . ' AUTHENTICATEs of the probe';
+    is join(',', sort keys %{{ map { (($_->{ep} // '-') => 1) } @t3 }}), 'bound',
+       '... each with the channel binding of the server\'s certificate and the MIC';
+    is join(',', sort keys %{{ map { (($_->{signin} // '-') => 1) } @t3 }}), 'signed-in',
+       '... and its NTLMv2 right';
+    is scalar($ng5->grep_error_log(qr/refused the signed-in probe's sign-in/)), 0,
+       'no warning of the account refused';
+    my $nginx = $ENV{EH_NGINX} // '/usr/sbin/nginx';
+    SKIP: {
+        skip 'nginx built without --with-debug', 1 unless `$nginx -V 2>&1` =~ /--with-debug/;
+        ok scalar($ng5->grep_error_log(qr/channel bound: yes, MIC: yes/)),
+           'the debug log says the AUTHENTICATE was bound, with a MIC';
+    }
+    $ng5->stop;
+    $farm->server($_)->extended_protection('none') for $farm->names;
 };
 
 # ---------------------------------------------------------------- secrecy
@@ -234,6 +324,17 @@ sub secrets {
     my @t3 = map { /^\S+ (\S+)/ ? $1 : () }
              map { $_->{headers}{authorization} // '' }
              map { type3s($_) } $farm->names;
+    # each AUTHENTICATE's session key, HMAC-MD5(NTOWFv2, NTProofStr),
+    # which keys its MIC
+    for my $m (map { decode_base64($_) } @t3) {
+        my ($ntlen, $ntoff) = unpack 'v x2 V', substr($m, 20, 8);
+        next unless $ntlen >= 16 && $ntoff + 16 <= length $m;
+        for my $pw ($PASSWORD, "not-$PASSWORD") {
+            my $key = unpack 'H*', EH::Ntlm::hmac_md5(
+                EH::Ntlm::ntowfv2($pw, 'monitor', 'CONTOSO'), substr($m, $ntoff, 16));
+            push @s, $key, uc $key;
+        }
+    }
     return (@s, map { substr $_, 40, 40 } @t3);
 }
 
@@ -258,7 +359,7 @@ sub nowhere {
     }
 }
 
-subtest 'the password, its NT hash, NTOWFv2 and the AUTHENTICATEs are nowhere' => sub {
+subtest 'the password, its NT hash, NTOWFv2, the session keys and the AUTHENTICATEs are nowhere' => sub {
     nowhere($ng, 'challenged, answering with NTLMv2');
 };
 

@@ -235,6 +235,17 @@ sub windows {
     return $self->_write_routes($self->{routes});
 }
 
+# Extended Protection on the server's Windows sign-in (windows(1)):
+# 'require' refuses, with 401 as IIS does, an AUTHENTICATE of one of the
+# accounts without the channel binding token of this server's own
+# certificate, or without its MIC (EH::Ntlm::ep_refusal); 'none' (the
+# default) checks neither.
+sub extended_protection {
+    my ($self, $mode) = @_;
+    $self->{ep} = $mode // 'none';
+    return $self->_write_routes($self->{routes});
+}
+
 # Headers this server never sends, whatever the route: a farm whose IIS
 # outbound rules strip the names of its servers (X-BEServer,
 # X-CalculatedBETarget, X-DiagInfo, X-FEServer).  No names: send all.
@@ -286,7 +297,8 @@ sub _write_routes {
                 json_encode({ gen => $self->{gen}, routes => \@out,
                               strip => $self->{strip} || [],
                               accounts => $self->{accounts},
-                              windows => $self->{windows} }));
+                              windows => $self->{windows},
+                              ep => $self->{ep} // 'none' }));
     return $self;
 }
 
@@ -564,6 +576,7 @@ sub _load_routes {
     $self->{child_strip} = $data->{strip} || [];
     $self->{child_accounts} = $data->{accounts};
     $self->{child_windows} = $data->{windows};
+    $self->{child_ep} = $data->{ep} // 'none';
     $self->{child_routes} = \@routes;
     $self->{child_gen} = $data->{gen};
     $self->{child_text} = $text;
@@ -866,6 +879,7 @@ sub _respond {
         auth       => $req->{auth},
         (defined $req->{ntlm} ? (ntlm => $req->{ntlm},
                                  ntlm_user => $req->{ntlm_user}) : ()),
+        (defined $req->{ep} ? (ep => $req->{ep}) : ()),
         (defined $req->{signin} ? (signin => $req->{signin}) : ()),
         user       => $req->{user},
         cadata     => $cadata,
@@ -944,8 +958,11 @@ sub _ntlm {
     my $deny = sub {
         my ($why, @h) = @_;
         $req->{ntlm} = $why;
+        # a route's keepalive => 0 holds for its 401s too: a server (or
+        # a device before it) that ends the connection after them
         return { name => "ntlm-$why", status => 401, body => "401 $why\n",
-                 add_headers => @h ? [ \@h ] : $offer };
+                 add_headers => @h ? [ \@h ] : $offer,
+                 (defined $r->{keepalive} ? (keepalive => $r->{keepalive}) : ()) };
     };
     if (defined $auth) {
         my ($scheme, $tok) = $auth =~ /\A(NTLM|Negotiate) +([A-Za-z0-9+\/=]+)\z/i
@@ -970,9 +987,9 @@ sub _ntlm {
         return $deny->('bad-authorization') unless ($sig // '') eq "NTLMSSP\0";
         if ($type == 1) {
             my $ch = join '', map { chr int rand 256 } 1 .. 8;
-            %$st = (challenge => $ch);
             require EH::Ntlm;
             my $t2 = EH::Ntlm::type2($ch, $self->{name});
+            %$st = (challenge => $ch, type1 => $msg, type2 => $t2);
             return $deny->('challenge',
                 'WWW-Authenticate' => "$scheme " . MIME::Base64::encode_base64($t2, ''));
         }
@@ -1000,6 +1017,18 @@ sub _ntlm {
                 if ($req->{signin} eq 'refused') {
                     %$st = ();
                     return $deny->('wrong-password');
+                }
+                if ($self->{child_ep} eq 'require' && $self->{tls}) {
+                    $self->{child_cbt} //= EH::Ntlm::cbt(
+                        EH::Ntlm::end_point_hash($self->{cert}{cert}));
+                    my $why = EH::Ntlm::ep_refusal($acc->{$account}, $user, $domain,
+                        $st->{type1}, $st->{type2}, $msg, $nt, $self->{child_cbt});
+                    $req->{ep} = $why || 'bound';
+                    if ($why) {
+                        $req->{signin} = 'refused';
+                        %$st = ();
+                        return $deny->($why);
+                    }
                 }
                 %$st = (user => $user);
             }

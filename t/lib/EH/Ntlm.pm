@@ -52,6 +52,89 @@ sub v2_ok {
     return $proof eq substr($nt, 0, 16);
 }
 
+# Extended Protection as IIS checks it (tokenChecking="Require"), from
+# the specifications alone, apart from the module's C: the channel
+# binding token of RFC 5929's tls-server-end-point (the hash of the
+# server's own certificate; SHA-256 for MD5 and SHA-1) in RFC 4121's
+# gss_channel_bindings_struct, MD5'd into MsvAvChannelBindings (MS-NLMP
+# 2.2.2.1); and the MIC (3.1.5.1.2), HMAC-MD5 under the session base key
+# HMAC-MD5(NTOWFv2, NTProofStr) over NEGOTIATE, CHALLENGE and
+# AUTHENTICATE with the MIC zero.
+
+# the certificate's hash for tls-server-end-point, from its PEM file
+sub end_point_hash {
+    my ($pem) = @_;
+    require Digest::SHA;
+    require MIME::Base64;
+    open my $fh, '<', $pem or die "$pem: $!";
+    my $text = do { local $/; <$fh> };
+    my ($b64) = $text =~ /-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----/s;
+    my $der = MIME::Base64::decode_base64($b64 // '');
+    my $alg = `openssl x509 -in '$pem' -noout -text 2>/dev/null`
+              =~ /Signature Algorithm: *(\S+)/ ? lc $1 : '';
+    return $alg =~ /sha384/ ? Digest::SHA::sha384($der)
+         : $alg =~ /sha512/ ? Digest::SHA::sha512($der)
+         : Digest::SHA::sha256($der);
+}
+
+sub cbt {
+    my ($hash) = @_;
+    my $app = "tls-server-end-point:$hash";
+    return md5(pack('V5', 0, 0, 0, 0, length $app) . $app);
+}
+
+# the AV pairs of an NTLMv2 response: [id, value] in order
+sub av_pairs {
+    my ($nt) = @_;
+    my @pairs;
+    my $p = 16 + 28;
+    while ($p + 4 <= length $nt) {
+        my ($id, $n) = unpack 'vv', substr($nt, $p, 4);
+        last if $id == 0;
+        push @pairs, [ $id, substr($nt, $p + 4, $n) ];
+        $p += 4 + $n;
+    }
+    return @pairs;
+}
+
+# why a bound AUTHENTICATE is refused, or '' when it passes: $t1 and $t2
+# the NEGOTIATE and CHALLENGE of its connection, $cbt what is expected
+sub ep_refusal {
+    my ($password, $user, $domain, $t1, $t2, $t3, $nt, $cbt) = @_;
+    my %av = map { ($_->[0] => $_->[1]) } av_pairs($nt);
+    return 'no-channel-binding' unless defined $av{10};
+    return 'wrong-channel-binding' unless $av{10} eq $cbt;
+    my $flags = defined $av{6} ? unpack('V', $av{6}) : 0;
+    return 'no-mic' unless $flags & 2;
+    my $key = hmac_md5(ntowfv2($password, $user, $domain), substr($nt, 0, 16));
+    my $zeroed = substr($t3, 0, 72) . ("\0" x 16) . substr($t3, 88);
+    return 'wrong-mic' unless hmac_md5($key, $t1 . $t2 . $zeroed) eq substr($t3, 72, 16);
+    return '';
+}
+
+# A real NTLMv2 AUTHENTICATE, as a client without Extended Protection
+# makes it (no MIC, no bindings): the "old-style" message
+sub type3v2 {
+    my ($t2, $password, $user, $domain) = @_;
+    my ($ilen, $ioff) = unpack 'v x2 V', substr($t2, 40, 8);
+    my $info = substr($t2, $ioff, $ilen);
+    my $cc = join '', map { chr int rand 256 } 1 .. 8;
+    my $ft = int((time + 11644473600) * 10_000_000);
+    my $blob = "\1\1" . ("\0" x 6) . pack('VV', $ft % 2**32, int($ft / 2**32))
+             . $cc . ("\0" x 4) . $info . ("\0" x 4);
+    my $proof = hmac_md5(ntowfv2($password, $user, $domain),
+                         substr($t2, 24, 8) . $blob);
+    my $nt = $proof . $blob;
+    my ($u, $d) = (utf16($user), utf16($domain));
+    my @buf = ("\0" x 24, $nt, $d, $u, '', '');
+    my ($head, $payload) = ('', '');
+    for my $b (@buf) {
+        $head .= pack 'vvV', length $b, length $b, 64 + length $payload;
+        $payload .= $b;
+    }
+    return "NTLMSSP\0" . pack('V', 3) . $head . pack('V', 0x00088205) . $payload;
+}
+
 # A type-2 as IIS sends it: the challenge, the target's name and its AV
 # pairs (NetBIOS domain and computer, the time as a FILETIME, the end)
 sub type2 {
