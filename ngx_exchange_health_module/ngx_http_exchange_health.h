@@ -942,8 +942,6 @@ void ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
 
 /* ngx_http_exchange_health_judge.c */
-ngx_uint_t ngx_http_exchange_health_usable(
-    ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
 void ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
@@ -955,6 +953,14 @@ void ngx_http_exchange_health_unread(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 ngx_int_t ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw);
+
+/* ngx_http_exchange_health_retry.c */
+ngx_uint_t ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+ngx_int_t ngx_http_exchange_health_resend(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_usable(
+    ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
 
 /* ngx_http_exchange_health_request_facts.c */
 void ngx_http_exchange_health_waiting(ngx_http_request_t *r,
