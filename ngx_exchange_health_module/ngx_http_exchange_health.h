@@ -23,6 +23,7 @@
  * for all others */
 #define NGX_HTTP_EXCHANGE_HEALTH_STATUSES     640
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
+#define NGX_HTTP_EXCHANGE_HEALTH_FREE_CTX     256   /* kept for reuse */
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
 #define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions signed in */
 
@@ -715,6 +716,12 @@ typedef struct {
     ngx_uint_t                            nattempts;
     ngx_http_exchange_health_attempt_t    attempt[
                                           NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS];
+
+    /* what scan points to while an answer's body is scanned */
+    ngx_http_exchange_health_scan_t       scan_state;
+
+    /* in the worker's list of contexts to reuse (balancer.c) */
+    void                                 *next_free;
 } ngx_http_exchange_health_ctx_t;
 
 

@@ -745,10 +745,7 @@ ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ctx->scan = ngx_palloc(r->pool, sizeof(ngx_http_exchange_health_scan_t));
-    if (ctx->scan == NULL) {
-        return NGX_ERROR;
-    }
+    ctx->scan = &ctx->scan_state;
 
     ngx_http_exchange_health_scan_init(ctx->scan, ctx->lcf->markers,
                                        ctx->eligible, ctx->lcf->scan,
