@@ -238,7 +238,7 @@ ngx_uint_t
 ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 {
     u_char               *p;
-    ngx_uint_t            i, status;
+    ngx_uint_t            status;
     ngx_table_elt_t      *type;
     ngx_http_upstream_t  *u;
 
@@ -269,10 +269,11 @@ ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 
     p = type->value.data;
 
-    for (i = 0; i < 5; i++) {
-        if ((p[i] | 0x20) != (u_char) "text/"[i]) {
-            return 0;
-        }
+    if ((p[0] | 0x20) != 't' || (p[1] | 0x20) != 'e'
+        || (p[2] | 0x20) != 'x' || (p[3] | 0x20) != 't'
+        || (p[4] | 0x20) != '/')
+    {
+        return 0;
     }
 
     if (type->value.len >= 9
