@@ -33,7 +33,7 @@ static void ngx_http_exchange_health_ctx_put(
 
 /*
  * Contexts of ended requests, kept by the worker for the next ones: a
- * context (with its attempts and scan state, 1.4 KB) taken from the
+ * context (with its attempts and scan state, 1.3 KB) taken from the
  * request's pool made the pool of an HTML answer take one more 4 KB
  * block, and every later allocation of the request walk past the full
  * ones (docs/performance.md).  As nginx keeps free connections.
