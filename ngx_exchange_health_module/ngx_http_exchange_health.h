@@ -709,6 +709,7 @@ typedef struct {
     unsigned                              bypass:1;  /* this try's */
     unsigned                              trial_handshake:1;
     unsigned                              waits:3;   /* what it waits for */
+    unsigned                              waits_read:1;  /* waits decided */
     unsigned                              hold_expired:1;
     unsigned                              held_byte:1;
 
@@ -970,7 +971,7 @@ ngx_uint_t ngx_http_exchange_health_usable(
     ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
 
 /* ngx_http_exchange_health_request_facts.c */
-void ngx_http_exchange_health_waiting(ngx_http_request_t *r,
+ngx_uint_t ngx_http_exchange_health_waiting(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_request_of(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx,

@@ -75,8 +75,6 @@ ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
 
     ctx->reinit_request = u->reinit_request;
     u->reinit_request = ngx_http_exchange_health_reinit_request;
-
-    ngx_http_exchange_health_waiting(r, ctx);
 }
 
 
@@ -108,8 +106,9 @@ ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
         ctx->retrying = 0;
         state &= ~NGX_PEER_FAILED;
 
-    } else if ((state & NGX_PEER_FAILED) && a && ctx->detect && ctx->waits
-               && c && c->read->timedout && u->request_sent)
+    } else if ((state & NGX_PEER_FAILED) && a && ctx->detect
+               && c && c->read->timedout && u->request_sent
+               && ngx_http_exchange_health_waiting(ctx->request, ctx))
     {
         /*
          * A request meant to wait, still waiting when proxy_read_timeout
@@ -126,9 +125,10 @@ ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
         state &= ~NGX_PEER_FAILED;
         pc->tries = 0;
 
-    } else if (!(state & NGX_PEER_FAILED) && a && ctx->detect && !ctx->waits
+    } else if (!(state & NGX_PEER_FAILED) && a && ctx->detect
                && a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING
-               && c && c->read->timedout)
+               && c && c->read->timedout
+               && !ngx_http_exchange_health_waiting(ctx->request, ctx))
     {
         /*
          * The header went on when the hold time was up, and the body the
@@ -440,7 +440,7 @@ ngx_http_exchange_health_may_hold(ngx_http_request_t *r,
     hlcf = ctx->lcf;
     held = b->last - b->pos;
 
-    if (ctx->waits) {
+    if (ngx_http_exchange_health_waiting(r, ctx)) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: no hold of a request meant to "
                        "wait (%s)",
