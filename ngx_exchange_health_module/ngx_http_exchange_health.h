@@ -23,6 +23,7 @@
  * for all others */
 #define NGX_HTTP_EXCHANGE_HEALTH_STATUSES     640
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
+#define NGX_HTTP_EXCHANGE_HEALTH_FREE_CTX     256   /* kept for reuse */
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
 #define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions signed in */
 
@@ -720,6 +721,7 @@ typedef struct {
     unsigned                              bypass:1;  /* this try's */
     unsigned                              trial_handshake:1;
     unsigned                              waits:3;   /* what it waits for */
+    unsigned                              waits_read:1;  /* waits decided */
     unsigned                              hold_expired:1;
     unsigned                              held_byte:1;
 
@@ -727,6 +729,12 @@ typedef struct {
     ngx_uint_t                            nattempts;
     ngx_http_exchange_health_attempt_t    attempt[
                                           NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS];
+
+    /* what scan points to while an answer's body is scanned */
+    ngx_http_exchange_health_scan_t       scan_state;
+
+    /* in the worker's list of contexts to reuse (balancer.c) */
+    void                                 *next_free;
 } ngx_http_exchange_health_ctx_t;
 
 
@@ -954,8 +962,6 @@ void ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
 
 /* ngx_http_exchange_health_judge.c */
-ngx_uint_t ngx_http_exchange_health_usable(
-    ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
 void ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
@@ -968,8 +974,16 @@ void ngx_http_exchange_health_unread(ngx_http_request_t *r,
 ngx_int_t ngx_http_exchange_health_start_scan(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t raw);
 
+/* ngx_http_exchange_health_retry.c */
+ngx_uint_t ngx_http_exchange_health_may_retry(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+ngx_int_t ngx_http_exchange_health_resend(ngx_http_request_t *r,
+    ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_usable(
+    ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
+
 /* ngx_http_exchange_health_request_facts.c */
-void ngx_http_exchange_health_waiting(ngx_http_request_t *r,
+ngx_uint_t ngx_http_exchange_health_waiting(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_request_of(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx,

@@ -25,6 +25,21 @@ static void ngx_http_exchange_health_mark_avoided(
 static void ngx_http_exchange_health_who(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 static void ngx_http_exchange_health_cleanup(void *data);
+static ngx_http_exchange_health_ctx_t *ngx_http_exchange_health_ctx_get(
+    ngx_log_t *log);
+static void ngx_http_exchange_health_ctx_put(
+    ngx_http_exchange_health_ctx_t *ctx);
+
+
+/*
+ * Contexts of ended requests, kept by the worker for the next ones: a
+ * context (with its attempts and scan state, 1.3 KB) taken from the
+ * request's pool made the pool of an HTML answer take one more 4 KB
+ * block, and every later allocation of the request walk past the full
+ * ones (docs/performance.md).  As nginx keeps free connections.
+ */
+static ngx_http_exchange_health_ctx_t  *ngx_http_exchange_health_free;
+static ngx_uint_t                       ngx_http_exchange_health_nfree;
 
 
 ngx_int_t
@@ -43,7 +58,14 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
                                            ngx_http_exchange_health_module);
     hlcf = ngx_http_get_module_loc_conf(r, ngx_http_exchange_health_module);
 
-    ctx = ngx_palloc(r->pool, sizeof(ngx_http_exchange_health_ctx_t));
+    /* the cleanup first: a context must never outlive its request */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx = ngx_http_exchange_health_ctx_get(r->connection->log);
     if (ctx == NULL) {
         return NGX_ERROR;
     }
@@ -55,7 +77,7 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     u->peer.data = &ctx->rrp;
 
     if (ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK) {
-        return NGX_ERROR;
+        goto failed;
     }
 
     u->peer.get = ngx_http_exchange_health_get_peer;
@@ -72,7 +94,7 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     if (ngx_http_exchange_health_has_mailbox(r->uri.data, r->uri.len)) {
         ctx->uri.data = ngx_pnalloc(r->pool, 5 * r->uri.len + 9);
         if (ctx->uri.data == NULL) {
-            return NGX_ERROR;
+            goto failed;
         }
 
         ctx->uri.len = ngx_http_exchange_health_mask_mailbox(ctx->uri.data,
@@ -89,7 +111,7 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     } else {
         ctx->avoided = ngx_pcalloc(r->pool, 2 * n * sizeof(uintptr_t));
         if (ctx->avoided == NULL) {
-            return NGX_ERROR;
+            goto failed;
         }
 
         ctx->suspect = ctx->avoided + n;
@@ -132,17 +154,50 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
         ngx_http_exchange_health_judge_init(r, ctx);
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
     cln->handler = ngx_http_exchange_health_cleanup;
     cln->data = ctx;
 
     ngx_http_set_ctx(r, ctx, ngx_http_exchange_health_module);
 
     return NGX_OK;
+
+failed:
+
+    ngx_http_exchange_health_ctx_put(ctx);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_http_exchange_health_ctx_t *
+ngx_http_exchange_health_ctx_get(ngx_log_t *log)
+{
+    ngx_http_exchange_health_ctx_t  *ctx;
+
+    ctx = ngx_http_exchange_health_free;
+
+    if (ctx == NULL) {
+        return ngx_alloc(sizeof(ngx_http_exchange_health_ctx_t), log);
+    }
+
+    ngx_http_exchange_health_free = ctx->next_free;
+    ngx_http_exchange_health_nfree--;
+
+    return ctx;
+}
+
+
+static void
+ngx_http_exchange_health_ctx_put(ngx_http_exchange_health_ctx_t *ctx)
+{
+    if (ngx_http_exchange_health_nfree == NGX_HTTP_EXCHANGE_HEALTH_FREE_CTX) {
+        ngx_free(ctx);
+        return;
+    }
+
+    ctx->next_free = ngx_http_exchange_health_free;
+    ngx_http_exchange_health_free = ctx;
+    ngx_http_exchange_health_nfree++;
 }
 
 
@@ -372,5 +427,12 @@ ngx_http_exchange_health_cleanup(void *data)
     if (ctx->scan) {
         ngx_http_exchange_health_scan_release(ctx->scan);
     }
+
+    /*
+     * The pool's last use of the context: its request is being freed,
+     * and the hold's timer, whose cleanup came later, is gone already.
+     */
+
+    ngx_http_exchange_health_ctx_put(ctx);
 }
 

@@ -24,6 +24,15 @@ static ngx_str_t  ngx_http_exchange_health_known_names[] = {
     ngx_string("content-encoding")
 };
 
+/* their lengths, a bit each from the shortest on */
+#define NGX_HTTP_EXCHANGE_HEALTH_KNOWN_SHORTEST  (sizeof("x-feserver") - 1)
+#define NGX_HTTP_EXCHANGE_HEALTH_KNOWN_LENGTHS                               \
+    (  (1 << (sizeof("x-feserver") - 1 - (sizeof("x-feserver") - 1)))       \
+     | (1 << (sizeof("x-owa-error") - 1 - (sizeof("x-feserver") - 1)))      \
+     | (1 << (sizeof("content-encoding") - 1 - (sizeof("x-feserver") - 1))) \
+     | (1 << (sizeof("x-calculatedbetarget") - 1                            \
+              - (sizeof("x-feserver") - 1))))
+
 /* their hashes as nginx computes a header's (h->hash), made at start */
 static ngx_uint_t  ngx_http_exchange_health_known_hash[
                                               NGX_HTTP_EXCHANGE_HEALTH_H_N];
@@ -143,9 +152,10 @@ ngx_table_elt_t *
 ngx_http_exchange_health_known(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k)
 {
-    ngx_uint_t        i, n;
+    size_t            len;
+    ngx_uint_t        n;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, *last;
 
     /*
      * The headers the module reads of an answer, found in one walk of
@@ -160,63 +170,63 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
     ctx->known_read = 1;
     ngx_memzero(ctx->known, sizeof(ctx->known));
 
-    part = &r->upstream->headers_in.headers.part;
-    h = part->elts;
+    for (part = &r->upstream->headers_in.headers.part;
+         part;
+         part = part->next)
+    {
+        h = part->elts;
 
-    for (i = 0; /* void */; i++) {
+        for (last = h + part->nelts; h < last; h++) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
+            /*
+             * By length first, a bit of a word for each length known:
+             * most headers cost a subtraction and a shift; then by the
+             * hash and lowercase name the proxy module made of it.
+             */
+
+            len = h->key.len - NGX_HTTP_EXCHANGE_HEALTH_KNOWN_SHORTEST;
+
+            if (len >= 8 * sizeof(ngx_uint_t)
+                || !((NGX_HTTP_EXCHANGE_HEALTH_KNOWN_LENGTHS >> len) & 1))
+            {
+                continue;
+            }
+
+            switch (h->key.len) {
+
+            case sizeof("x-feserver") - 1:     /* and x-beserver */
+                n = (h->hash
+                     == ngx_http_exchange_health_known_hash[
+                                          NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER])
+                    ? NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER
+                    : NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER;
+                break;
+
+            case sizeof("x-owa-error") - 1:    /* and x-ecp-error */
+                n = (h->hash
+                     == ngx_http_exchange_health_known_hash[
+                                         NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR])
+                    ? NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR
+                    : NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR;
+                break;
+
+            case sizeof("x-calculatedbetarget") - 1:
+                n = NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET;
+                break;
+
+            default:                           /* content-encoding */
+                n = NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING;
                 break;
             }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        /*
-         * By length first, then by the hash and lowercase name the proxy
-         * module made of it: most headers cost a switch.
-         */
-
-        switch (h[i].key.len) {
-
-        case sizeof("x-feserver") - 1:     /* and x-beserver */
-            n = (h[i].hash
-                 == ngx_http_exchange_health_known_hash[
-                                          NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER])
-                ? NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER
-                : NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER;
-            break;
-
-        case sizeof("x-owa-error") - 1:    /* and x-ecp-error */
-            n = (h[i].hash
-                 == ngx_http_exchange_health_known_hash[
-                                         NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR])
-                ? NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR
-                : NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR;
-            break;
-
-        case sizeof("x-calculatedbetarget") - 1:
-            n = NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET;
-            break;
-
-        case sizeof("content-encoding") - 1:
-            n = NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING;
-            break;
-
-        default:
-            continue;
-        }
-
-        if (h[i].hash == ngx_http_exchange_health_known_hash[n]
-            && ctx->known[n] == NULL
-            && ngx_strncmp(h[i].lowcase_key,
-                           ngx_http_exchange_health_known_names[n].data,
-                           h[i].key.len) == 0)
-        {
-            ctx->known[n] = &h[i];
+            if (h->hash == ngx_http_exchange_health_known_hash[n]
+                && ctx->known[n] == NULL
+                && ngx_memcmp(h->lowcase_key,
+                              ngx_http_exchange_health_known_names[n].data,
+                              h->key.len) == 0)
+            {
+                ctx->known[n] = h;
+            }
         }
     }
 
@@ -228,7 +238,7 @@ ngx_uint_t
 ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 {
     u_char               *p;
-    ngx_uint_t            i, status;
+    ngx_uint_t            status;
     ngx_table_elt_t      *type;
     ngx_http_upstream_t  *u;
 
@@ -259,10 +269,11 @@ ngx_http_exchange_health_scannable(ngx_http_request_t *r)
 
     p = type->value.data;
 
-    for (i = 0; i < 5; i++) {
-        if ((p[i] | 0x20) != (u_char) "text/"[i]) {
-            return 0;
-        }
+    if ((p[0] | 0x20) != 't' || (p[1] | 0x20) != 'e'
+        || (p[2] | 0x20) != 'x' || (p[3] | 0x20) != 't'
+        || (p[4] | 0x20) != '/')
+    {
+        return 0;
     }
 
     if (type->value.len >= 9

@@ -19,7 +19,7 @@
 
 
 static int ngx_http_exchange_health_ends_with(const u_char *p, size_t len,
-    const char *s);
+    const char *s, size_t n);
 static int ngx_http_exchange_health_sextet(const u_char **pp,
     const u_char *end);
 static int ngx_http_exchange_health_mb_uint32(const u_char **pp,
@@ -69,9 +69,9 @@ ngx_http_exchange_health_waits(const ngx_http_exchange_health_request_t *rq)
          */
 
         if ((ngx_http_exchange_health_ends_with(rq->path, rq->path_len,
-                                                "/ev.owa2")
+                                         "/ev.owa2", sizeof("/ev.owa2") - 1)
              || ngx_http_exchange_health_ends_with(rq->path, rq->path_len,
-                                                   "/ev.owa"))
+                                         "/ev.owa", sizeof("/ev.owa") - 1))
             && ngx_http_exchange_health_query_is(rq->args, rq->args_len,
                                                  "ns", "PendingRequest")
             && ngx_http_exchange_health_query_is(rq->args, rq->args_len,
@@ -162,13 +162,12 @@ ngx_http_exchange_health_waits(const ngx_http_exchange_health_request_t *rq)
 
 static int
 ngx_http_exchange_health_ends_with(const u_char *p, size_t len,
-    const char *s)
+    const char *s, size_t n)
 {
-    size_t  n;
-
-    n = strlen(s);
+    /* the last byte first, its case aside: most paths end otherwise */
 
     return p != NULL && len >= n
+           && (p[len - 1] | 0x20) == (s[n - 1] | 0x20)
            && strncasecmp((const char *) p + len - n, s, n) == 0;
 }
 
@@ -676,7 +675,7 @@ ngx_http_exchange_health_reads_only(
         /* OWA's service calls name their operation: service.svc?action= */
 
         if (!ngx_http_exchange_health_ends_with(rq->path, rq->path_len,
-                                                "/service.svc")
+                                 "/service.svc", sizeof("/service.svc") - 1)
             || rq->args == NULL)
         {
             return 0;

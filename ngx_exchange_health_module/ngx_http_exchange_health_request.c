@@ -11,6 +11,7 @@
 #include "ngx_http_exchange_health_request.h"
 
 
+static int ngx_http_exchange_health_static_file(const u_char *dot, size_t n);
 static const u_char *ngx_http_exchange_health_errorfe_param(const u_char *p,
     size_t len, const char *name, size_t *vlen);
 
@@ -198,29 +199,10 @@ ngx_http_exchange_health_open_uri(const u_char *uri, size_t len)
         }
     }
 
-    if (dot && dot > last) {
-        n = end - dot;
-
-        if ((n == 3 && strncasecmp((const char *) dot, ".js", 3) == 0)
-            || (n == 4 && (strncasecmp((const char *) dot, ".css", 4) == 0
-                           || strncasecmp((const char *) dot, ".png", 4) == 0
-                           || strncasecmp((const char *) dot, ".gif", 4) == 0
-                           || strncasecmp((const char *) dot, ".jpg", 4) == 0
-                           || strncasecmp((const char *) dot, ".ico", 4) == 0
-                           || strncasecmp((const char *) dot, ".svg", 4) == 0
-                           || strncasecmp((const char *) dot, ".ttf", 4) == 0
-                           || strncasecmp((const char *) dot, ".eot", 4) == 0
-                           || strncasecmp((const char *) dot, ".map", 4) == 0
-                           || strncasecmp((const char *) dot, ".htm", 4) == 0
-                           || strncasecmp((const char *) dot, ".xap", 4) == 0))
-            || (n == 5 && (strncasecmp((const char *) dot, ".woff", 5) == 0
-                           || strncasecmp((const char *) dot, ".html", 5) == 0))
-            || (n == 6 && strncasecmp((const char *) dot, ".woff2", 6) == 0)
-            || (n == 12
-                && strncasecmp((const char *) dot, ".application", 12) == 0))
-        {
-            return 1;
-        }
+    if (dot && dot > last
+        && ngx_http_exchange_health_static_file(dot + 1, end - dot - 1))
+    {
+        return 1;
     }
 
     if (p < end && *p == '/') {
@@ -345,6 +327,105 @@ ngx_http_exchange_health_mask_mailbox(u_char *dst, const u_char *src,
     }
 
     return d - dst;
+}
+
+
+static int
+ngx_http_exchange_health_static_file(const u_char *ext, size_t n)
+{
+    u_char       c, low[sizeof("application") - 1];
+    size_t       i;
+    const char  *name;
+
+    /*
+     * The extensions of static files, in any case: by length and first
+     * letter, one comparison at most.
+     */
+
+    if (n < 2 || n > sizeof(low)) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        c = ext[i];
+        low[i] = (c >= 'A' && c <= 'Z') ? (c | 0x20) : c;
+    }
+
+    switch (n) {
+
+    case 2:
+        name = "js";
+        break;
+
+    case 3:
+        switch (low[0]) {
+        case 'c':
+            name = "css";
+            break;
+
+        case 'e':
+            name = "eot";
+            break;
+
+        case 'g':
+            name = "gif";
+            break;
+
+        case 'h':
+            name = "htm";
+            break;
+
+        case 'i':
+            name = "ico";
+            break;
+
+        case 'j':
+            name = "jpg";
+            break;
+
+        case 'm':
+            name = "map";
+            break;
+
+        case 'p':
+            name = "png";
+            break;
+
+        case 's':
+            name = "svg";
+            break;
+
+        case 't':
+            name = "ttf";
+            break;
+
+        case 'x':
+            name = "xap";
+            break;
+
+        default:
+            return 0;
+        }
+
+        break;
+
+    case 4:
+        name = (low[0] == 'h') ? "html" : "woff";
+        break;
+
+    case 5:
+        name = "woff2";
+        break;
+
+    case 11:
+        name = "application";
+        break;
+
+    default:
+        return 0;
+    }
+
+    return memcmp(low, name, n) == 0;
 }
 
 

@@ -11,7 +11,7 @@
  * What of nginx's request request.c's tests read (a plain C struct): the
  * method, path and query, MAPI's X-RequestType, and the first bytes of a
  * body nginx has read into memory; and whether the request is meant to
- * wait, decided once when its upstream is set up.
+ * wait, decided once, when it first matters.
  */
 
 
@@ -19,13 +19,26 @@ static const u_char *ngx_http_exchange_health_request_body(
     ngx_http_request_t *r, size_t *len);
 
 
-void
+ngx_uint_t
 ngx_http_exchange_health_waiting(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
     ngx_http_exchange_health_request_t  rq;
 
-    /* whether the request is meant to wait: request.c decides */
+    /*
+     * Whether the request is meant to wait: request.c decides, the
+     * first time it matters (a hold, a timeout), so that a healthy
+     * answer never asks.  What it reads of the request (method, path,
+     * query, headers, the body nginx read) stays as it was while the
+     * request's upstream lasts: the proxy module sends copies of the
+     * body's buffers.
+     */
+
+    if (ctx->waits_read) {
+        return ctx->waits;
+    }
+
+    ctx->waits_read = 1;
 
     ngx_http_exchange_health_request_of(r, ctx, &rq);
 
@@ -36,6 +49,8 @@ ngx_http_exchange_health_waiting(ngx_http_request_t *r,
                        "exchange health: a request meant to wait: %s",
                        ngx_http_exchange_health_wait_names[ctx->waits]);
     }
+
+    return ctx->waits;
 }
 
 

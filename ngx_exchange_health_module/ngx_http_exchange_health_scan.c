@@ -46,10 +46,14 @@ static int ngx_http_exchange_health_dechunk(
 
 /*
  * Bytes from most to least frequent in HTML and script text.  memchr()
- * looks for the rarest byte of a marker, so it stops seldom.
+ * looks for the rarest byte of a marker, so it stops seldom.  The
+ * capitals of hexadecimal (GUIDs, colours) and the '!' of "<!--" and
+ * "<!DOCTYPE" come early in every OWA page: rarer than the common
+ * bytes, not as rare as any other capital.
  */
 static const char  ngx_http_exchange_health_common[] =
-    " etaoinsrlhdcupmfgbywvkx\"=<>/.-:;,_'0123456789\r\n\t(){}";
+    " etaoinsrlhdcupmfgbywvkx\"=<>/.-:;,_'0123456789\r\n\t(){}"
+    "ABCDEF!";
 
 
 int
@@ -155,6 +159,7 @@ ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     free_func zfree, void *opaque)
 {
     size_t    end;
+    uint32_t  m;
     unsigned  i;
 
     /* the carry and scratch buffers need no clearing */
@@ -170,10 +175,18 @@ ngx_http_exchange_health_scan_init(ngx_http_exchange_health_scan_t *s,
     s->zstream.zfree = zfree;
     s->zstream.opaque = opaque;
 
-    /* the scan ends where the widest of the markers looked for ends */
+    /*
+     * The scan ends where the widest of the markers looked for ends.
+     * This loop and those of each piece go by the bits of the mask, up
+     * to its highest: on a healthy page, one marker of many.
+     */
 
-    for (i = 0; i < markers->n; i++) {
-        if (!(mask & ((uint32_t) 1 << i))) {
+    if (markers->n < 32) {
+        mask &= ((uint32_t) 1 << markers->n) - 1;
+    }
+
+    for (i = 0, m = mask; m; i++, m >>= 1) {
+        if (!(m & 1)) {
             continue;
         }
 
@@ -527,6 +540,7 @@ ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
     int       found;
     size_t    keep, take, total, drop;
     u_char    junction[2 * NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN];
+    uint32_t  m;
     unsigned  i;
 
     if (n > s->window - s->scanned) {
@@ -562,8 +576,8 @@ ngx_http_exchange_health_match(ngx_http_exchange_health_scan_t *s,
 
     /* a marker whose window has passed is no longer looked for */
 
-    for (i = 0; i < s->markers->n; i++) {
-        if ((s->mask & ((uint32_t) 1 << i))
+    for (i = 0, m = s->mask; m; i++, m >>= 1) {
+        if ((m & 1)
             && s->scanned >= ngx_http_exchange_health_marker_end(
                                           &s->markers->marker[i], s->window))
         {
@@ -611,17 +625,18 @@ ngx_http_exchange_health_find(ngx_http_exchange_health_scan_t *s,
 {
     int                                       named;
     size_t                                    end, len;
+    uint32_t                                  bits;
     unsigned                                  i;
     const ngx_http_exchange_health_marker_t  *m;
 
     /* "p" holds the decoded body bytes from "offset" on */
 
-    for (i = 0; i < s->markers->n; i++) {
-        m = &s->markers->marker[i];
-
-        if (!(s->mask & ((uint32_t) 1 << i))) {
+    for (i = 0, bits = s->mask; bits; i++, bits >>= 1) {
+        if (!(bits & 1)) {
             continue;
         }
+
+        m = &s->markers->marker[i];
 
         end = ngx_http_exchange_health_marker_end(m, s->window);
         len = (end - offset < n) ? end - offset : n;
