@@ -23,7 +23,13 @@
  * for all others */
 #define NGX_HTTP_EXCHANGE_HEALTH_STATUSES     640
 #define NGX_HTTP_EXCHANGE_HEALTH_ATTEMPTS     8     /* servers per request */
-#define NGX_HTTP_EXCHANGE_HEALTH_FREE_CTX     256   /* kept for reuse */
+/* contexts kept for reuse; none under AddressSanitizer, which then sees
+ * any use of a context after its request */
+#if defined(__SANITIZE_ADDRESS__)
+#define NGX_HTTP_EXCHANGE_HEALTH_FREE_CTX     0
+#else
+#define NGX_HTTP_EXCHANGE_HEALTH_FREE_CTX     256
+#endif
 #define NGX_HTTP_EXCHANGE_HEALTH_USERS        4     /* distinct users kept */
 #define NGX_HTTP_EXCHANGE_HEALTH_PROVEN       1024  /* sessions signed in */
 
