@@ -94,7 +94,7 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     /* the answer that reached the client proves the sign-in */
 
     proof = last->verdict == NGX_HTTP_EXCHANGE_HEALTH_HEALTHY
-            && ctx->signed_in && last->mailbox;
+            && last->mailbox && ngx_http_exchange_health_signed_in(ctx);
 
     /* earlier servers whose answers were classified failures */
 
@@ -252,7 +252,7 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     up = ctx->conf->sh;
     farm = &up->farm[ctx->slot];
 
-    if (ctx->signed_in && a->mailbox) {
+    if (a->mailbox && ngx_http_exchange_health_signed_in(ctx)) {
         ngx_http_exchange_health_prove(ctx);
     }
 
@@ -261,8 +261,8 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
      * unlocked first: on healthy traffic there is nothing to change.
      */
 
-    if (!ctx->signed_in
-        || !a->mailbox
+    if (!a->mailbox
+        || !ngx_http_exchange_health_signed_in(ctx)
         || (!a->trial
             && !ngx_http_exchange_health_failing(ctx->conf, ctx->slot,
                                                  a->peer)))
@@ -721,6 +721,8 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_failure_t *f)
 {
+    ngx_str_t  *path;
+
     f->time = ngx_time();
     f->status = a->status;
     f->user = 0;
@@ -735,6 +737,6 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
                 ngx_min(a->error.len + 1, sizeof(f->error)));
 
     /* the path only: query strings may carry secrets */
-    ngx_cpystrn(f->uri, ctx->uri.data,
-                ngx_min(ctx->uri.len + 1, sizeof(f->uri)));
+    path = ngx_http_exchange_health_path(ctx);
+    ngx_cpystrn(f->uri, path->data, ngx_min(path->len + 1, sizeof(f->uri)));
 }
