@@ -993,6 +993,18 @@ void ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
 ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t state);
 
+/*
+ * Whether judge_free has nothing to do: an answer nginx took well,
+ * judged, never held nor sent elsewhere, as most are; asked before the
+ * call, which saves and restores what judge_free's other cases need
+ */
+#define ngx_http_exchange_health_judge_idle(ctx, state)                      \
+    (!((state) & NGX_PEER_FAILED) && !(ctx)->retrying && !(ctx)->holding     \
+     && !(ctx)->held_byte && (ctx)->hold_timer == NULL                       \
+     && ((ctx)->nattempts == 0                                               \
+         || (ctx)->attempt[(ctx)->nattempts - 1].verdict                     \
+            != NGX_HTTP_EXCHANGE_HEALTH_PENDING))
+
 void ngx_http_exchange_health_judged(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t verdict,
     ngx_http_exchange_health_rule_t *rule);

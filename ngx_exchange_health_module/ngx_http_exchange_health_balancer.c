@@ -261,7 +261,8 @@ void
 ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer)
 {
-    ngx_http_exchange_health_attempt_t  *a;
+    ngx_http_exchange_health_attempt_t   *a;
+    ngx_http_exchange_health_upstream_t  *up;
 
     /* a server is tried: chosen here, or the one a binding holds */
 
@@ -280,16 +281,41 @@ ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ctx->holding = 0;
     ctx->known_read = 0;
 
-    ngx_http_exchange_health_picked(ctx, a);
+    /*
+     * Only an ejected server's try can be its trial: none is, mostly
+     * (counted among the primaries, read unlocked as picked reads the
+     * server's state)
+     */
+
+    up = ctx->conf->sh;
+
+    if (up == NULL || up->ejected[ctx->slot] || peer >= ctx->conf->nprimary) {
+        ngx_http_exchange_health_picked(ctx, a);
+    }
 }
 
 
 static void
 ngx_http_exchange_health_mark_avoided(ngx_http_exchange_health_ctx_t *ctx)
 {
-    size_t                             words;
-    ngx_uint_t                         i;
-    ngx_http_upstream_rr_peer_data_t  *rrp;
+    size_t                                words;
+    ngx_uint_t                            i;
+    ngx_http_upstream_rr_peer_data_t     *rrp;
+    ngx_http_exchange_health_upstream_t  *up;
+
+    /*
+     * A first try while no server is out for the protocol: nothing was
+     * marked before, and avoid would find nothing to mark (read
+     * unlocked, as avoid reads it).
+     */
+
+    up = ctx->conf->sh;
+
+    if (ctx->nattempts == 0 && !ctx->moved
+        && (up == NULL || up->avoided[ctx->slot] == 0))
+    {
+        return;
+    }
 
     rrp = &ctx->rrp;
 
@@ -359,7 +385,9 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
-    state = ngx_http_exchange_health_judge_free(pc, ctx, state);
+    if (!ngx_http_exchange_health_judge_idle(ctx, state)) {
+        state = ngx_http_exchange_health_judge_free(pc, ctx, state);
+    }
 
     ngx_http_upstream_free_round_robin_peer(pc, &ctx->rrp, state);
 }

@@ -80,6 +80,7 @@ void
 ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 {
     ngx_uint_t                           i, n, failed, proof, verdict;
+    ngx_http_exchange_health_slot_t     *slot;
     ngx_http_exchange_health_attempt_t  *a, *last;
 
     if (ctx->settled || ctx->nattempts == 0) {
@@ -90,6 +91,25 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 
     n = ctx->nattempts;
     last = &ctx->attempt[n - 1];
+
+    /*
+     * Most requests: one server asked, its answer healthy and no proof
+     * of a sign-in in it.  What success() does with such an answer is
+     * to count it, and nothing else is left to settle.
+     */
+
+    if (n == 1 && last->verdict == NGX_HTTP_EXCHANGE_HEALTH_HEALTHY
+        && !last->mailbox && !last->unproven)
+    {
+        slot = ngx_http_exchange_health_slot(ctx, last);
+
+        if (slot) {
+            (void) ngx_atomic_fetch_add(&slot->requests, 1);
+        }
+
+        verdict = NGX_HTTP_EXCHANGE_HEALTH_V_HEALTHY;
+        goto settled;
+    }
 
     /* the answer that reached the client proves the sign-in */
 
@@ -221,7 +241,9 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 settled:
 
     for (i = 0; i < n; i++) {
-        ngx_http_exchange_health_release_trial(ctx, &ctx->attempt[i]);
+        if (ctx->attempt[i].trial) {
+            ngx_http_exchange_health_release_trial(ctx, &ctx->attempt[i]);
+        }
     }
 
     ctx->verdict_text = ngx_http_exchange_health_verdicts[verdict];
