@@ -862,6 +862,26 @@ ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
      && (now) - (slot)->trial < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT)
 
 
+/*
+ * A server's mark in the farm's "failing" map; read unlocked outside
+ * avoid(): a stale mark misleads one request.  Inline: classify asks it
+ * of every answer.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_exchange_health_failing(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t p, ngx_uint_t peer)
+{
+    ngx_http_exchange_health_server_t  *srv;
+
+    if (peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
+        return 0;
+    }
+
+    srv = conf->servers[peer];
+
+    return srv && srv->slot[p].failing;
+}
+
 ngx_uint_t ngx_http_exchange_health_avoid(
     ngx_http_exchange_health_ctx_t *ctx, uintptr_t *avoid,
     uintptr_t *suspect);
@@ -886,8 +906,6 @@ ngx_http_exchange_health_change_e
     ngx_str_t *uri, ngx_msec_t *duration);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
-ngx_uint_t ngx_http_exchange_health_failing(
-    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
 void ngx_http_exchange_health_failing_reset_locked(
     ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing);
 ngx_http_exchange_health_slot_t *ngx_http_exchange_health_slot(
