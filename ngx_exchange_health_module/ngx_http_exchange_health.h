@@ -401,24 +401,27 @@ typedef struct {
 typedef struct {
     ngx_http_upstream_rr_peer_data_t      rrp;
 
+    /*
+     * Up to user, each field is written before it is read: set by
+     * init_peer for every request (rrp by round robin), or, for
+     * user_key and known, when first asked (who_read, known_read).
+     * From user to nattempts, zeroed by init_peer.
+     */
+
     ngx_http_request_t                   *request;
     ngx_http_exchange_health_srv_conf_t  *conf;
     ngx_http_exchange_health_loc_conf_t  *lcf;
 
     ngx_uint_t                            protocol;
     ngx_uint_t                            slot;    /* protocol or 0 */
-    ngx_str_t                             user_key;
-    uint32_t                              user;
+    ngx_str_t                             user_key;  /* who_read */
 
-    /* as first asked: an error_page redirect changes the request's */
+    /*
+     * as first asked: an error_page redirect changes the request's; the
+     * path with its mailbox addresses masked once path_read (path())
+     */
     ngx_str_t                             method;
     ngx_str_t                             uri;
-
-    ngx_int_t                           (*process_header)(
-                                              ngx_http_request_t *r);
-    ngx_int_t                           (*reinit_request)(
-                                              ngx_http_request_t *r);
-    ngx_http_upstream_conf_t             *conf_original;
 
     /*
      * Servers this module marked as tried because they are ejected, and
@@ -426,6 +429,19 @@ typedef struct {
      */
     uintptr_t                            *avoided;
     uintptr_t                            *suspect;
+
+    /* this try's answer: its headers the module reads, once read */
+    ngx_table_elt_t                      *known[NGX_HTTP_EXCHANGE_HEALTH_H_N];
+
+    /* the first field zeroed */
+    uint32_t                              user;
+
+    ngx_int_t                           (*process_header)(
+                                              ngx_http_request_t *r);
+    ngx_int_t                           (*reinit_request)(
+                                              ngx_http_request_t *r);
+    ngx_http_upstream_conf_t             *conf_original;
+
     uintptr_t                             avoided_data[2];
 
     /* the answer being judged */
@@ -444,8 +460,6 @@ typedef struct {
     ngx_event_t                          *hold_timer;
     ngx_recv_pt                           hold_recv;
 
-    /* this try's answer: its headers the module reads, once read */
-    ngx_table_elt_t                      *known[NGX_HTTP_EXCHANGE_HEALTH_H_N];
     ngx_str_t                             verdict_text;
 
     /* connection-bound sign-in (NTLM, Negotiate), and the peer below */
@@ -459,7 +473,9 @@ typedef struct {
 #endif
 
     unsigned                              detect:1;
-    unsigned                              signed_in:1;
+    unsigned                              signed_in:1;   /* who_read */
+    unsigned                              who_read:1;    /* who asks */
+    unsigned                              path_read:1;   /* uri masked */
     unsigned                              holding:1;
     unsigned                              retrying:1;
     unsigned                              retried:2;
@@ -595,6 +611,27 @@ ngx_str_t ngx_http_exchange_health_duration(u_char *buf, ngx_msec_t ms);
     ((slot)->trial                                                           \
      && (now) - (slot)->trial < NGX_HTTP_EXCHANGE_HEALTH_TRIAL_TIMEOUT)
 
+
+/*
+ * A server's mark in the farm's "failing" map; read unlocked outside
+ * avoid(): a stale mark misleads one request.  Inline: classify asks it
+ * of every answer.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_exchange_health_failing(ngx_http_exchange_health_srv_conf_t *conf,
+    ngx_uint_t p, ngx_uint_t peer)
+{
+    ngx_http_exchange_health_server_t  *srv;
+
+    if (peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
+        return 0;
+    }
+
+    srv = conf->servers[peer];
+
+    return srv && srv->slot[p].failing;
+}
+
 ngx_uint_t ngx_http_exchange_health_avoid(
     ngx_http_exchange_health_ctx_t *ctx, uintptr_t *avoid,
     uintptr_t *suspect);
@@ -619,8 +656,6 @@ ngx_http_exchange_health_change_e
     ngx_str_t *uri, ngx_msec_t *duration);
 ngx_uint_t ngx_http_exchange_health_out(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer);
-ngx_uint_t ngx_http_exchange_health_failing(
-    ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer);
 void ngx_http_exchange_health_failing_reset_locked(
     ngx_http_exchange_health_upstream_t *up, ngx_uint_t p, ngx_uint_t failing);
 ngx_http_exchange_health_slot_t *ngx_http_exchange_health_slot(
@@ -673,6 +708,9 @@ ngx_uint_t ngx_http_exchange_health_may_try(
 void ngx_http_exchange_health_prove(ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_voter(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a);
+void ngx_http_exchange_health_who(ngx_http_exchange_health_ctx_t *ctx);
+ngx_uint_t ngx_http_exchange_health_signed_in(
+    ngx_http_exchange_health_ctx_t *ctx);
 
 /* ngx_http_exchange_health_names.c */
 void ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
@@ -722,6 +760,19 @@ void ngx_http_exchange_health_judge_init(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t state);
+
+/*
+ * Whether judge_free has nothing to do: an answer nginx took well,
+ * judged, never held nor sent elsewhere, as most are; asked before the
+ * call, which saves and restores what judge_free's other cases need
+ */
+#define ngx_http_exchange_health_judge_idle(ctx, state)                      \
+    (!((state) & NGX_PEER_FAILED) && !(ctx)->retrying && !(ctx)->holding     \
+     && !(ctx)->held_byte && (ctx)->hold_timer == NULL                       \
+     && ((ctx)->nattempts == 0                                               \
+         || (ctx)->attempt[(ctx)->nattempts - 1].verdict                     \
+            != NGX_HTTP_EXCHANGE_HEALTH_PENDING))
+
 void ngx_http_exchange_health_judged(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t verdict,
     ngx_http_exchange_health_rule_t *rule);
@@ -739,6 +790,7 @@ ngx_uint_t ngx_http_exchange_health_usable(
     ngx_http_upstream_rr_peer_data_t *rrp, uintptr_t *avoided);
 
 /* ngx_http_exchange_health_request_facts.c */
+ngx_str_t *ngx_http_exchange_health_path(ngx_http_exchange_health_ctx_t *ctx);
 ngx_uint_t ngx_http_exchange_health_waiting(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx);
 void ngx_http_exchange_health_request_of(ngx_http_request_t *r,

@@ -22,8 +22,6 @@ static void ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
 static void ngx_http_exchange_health_mark_avoided(
     ngx_http_exchange_health_ctx_t *ctx);
-static void ngx_http_exchange_health_who(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx);
 static void ngx_http_exchange_health_cleanup(void *data);
 static ngx_http_exchange_health_ctx_t *ngx_http_exchange_health_ctx_get(
     ngx_log_t *log);
@@ -46,6 +44,7 @@ ngx_int_t
 ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
+    int                                   anonymous;
     ngx_uint_t                            n;
     ngx_pool_cleanup_t                   *cln;
     ngx_http_upstream_t                  *u;
@@ -70,9 +69,13 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* up to nattempts included: the attempts are zeroed by attempt() */
+    /*
+     * From user to nattempts included: the fields before are set below,
+     * or when first asked; the attempts are zeroed by attempt()
+     */
 
-    ngx_memzero(ctx, offsetof(ngx_http_exchange_health_ctx_t, attempt));
+    ngx_memzero(&ctx->user, offsetof(ngx_http_exchange_health_ctx_t, attempt)
+                            - offsetof(ngx_http_exchange_health_ctx_t, user));
 
     u->peer.data = &ctx->rrp;
 
@@ -87,19 +90,7 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     ctx->conf = hscf;
     ctx->lcf = hlcf;
     ctx->method = r->method_name;
-    ctx->uri = r->uri;
-
-    /* never a mailbox address in what is recorded, shown or kept */
-
-    if (ngx_http_exchange_health_has_mailbox(r->uri.data, r->uri.len)) {
-        ctx->uri.data = ngx_pnalloc(r->pool, 5 * r->uri.len + 9);
-        if (ctx->uri.data == NULL) {
-            goto failed;
-        }
-
-        ctx->uri.len = ngx_http_exchange_health_mask_mailbox(ctx->uri.data,
-                                                  r->uri.data, r->uri.len);
-    }
+    ctx->uri = r->uri;      /* its mailbox addresses masked by path() */
 
     n = (hscf->nprimary + hscf->nbackup + 8 * sizeof(uintptr_t) - 1)
         / (8 * sizeof(uintptr_t));
@@ -117,12 +108,19 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
         ctx->suspect = ctx->avoided + n;
     }
 
-    ctx->protocol = hlcf->protocol >= 0
-                    ? (ngx_uint_t) hlcf->protocol
-                    : ngx_http_exchange_health_protocol_of_uri(r->uri.data,
-                                                               r->uri.len);
+    /* the path's protocol, and whether it is an anonymous page: one pass */
+
+    if (hlcf->protocol >= 0) {
+        ctx->protocol = hlcf->protocol;
+        anonymous = -1;
+
+    } else {
+        ctx->protocol = ngx_http_exchange_health_uri_facts(r->uri.data,
+                                                           r->uri.len,
+                                                           &anonymous);
+    }
+
     ctx->slot = hscf->per_server ? 0 : ctx->protocol;
-    ngx_http_exchange_health_who(r, ctx);
 
     /* Exchange's virtual directories are judged; other paths only routed */
 
@@ -140,11 +138,15 @@ ngx_http_exchange_health_init_peer(ngx_http_request_t *r,
     if (ctx->detect
         && (ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_OWA
             || ctx->protocol == NGX_HTTP_EXCHANGE_HEALTH_ECP)
-        && ngx_http_exchange_health_anonymous_uri(r->uri.data, r->uri.len))
+        && (anonymous < 0
+            ? ngx_http_exchange_health_anonymous_uri(r->uri.data, r->uri.len)
+            : anonymous))
     {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "exchange health: \"%V\" is an anonymous page, "
                        "not judged", &r->uri);
+
+        ngx_http_exchange_health_who(ctx);
 
         ctx->detect = 0;
         ctx->signed_in = 0;
@@ -259,7 +261,8 @@ void
 ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ngx_uint_t peer)
 {
-    ngx_http_exchange_health_attempt_t  *a;
+    ngx_http_exchange_health_attempt_t   *a;
+    ngx_http_exchange_health_upstream_t  *up;
 
     /* a server is tried: chosen here, or the one a binding holds */
 
@@ -278,16 +281,41 @@ ngx_http_exchange_health_attempt(ngx_http_exchange_health_ctx_t *ctx,
     ctx->holding = 0;
     ctx->known_read = 0;
 
-    ngx_http_exchange_health_picked(ctx, a);
+    /*
+     * Only an ejected server's try can be its trial: none is, mostly
+     * (counted among the primaries, read unlocked as picked reads the
+     * server's state)
+     */
+
+    up = ctx->conf->sh;
+
+    if (up == NULL || up->ejected[ctx->slot] || peer >= ctx->conf->nprimary) {
+        ngx_http_exchange_health_picked(ctx, a);
+    }
 }
 
 
 static void
 ngx_http_exchange_health_mark_avoided(ngx_http_exchange_health_ctx_t *ctx)
 {
-    size_t                             words;
-    ngx_uint_t                         i;
-    ngx_http_upstream_rr_peer_data_t  *rrp;
+    size_t                                words;
+    ngx_uint_t                            i;
+    ngx_http_upstream_rr_peer_data_t     *rrp;
+    ngx_http_exchange_health_upstream_t  *up;
+
+    /*
+     * A first try while no server is out for the protocol: nothing was
+     * marked before, and avoid would find nothing to mark (read
+     * unlocked, as avoid reads it).
+     */
+
+    up = ctx->conf->sh;
+
+    if (ctx->nattempts == 0 && !ctx->moved
+        && (up == NULL || up->avoided[ctx->slot] == 0))
+    {
+        return;
+    }
 
     rrp = &ctx->rrp;
 
@@ -357,61 +385,11 @@ ngx_http_exchange_health_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_exchange_health_ctx_t *ctx = data;
 
-    state = ngx_http_exchange_health_judge_free(pc, ctx, state);
+    if (!ngx_http_exchange_health_judge_idle(ctx, state)) {
+        state = ngx_http_exchange_health_judge_free(pc, ctx, state);
+    }
 
     ngx_http_upstream_free_round_robin_peer(pc, &ctx->rrp, state);
-}
-
-
-static void
-ngx_http_exchange_health_who(ngx_http_request_t *r,
-    ngx_http_exchange_health_ctx_t *ctx)
-{
-    size_t             len;
-    const u_char      *v;
-    ngx_table_elt_t   *h;
-#if (nginx_version < 1023000)
-    ngx_uint_t         i;
-    ngx_table_elt_t  **cookies;
-#endif
-
-    /*
-     * OWA and ECP sign in with a session cookie (cadata, AD FS's FedAuth,
-     * OpenID Connect's: exchange_health_session_cookies), the other
-     * protocols with a header; what signs a user in also tells users
-     * apart.  The Cookie lines are those nginx gathered as it read the
-     * request: a list from 1.23 on, an array before.
-     */
-
-#if (nginx_version >= 1023000)
-    for (h = r->headers_in.cookie; h; h = h->next) {
-#else
-    cookies = r->headers_in.cookies.elts;
-
-    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
-        h = cookies[i];
-#endif
-
-        v = ngx_http_exchange_health_session_cookie(h->value.data,
-                                                    h->value.len,
-                                                    ctx->lcf->sessions,
-                                                    ctx->lcf->nsessions,
-                                                    &len);
-        if (v) {
-            ctx->signed_in = 1;
-            ctx->user_key.data = (u_char *) v;
-            ctx->user_key.len = len;
-            return;
-        }
-    }
-
-    if (r->headers_in.authorization) {
-        ctx->signed_in = 1;
-        ctx->user_key = r->headers_in.authorization->value;
-        return;
-    }
-
-    ctx->user_key = r->connection->addr_text;
 }
 
 

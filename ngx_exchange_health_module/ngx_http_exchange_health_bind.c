@@ -168,6 +168,9 @@ ngx_http_exchange_health_bind_init_peer(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* who asks, known from here on: the binding may say otherwise */
+    ngx_http_exchange_health_who(ctx);
+
     ctx->binding = b;
 
     /* signing in again after a failure: away from the failing servers */

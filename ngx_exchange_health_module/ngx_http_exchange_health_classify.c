@@ -72,7 +72,7 @@ ngx_http_exchange_health_classify(ngx_http_request_t *r,
         || (farm && (farm->fault
                      || ngx_http_exchange_health_failing(ctx->conf,
                                                          ctx->slot, a->peer)))
-        || (farm && ctx->signed_in && ctx->sampled))
+        || (farm && ctx->sampled && ngx_http_exchange_health_signed_in(ctx)))
     {
         a->mailbox = ngx_http_exchange_health_proof(r, ctx, a, status);
 

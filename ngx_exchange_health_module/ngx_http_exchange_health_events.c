@@ -29,7 +29,7 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                          nbuf[3 * NGX_HTTP_EXCHANGE_HEALTH_NAME_LEN],
                          ebuf[3 * NGX_HTTP_EXCHANGE_HEALTH_ERROR_LEN];
     ngx_str_t           *addr, proto, name, error, duration, window, uri,
-                        *method;
+                        *method, *path;
     ngx_log_t           *log;
     ngx_http_request_t  *r;
 
@@ -53,8 +53,9 @@ ngx_http_exchange_health_log(ngx_http_exchange_health_ctx_t *ctx,
                                              ev->name.data, ev->name.len);
     error = ngx_http_exchange_health_log_text(ebuf, sizeof(ebuf),
                                               a->error.data, a->error.len);
+    path = ngx_http_exchange_health_path(ctx);
     uri = ngx_http_exchange_health_log_text(ubuf, sizeof(ubuf),
-                                            ctx->uri.data, ctx->uri.len);
+                                            path->data, path->len);
 
     if (name.len == 0) {
         ngx_str_set(&name, "-");

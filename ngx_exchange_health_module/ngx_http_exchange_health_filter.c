@@ -55,7 +55,11 @@ ngx_http_exchange_health_header_filter(ngx_http_request_t *r)
     ctx->header_sent = 1;
     a = &ctx->attempt[ctx->nattempts - 1];
 
-    ngx_http_exchange_health_bind_header(r, ctx);
+    /* only a request with credentials or on a bound line has to say */
+
+    if (ctx->ntlm || ctx->bound) {
+        ngx_http_exchange_health_bind_header(r, ctx);
+    }
 
     if (a->verdict == NGX_HTTP_EXCHANGE_HEALTH_PENDING && !r->header_only) {
 

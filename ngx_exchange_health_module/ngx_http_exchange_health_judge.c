@@ -87,6 +87,8 @@ ngx_http_exchange_health_judge_free(ngx_peer_connection_t *pc,
     ngx_http_upstream_t                 *u;
     ngx_http_exchange_health_attempt_t  *a;
 
+    /* the balancer's free_peer asks judge_idle first: see there */
+
     a = ctx->nattempts ? &ctx->attempt[ctx->nattempts - 1] : NULL;
     u = ctx->request->upstream;
     c = pc->connection;

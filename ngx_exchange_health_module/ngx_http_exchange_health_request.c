@@ -35,11 +35,19 @@ const ngx_http_exchange_health_protocol_t
 unsigned
 ngx_http_exchange_health_protocol_of_uri(const u_char *uri, size_t len)
 {
-    u_char                                     c;
-    size_t                                     n, j;
-    unsigned                                   i;
-    const u_char                              *p, *end;
-    const ngx_http_exchange_health_protocol_t  *pr;
+    int  anonymous;
+
+    return ngx_http_exchange_health_uri_facts(uri, len, &anonymous);
+}
+
+
+unsigned
+ngx_http_exchange_health_uri_facts(const u_char *uri, size_t len,
+    int *anonymous)
+{
+    size_t         n, j;
+    unsigned       i;
+    const u_char  *p, *v, *vdir, *end;
 
     p = uri;
     end = uri + len;
@@ -48,39 +56,87 @@ ngx_http_exchange_health_protocol_of_uri(const u_char *uri, size_t len)
         p++;
     }
 
-    for (n = 0; p + n < end; n++) {
-        if (p[n] == '/' || p[n] == '?') {
+    vdir = p;
+
+    while (p < end && *p != '/' && *p != '?') {
+        p++;
+    }
+
+    n = p - vdir;
+
+    /* past the virtual directory: auth/logon.aspx, auth/15.x/, auth.owa */
+
+    *anonymous = end - p >= 6 && p[0] == '/'
+                 && (p[1] | 0x20) == 'a' && (p[2] | 0x20) == 'u'
+                 && (p[3] | 0x20) == 't' && (p[4] | 0x20) == 'h'
+                 && (p[5] == '/' || p[5] == '.');
+
+    /*
+     * On every proxied request: one candidate by the length and the
+     * first letters (only a letter, in either case, can pass these),
+     * then compared whole, A to Z lowered.
+     */
+
+    switch (n) {
+
+    case sizeof("owa") - 1:           /* ecp, ews, rpc, oab */
+        switch (vdir[0] | 0x20) {
+
+        case 'o':
+            i = (vdir[1] | 0x20) == 'w' ? NGX_HTTP_EXCHANGE_HEALTH_OWA
+                                        : NGX_HTTP_EXCHANGE_HEALTH_OAB;
             break;
+
+        case 'e':
+            i = (vdir[1] | 0x20) == 'c' ? NGX_HTTP_EXCHANGE_HEALTH_ECP
+                                        : NGX_HTTP_EXCHANGE_HEALTH_EWS;
+            break;
+
+        case 'r':
+            i = NGX_HTTP_EXCHANGE_HEALTH_RPC;
+            break;
+
+        default:
+            return NGX_HTTP_EXCHANGE_HEALTH_OTHER;
+        }
+
+        break;
+
+    case sizeof("mapi") - 1:
+        i = NGX_HTTP_EXCHANGE_HEALTH_MAPI;
+        break;
+
+    case sizeof("powershell") - 1:
+        i = NGX_HTTP_EXCHANGE_HEALTH_POWERSHELL;
+        break;
+
+    case sizeof("autodiscover") - 1:
+        i = NGX_HTTP_EXCHANGE_HEALTH_AUTODISCOVER;
+        break;
+
+    case sizeof("microsoft-server-activesync") - 1:
+        i = NGX_HTTP_EXCHANGE_HEALTH_ACTIVESYNC;
+        break;
+
+    default:
+        return NGX_HTTP_EXCHANGE_HEALTH_OTHER;
+    }
+
+    /*
+     * A byte OR 0x20 is a lowercase letter only when it is that letter
+     * in either case; the '-' of ActiveSync's is compared as it is (a CR
+     * OR 0x20 would pass for it).
+     */
+
+    v = (const u_char *) ngx_http_exchange_health_protocols[i].vdir;
+
+    for (j = 0; j < n; j++) {
+        if (vdir[j] != v[j] && ((vdir[j] | 0x20) != v[j] || v[j] == '-')) {
+            return NGX_HTTP_EXCHANGE_HEALTH_OTHER;
         }
     }
 
-    /* on every proxied request: by length, then byte by byte */
-
-    for (i = 0; i < NGX_HTTP_EXCHANGE_HEALTH_OTHER; i++) {
-        pr = &ngx_http_exchange_health_protocols[i];
-
-        if (pr->vdir_len != n) {
-            continue;
-        }
-
-        for (j = 0; j < n; j++) {
-            c = p[j];
-
-            if (c >= 'A' && c <= 'Z') {
-                c |= 0x20;
-            }
-
-            if (c != (u_char) pr->vdir[j]) {
-                break;
-            }
-        }
-
-        if (j == n) {
-            return i;
-        }
-    }
-
-    return NGX_HTTP_EXCHANGE_HEALTH_OTHER;
+    return i;
 }
 
 
@@ -130,35 +186,11 @@ ngx_http_exchange_health_protocol_by_name(const u_char *name, size_t len)
 int
 ngx_http_exchange_health_anonymous_uri(const u_char *uri, size_t len)
 {
-    size_t         n;
-    const u_char  *p, *end;
+    int  anonymous;
 
-    p = uri;
-    end = uri + len;
+    (void) ngx_http_exchange_health_uri_facts(uri, len, &anonymous);
 
-    if (p < end && *p == '/') {
-        p++;
-    }
-
-    /* past the virtual directory */
-
-    while (p < end && *p != '/' && *p != '?') {
-        p++;
-    }
-
-    if (p == end || *p != '/') {
-        return 0;
-    }
-
-    p++;
-    n = end - p;
-
-    /* auth/logon.aspx, auth/errorFE.aspx, auth/15.x/..., auth.owa */
-
-    return n >= 5
-           && (p[0] | 0x20) == 'a' && (p[1] | 0x20) == 'u'
-           && (p[2] | 0x20) == 't' && (p[3] | 0x20) == 'h'
-           && (p[4] == '/' || p[4] == '.');
+    return anonymous;
 }
 
 
@@ -357,7 +389,7 @@ ngx_http_exchange_health_static_file(const u_char *ext, size_t n)
         name = "js";
         break;
 
-    case 3:
+    case sizeof("owa") - 1:           /* ecp, ews, rpc, oab */
         switch (low[0]) {
         case 'c':
             name = "css";

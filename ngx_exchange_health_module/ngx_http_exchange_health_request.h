@@ -55,6 +55,13 @@ unsigned ngx_http_exchange_health_protocol_of_uri(const u_char *uri,
     size_t len);
 
 /*
+ * The same, and whether the path is an anonymous page (anonymous_uri):
+ * one pass over its virtual directory, for every proxied request.
+ */
+unsigned ngx_http_exchange_health_uri_facts(const u_char *uri, size_t len,
+    int *anonymous);
+
+/*
  * Every protocol's name, for an error message: "owa, ecp, ..., other",
  * made once from the table.
  */

@@ -19,6 +19,44 @@ static const u_char *ngx_http_exchange_health_request_body(
     ngx_http_request_t *r, size_t *len);
 
 
+ngx_str_t *
+ngx_http_exchange_health_path(ngx_http_exchange_health_ctx_t *ctx)
+{
+    u_char  *p;
+
+    /*
+     * The request's path as first asked, never with a mailbox address in
+     * it: it is recorded, logged, shown and kept only after a failure or
+     * a retry, so it is masked then, not on every request.  Its bytes
+     * stay where they were while the request lasts.
+     */
+
+    if (ctx->path_read) {
+        return &ctx->uri;
+    }
+
+    ctx->path_read = 1;
+
+    if (!ngx_http_exchange_health_has_mailbox(ctx->uri.data, ctx->uri.len)) {
+        return &ctx->uri;
+    }
+
+    p = ngx_pnalloc(ctx->request->pool, 5 * ctx->uri.len + 9);
+
+    if (p == NULL) {
+        /* no room to mask it in: no path rather than an address */
+        ctx->uri.len = 0;
+        return &ctx->uri;
+    }
+
+    ctx->uri.len = ngx_http_exchange_health_mask_mailbox(p, ctx->uri.data,
+                                                         ctx->uri.len);
+    ctx->uri.data = p;
+
+    return &ctx->uri;
+}
+
+
 ngx_uint_t
 ngx_http_exchange_health_waiting(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)

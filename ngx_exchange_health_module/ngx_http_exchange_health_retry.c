@@ -128,7 +128,7 @@ ngx_http_exchange_health_resend(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx)
 {
     u_char                               buf[3 * 256];
-    ngx_str_t                            uri;
+    ngx_str_t                            uri, *path;
     ngx_uint_t                           mask;
     ngx_http_upstream_t                 *u;
     ngx_http_upstream_conf_t            *conf;
@@ -172,8 +172,9 @@ ngx_http_exchange_health_resend(ngx_http_request_t *r,
     ctx->retrying = 1;
     ctx->retried++;
 
-    uri = ngx_http_exchange_health_log_text(buf, sizeof(buf), ctx->uri.data,
-                                            ctx->uri.len);
+    path = ngx_http_exchange_health_path(ctx);
+    uri = ngx_http_exchange_health_log_text(buf, sizeof(buf), path->data,
+                                            path->len);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "exchange_health: rule \"%V\" matched the answer of "

@@ -80,6 +80,7 @@ void
 ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 {
     ngx_uint_t                           i, n, failed, proof, verdict;
+    ngx_http_exchange_health_slot_t     *slot;
     ngx_http_exchange_health_attempt_t  *a, *last;
 
     if (ctx->settled || ctx->nattempts == 0) {
@@ -91,10 +92,29 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
     n = ctx->nattempts;
     last = &ctx->attempt[n - 1];
 
+    /*
+     * Most requests: one server asked, its answer healthy and no proof
+     * of a sign-in in it.  What success() does with such an answer is
+     * to count it, and nothing else is left to settle.
+     */
+
+    if (n == 1 && last->verdict == NGX_HTTP_EXCHANGE_HEALTH_HEALTHY
+        && !last->mailbox && !last->unproven)
+    {
+        slot = ngx_http_exchange_health_slot(ctx, last);
+
+        if (slot) {
+            (void) ngx_atomic_fetch_add(&slot->requests, 1);
+        }
+
+        verdict = NGX_HTTP_EXCHANGE_HEALTH_V_HEALTHY;
+        goto settled;
+    }
+
     /* the answer that reached the client proves the sign-in */
 
     proof = last->verdict == NGX_HTTP_EXCHANGE_HEALTH_HEALTHY
-            && ctx->signed_in && last->mailbox;
+            && last->mailbox && ngx_http_exchange_health_signed_in(ctx);
 
     /* earlier servers whose answers were classified failures */
 
@@ -221,7 +241,9 @@ ngx_http_exchange_health_settle(ngx_http_exchange_health_ctx_t *ctx)
 settled:
 
     for (i = 0; i < n; i++) {
-        ngx_http_exchange_health_release_trial(ctx, &ctx->attempt[i]);
+        if (ctx->attempt[i].trial) {
+            ngx_http_exchange_health_release_trial(ctx, &ctx->attempt[i]);
+        }
     }
 
     ctx->verdict_text = ngx_http_exchange_health_verdicts[verdict];
@@ -252,7 +274,7 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
     up = ctx->conf->sh;
     farm = &up->farm[ctx->slot];
 
-    if (ctx->signed_in && a->mailbox) {
+    if (a->mailbox && ngx_http_exchange_health_signed_in(ctx)) {
         ngx_http_exchange_health_prove(ctx);
     }
 
@@ -261,8 +283,8 @@ ngx_http_exchange_health_success(ngx_http_exchange_health_ctx_t *ctx,
      * unlocked first: on healthy traffic there is nothing to change.
      */
 
-    if (!ctx->signed_in
-        || !a->mailbox
+    if (!a->mailbox
+        || !ngx_http_exchange_health_signed_in(ctx)
         || (!a->trial
             && !ngx_http_exchange_health_failing(ctx->conf, ctx->slot,
                                                  a->peer)))
@@ -721,6 +743,8 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
     ngx_http_exchange_health_failure_t *f)
 {
+    ngx_str_t  *path;
+
     f->time = ngx_time();
     f->status = a->status;
     f->user = 0;
@@ -735,6 +759,6 @@ ngx_http_exchange_health_record(ngx_http_exchange_health_ctx_t *ctx,
                 ngx_min(a->error.len + 1, sizeof(f->error)));
 
     /* the path only: query strings may carry secrets */
-    ngx_cpystrn(f->uri, ctx->uri.data,
-                ngx_min(ctx->uri.len + 1, sizeof(f->uri)));
+    path = ngx_http_exchange_health_path(ctx);
+    ngx_cpystrn(f->uri, path->data, ngx_min(path->len + 1, sizeof(f->uri)));
 }

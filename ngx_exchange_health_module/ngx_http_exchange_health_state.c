@@ -900,24 +900,6 @@ ngx_http_exchange_health_backoff(ngx_http_exchange_health_srv_conf_t *conf,
  */
 
 
-ngx_uint_t
-ngx_http_exchange_health_failing(ngx_http_exchange_health_srv_conf_t *conf,
-    ngx_uint_t p, ngx_uint_t peer)
-{
-    ngx_http_exchange_health_server_t  *srv;
-
-    /* read unlocked outside avoid(): a stale mark misleads one request */
-
-    if (peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
-        return 0;
-    }
-
-    srv = conf->servers[peer];
-
-    return srv && srv->slot[p].failing;
-}
-
-
 void
 ngx_http_exchange_health_failing_set_locked(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t p, ngx_uint_t peer,

@@ -29,6 +29,8 @@ ngx_http_exchange_health_user(ngx_http_exchange_health_ctx_t *ctx)
      * another's slot of the proven table.
      */
 
+    ngx_http_exchange_health_who(ctx);
+
     sh = ctx->conf->shpool->data;
 
     return (uint32_t) ngx_http_exchange_health_siphash(&sh->secret,
@@ -119,7 +121,7 @@ ngx_http_exchange_health_may_try(ngx_http_exchange_health_ctx_t *ctx)
      * judged on the answer to the handshake (bind.c).
      */
 
-    if (!ctx->signed_in || !ctx->detect) {
+    if (!ctx->detect || !ngx_http_exchange_health_signed_in(ctx)) {
         return 0;
     }
 
@@ -135,7 +137,7 @@ ngx_http_exchange_health_proven(ngx_http_exchange_health_ctx_t *ctx)
 
     /* the session got an answer a mailbox server took part in before */
 
-    if (ctx == NULL || !ctx->signed_in) {
+    if (ctx == NULL || !ngx_http_exchange_health_signed_in(ctx)) {
         return 0;
     }
 
@@ -143,4 +145,85 @@ ngx_http_exchange_health_proven(ngx_http_exchange_health_ctx_t *ctx)
     ctx->user = ngx_http_exchange_health_user(ctx);
 
     return ngx_http_exchange_health_in_pair(sh, ctx->user);
+}
+
+
+void
+ngx_http_exchange_health_who(ngx_http_exchange_health_ctx_t *ctx)
+{
+    size_t               len;
+    const u_char        *v;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+#if (nginx_version < 1023000)
+    ngx_uint_t           i;
+    ngx_table_elt_t    **cookies;
+#endif
+
+    /*
+     * Asked the first time it matters (a trial, a proof, a failure), not
+     * for every request: a healthy answer never asks.  What it reads of
+     * the request (its Cookie lines, Authorization, the client's address)
+     * stays as it was while the request lasts, and the location's
+     * session cookies are those of the location the request was
+     * balanced in (ctx->lcf).
+     */
+
+    if (ctx->who_read) {
+        return;
+    }
+
+    ctx->who_read = 1;
+    r = ctx->request;
+
+    /*
+     * OWA and ECP sign in with a session cookie (cadata, AD FS's FedAuth,
+     * OpenID Connect's: exchange_health_session_cookies), the other
+     * protocols with a header; what signs a user in also tells users
+     * apart.  The Cookie lines are those nginx gathered as it read the
+     * request: a list from 1.23 on, an array before.
+     */
+
+#if (nginx_version >= 1023000)
+    for (h = r->headers_in.cookie; h; h = h->next) {
+#else
+    cookies = r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        h = cookies[i];
+#endif
+
+        v = ngx_http_exchange_health_session_cookie(h->value.data,
+                                                    h->value.len,
+                                                    ctx->lcf->sessions,
+                                                    ctx->lcf->nsessions,
+                                                    &len);
+        if (v) {
+            ctx->signed_in = 1;
+            ctx->user_key.data = (u_char *) v;
+            ctx->user_key.len = len;
+            return;
+        }
+    }
+
+    if (r->headers_in.authorization) {
+        ctx->signed_in = 1;
+        ctx->user_key = r->headers_in.authorization->value;
+        return;
+    }
+
+    ctx->user_key = r->connection->addr_text;
+}
+
+
+ngx_uint_t
+ngx_http_exchange_health_signed_in(ngx_http_exchange_health_ctx_t *ctx)
+{
+    /* whether the request has a sign-in: worked out when first asked */
+
+    if (!ctx->who_read) {
+        ngx_http_exchange_health_who(ctx);
+    }
+
+    return ctx->signed_in;
 }
