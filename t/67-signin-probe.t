@@ -38,15 +38,8 @@ $farm->accounts($USER => $PASSWORD);
 
 sub front {
     my ($file, %o) = @_;
-    return EH::Front::nginx($farm, worker_processes => 2,
-        error_log_level => 'debug',
-        zone => '1m state={{PREFIX}}/exchange.state',
-        upstream => "exchange_health_eject time=3s;\n"
-                  . "exchange_health_probe interval=${INTERVAL}s timeout=1s "
-                  . "sni=mail.contoso.com protocols=owa,ecp fails=2;\n"
-                  . "exchange_health_probe_signin file=$file;",
-        server => 'location = /status { exchange_health_status; }',
-        %o);
+    return EH::Front::signin_nginx($farm, interval => $INTERVAL,
+        probe => 'owa,ecp', signin => "file=$file", %o);
 }
 
 sub signin_of {

@@ -41,18 +41,9 @@ $farm->accounts($USER => $PASSWORD);
 
 sub front {
     my ($file, %o) = @_;
-    my $tls = delete $o{tls} // '';
     my $protocols = delete $o{protocols} // 'ews,activesync,mapi';
-    return EH::Front::nginx($farm, worker_processes => 2,
-        error_log_level => 'debug',
-        zone => '1m state={{PREFIX}}/exchange.state',
-        upstream => "exchange_health_eject time=3s;\n"
-                  . "exchange_health_probe interval=${INTERVAL}s timeout=1s "
-                  . "sni=mail.contoso.com protocols=owa fails=2 $tls;\n"
-                  . "exchange_health_probe_signin file=$file "
-                  . "protocols=$protocols;",
-        server => 'location = /status { exchange_health_status; }',
-        %o);
+    return EH::Front::signin_nginx($farm, interval => $INTERVAL,
+        signin => "file=$file protocols=$protocols", %o);
 }
 
 sub signin_of {

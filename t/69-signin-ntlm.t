@@ -55,18 +55,9 @@ $farm->windows(1);
 
 sub front {
     my ($file, %o) = @_;
-    my $tls = delete $o{tls} // '';
     my $auth = delete $o{auth} // 'ntlm';
-    return EH::Front::nginx($farm, worker_processes => 2,
-        error_log_level => 'debug',
-        zone => '1m state={{PREFIX}}/exchange.state',
-        upstream => "exchange_health_eject time=3s;\n"
-                  . "exchange_health_probe interval=${INTERVAL}s timeout=1s "
-                  . "sni=mail.contoso.com protocols=owa fails=2 $tls;\n"
-                  . "exchange_health_probe_signin file=$file "
-                  . "protocols=ews,activesync,mapi auth=$auth;",
-        server => 'location = /status { exchange_health_status; }',
-        %o);
+    return EH::Front::signin_nginx($farm, interval => $INTERVAL,
+        signin => "file=$file protocols=ews,activesync,mapi auth=$auth", %o);
 }
 
 sub signin_of {

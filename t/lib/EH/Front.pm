@@ -196,6 +196,27 @@ sub status_json {
     return ($j, $r, $j ? undef : ($@ || 'no body'));
 }
 
+# A front end whose signed-in probes run every $o{interval} seconds
+# (two workers, debug log, a state file, the status page): the plain
+# probe of $o{probe} (owa), then exchange_health_probe_signin $o{signin};
+# $o{tls} is added to the probe's line.  The rest as for nginx().
+sub signin_nginx {
+    my ($farm, %o) = @_;
+    my $interval = delete $o{interval};
+    my $probe = delete $o{probe} // 'owa';
+    my $tls = delete $o{tls} // '';
+    my $signin = delete $o{signin};
+    return nginx($farm, worker_processes => 2,
+        error_log_level => 'debug',
+        zone => '1m state={{PREFIX}}/exchange.state',
+        upstream => "exchange_health_eject time=3s;\n"
+                  . "exchange_health_probe interval=${interval}s timeout=1s "
+                  . "sni=mail.contoso.com protocols=$probe fails=2 $tls;\n"
+                  . "exchange_health_probe_signin $signin;",
+        server => 'location = /status { exchange_health_status; }',
+        %o);
+}
+
 # A credentials file of exchange_health_probe_signin in the test's
 # directory, mode 0600 unless told: its path.
 sub cred_file {
