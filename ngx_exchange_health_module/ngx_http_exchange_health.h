@@ -820,7 +820,7 @@ void ngx_http_exchange_health_bind_header(ngx_http_request_t *r,
 
 /* ngx_http_exchange_health_filter.c */
 ngx_int_t ngx_http_exchange_health_filter_init(ngx_conf_t *cf);
-void ngx_http_exchange_health_body_scan(ngx_http_request_t *r,
+ngx_int_t ngx_http_exchange_health_body_scan(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_chain_t *in);
 
 /* ngx_http_exchange_health_probe.c */
