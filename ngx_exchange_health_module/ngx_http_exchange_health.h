@@ -18,6 +18,17 @@
 #include "ngx_http_exchange_health_siphash.h"
 
 
+/*
+ * The module's own names stay inside its shared object: calls between its
+ * files go straight, not through the PLT, and its variables are read
+ * without the GOT.  nginx looks up only ngx_modules and its companions,
+ * which the file its build generates declares with the default.
+ */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 #define NGX_HTTP_EXCHANGE_HEALTH_RULES        64    /* per location */
 /* the statuses a rule may name, 0..639; a location's words have one more
  * for all others */
@@ -910,6 +921,11 @@ ngx_int_t ngx_http_exchange_health_admin_handler(ngx_http_request_t *r);
 
 /* ngx_http_exchange_health_variables.c */
 ngx_int_t ngx_http_exchange_health_add_variables(ngx_conf_t *cf);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_H_INCLUDED_ */

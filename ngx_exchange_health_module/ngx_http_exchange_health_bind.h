@@ -11,6 +11,12 @@
 #include "ngx_http_exchange_health.h"
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* what the binding layer (bind.c) and a binding's life (binding.c) share */
 
 
@@ -53,6 +59,11 @@ ngx_int_t ngx_http_exchange_health_bind_pending(
 void ngx_http_exchange_health_bind_count(
     ngx_http_exchange_health_binding_t *b, ngx_int_t n);
 void ngx_http_exchange_health_bind_drop(ngx_http_exchange_health_binding_t *b);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_BIND_H_INCLUDED_ */

@@ -22,6 +22,12 @@
 #include <sys/types.h>
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* MD5 of a then b: HMAC-MD5's two passes need no more */
 typedef void (*ngx_http_exchange_health_md5_pt)(u_char digest[16],
     const u_char *a, size_t alen, const u_char *b, size_t blen);
@@ -123,6 +129,11 @@ size_t ngx_http_exchange_health_ntlm_authenticate(
     const u_char *domain16, size_t dlen16,
     const ngx_http_exchange_health_ntlm_bind_t *bind, u_char *buf,
     size_t size);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_NTLM_H_INCLUDED_ */

@@ -19,6 +19,12 @@
 #include <sys/types.h>
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* Exchange virtual directories; health is kept per protocol */
 #define NGX_HTTP_EXCHANGE_HEALTH_OWA           0
 #define NGX_HTTP_EXCHANGE_HEALTH_ECP           1
@@ -266,6 +272,11 @@ int ngx_http_exchange_health_read_only(const u_char *name, size_t len);
  */
 int ngx_http_exchange_health_ews_operation(const u_char *p, size_t len,
     const u_char **name, size_t *name_len);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_REQUEST_H_INCLUDED_ */

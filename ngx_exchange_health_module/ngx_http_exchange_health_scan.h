@@ -23,6 +23,12 @@
 #include <zlib.h>
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 #define NGX_HTTP_EXCHANGE_HEALTH_MARKER_LEN  64   /* longest marker */
 #define NGX_HTTP_EXCHANGE_HEALTH_MARKERS     32   /* markers in one set */
 #define NGX_HTTP_EXCHANGE_HEALTH_SCAN_OUT    2048 /* inflated at a time */
@@ -121,6 +127,11 @@ int ngx_http_exchange_health_scan_end(ngx_http_exchange_health_scan_t *s);
 
 void ngx_http_exchange_health_scan_release(
     ngx_http_exchange_health_scan_t *s);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_SCAN_H_INCLUDED_ */

@@ -21,6 +21,12 @@
 #include <sys/types.h>
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* the verdicts, as the signed-in probe's results (SIGNIN_* in the .h) */
 #define NGX_HTTP_EXCHANGE_HEALTH_SERVICE_OK       1
 #define NGX_HTTP_EXCHANGE_HEALTH_SERVICE_FAILED   2
@@ -45,6 +51,11 @@
 int ngx_http_exchange_health_service_verdict(unsigned protocol,
     const u_char *p, size_t len, unsigned *status, u_char *why,
     size_t size);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_SERVICE_H_INCLUDED_ */

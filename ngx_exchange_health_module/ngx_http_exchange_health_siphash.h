@@ -22,6 +22,12 @@
 #include <sys/types.h>
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 typedef struct {
     uint64_t  k0;
     uint64_t  k1;
@@ -31,6 +37,11 @@ typedef struct {
 uint64_t ngx_http_exchange_health_siphash(
     const ngx_http_exchange_health_sipkey_t *key, const u_char *p,
     size_t len);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_SIPHASH_H_INCLUDED_ */

@@ -31,6 +31,12 @@
 #include <sys/types.h>
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 #define NGX_HTTP_EXCHANGE_HEALTH_SF_SERVER  0
 #define NGX_HTTP_EXCHANGE_HEALTH_SF_SLOT    1
 #define NGX_HTTP_EXCHANGE_HEALTH_SF_LAST    2
@@ -87,6 +93,11 @@ const char *ngx_http_exchange_health_sf_enum(unsigned kind, const char *key,
 /* percent-encodes a word or value; dst needs 3 * len bytes */
 u_char *ngx_http_exchange_health_sf_encode(u_char *dst, const u_char *src,
     size_t len);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_STATEFILE_H_INCLUDED_ */

@@ -12,6 +12,12 @@
 #include "ngx_http_exchange_health_status_writer.h"
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /*
  * How bad, for sorting: failing servers come first; failures not acted
  * on yet and servers out on purpose (maintenance) are warnings.
@@ -160,6 +166,11 @@ void ngx_http_exchange_health_render_json(
 void ngx_http_exchange_health_render_prometheus(
     ngx_http_exchange_health_writer_t *w,
     ngx_http_exchange_health_snapshot_t *snap);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_STATUS_H_INCLUDED_ */

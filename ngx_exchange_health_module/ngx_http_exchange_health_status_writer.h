@@ -11,6 +11,12 @@
 #include "ngx_http_exchange_health.h"
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* output built in a chain of buffers */
 typedef struct {
     ngx_pool_t                           *pool;
@@ -37,6 +43,11 @@ void ngx_http_exchange_health_write_text(ngx_http_exchange_health_writer_t *w,
 void ngx_http_exchange_health_write_escaped(
     ngx_http_exchange_health_writer_t *w, u_char *data, size_t len,
     ngx_uint_t mode);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_STATUS_WRITER_H_INCLUDED_ */

@@ -12,6 +12,12 @@
 #include "ngx_http_exchange_health_statefile.h"
 
 
+/* hidden, as the module's header says why */
+#if (__GNUC__ >= 4)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* what saving (store.c) and restoring (restore.c) share */
 
 
@@ -55,6 +61,11 @@ extern ngx_http_exchange_health_store_field_t
 
 ngx_int_t ngx_http_exchange_health_store_each(ngx_cycle_t *cycle,
     ngx_http_exchange_health_store_pt handler);
+
+
+#if (__GNUC__ >= 4)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_EXCHANGE_HEALTH_STORE_H_INCLUDED_ */
