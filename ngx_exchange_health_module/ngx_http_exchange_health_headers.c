@@ -31,18 +31,15 @@ static ngx_str_t  ngx_http_exchange_health_known_names[] = {
     ngx_string("content-encoding")
 };
 
-/* their lengths, a bit each from the shortest on */
-#define NGX_HTTP_EXCHANGE_HEALTH_KNOWN_SHORTEST  (sizeof("x-feserver") - 1)
-#define NGX_HTTP_EXCHANGE_HEALTH_KNOWN_LENGTHS                               \
-    (  (1 << (sizeof("x-feserver") - 1 - (sizeof("x-feserver") - 1)))       \
-     | (1 << (sizeof("x-owa-error") - 1 - (sizeof("x-feserver") - 1)))      \
-     | (1 << (sizeof("content-encoding") - 1 - (sizeof("x-feserver") - 1))) \
-     | (1 << (sizeof("x-calculatedbetarget") - 1                            \
-              - (sizeof("x-feserver") - 1))))
-
 /* their hashes as nginx computes a header's (h->hash), made at start */
 static ngx_uint_t  ngx_http_exchange_health_known_hash[
                                               NGX_HTTP_EXCHANGE_HEALTH_H_N];
+
+/*
+ * A bit of a word for each hash's low 6 bits: of the some 25 headers of an
+ * OWA page, about two others share a bit with the known names.
+ */
+static uint64_t    ngx_http_exchange_health_known_bits;
 
 
 static ngx_inline ngx_uint_t
@@ -109,6 +106,9 @@ ngx_http_exchange_health_known_init(void)
         ngx_http_exchange_health_known_hash[i] = ngx_hash_key(
                                ngx_http_exchange_health_known_names[i].data,
                                ngx_http_exchange_health_known_names[i].len);
+
+        ngx_http_exchange_health_known_bits |=
+                   (uint64_t) 1 << (ngx_http_exchange_health_known_hash[i] & 63);
     }
 }
 
@@ -191,7 +191,7 @@ ngx_table_elt_t *
 ngx_http_exchange_health_known(ngx_http_request_t *r,
     ngx_http_exchange_health_ctx_t *ctx, ngx_uint_t k)
 {
-    size_t            len;
+    uint64_t          bits;
     ngx_uint_t        n;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *last;
@@ -209,6 +209,8 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
     ctx->known_read = 1;
     ngx_memzero(ctx->known, sizeof(ctx->known));
 
+    bits = ngx_http_exchange_health_known_bits;
+
     for (part = &r->upstream->headers_in.headers.part;
          part;
          part = part->next)
@@ -218,48 +220,24 @@ ngx_http_exchange_health_known(ngx_http_request_t *r,
         for (last = h + part->nelts; h < last; h++) {
 
             /*
-             * By length first, a bit of a word for each length known:
-             * most headers cost a subtraction and a shift; then by the
-             * hash and lowercase name the proxy module made of it.
+             * Most headers cost a test of one bit by the hash the proxy
+             * module made of their lowercase name; the rest, the hash
+             * compared, then the name.
              */
 
-            len = h->key.len - NGX_HTTP_EXCHANGE_HEALTH_KNOWN_SHORTEST;
-
-            if (len >= 8 * sizeof(ngx_uint_t)
-                || !((NGX_HTTP_EXCHANGE_HEALTH_KNOWN_LENGTHS >> len) & 1))
-            {
+            if (!((bits >> (h->hash & 63)) & 1)) {
                 continue;
             }
 
-            switch (h->key.len) {
-
-            case sizeof("x-feserver") - 1:     /* and x-beserver */
-                n = (h->hash
-                     == ngx_http_exchange_health_known_hash[
-                                          NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER])
-                    ? NGX_HTTP_EXCHANGE_HEALTH_H_FESERVER
-                    : NGX_HTTP_EXCHANGE_HEALTH_H_BESERVER;
-                break;
-
-            case sizeof("x-owa-error") - 1:    /* and x-ecp-error */
-                n = (h->hash
-                     == ngx_http_exchange_health_known_hash[
-                                         NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR])
-                    ? NGX_HTTP_EXCHANGE_HEALTH_H_OWA_ERROR
-                    : NGX_HTTP_EXCHANGE_HEALTH_H_ECP_ERROR;
-                break;
-
-            case sizeof("x-calculatedbetarget") - 1:
-                n = NGX_HTTP_EXCHANGE_HEALTH_H_BETARGET;
-                break;
-
-            default:                           /* content-encoding */
-                n = NGX_HTTP_EXCHANGE_HEALTH_H_ENCODING;
-                break;
+            for (n = 0; n < NGX_HTTP_EXCHANGE_HEALTH_H_N; n++) {
+                if (h->hash == ngx_http_exchange_health_known_hash[n]) {
+                    break;
+                }
             }
 
-            if (h->hash == ngx_http_exchange_health_known_hash[n]
+            if (n < NGX_HTTP_EXCHANGE_HEALTH_H_N
                 && ctx->known[n] == NULL
+                && h->key.len == ngx_http_exchange_health_known_names[n].len
                 && ngx_http_exchange_health_known_name(h->lowcase_key,
                                   ngx_http_exchange_health_known_names[n].data,
                                   h->key.len))
