@@ -20,6 +20,7 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
     u_char                             *to;
     size_t                              i, len, *to_len;
     uint32_t                            hash, *known;
+    uint64_t                            head, tail;
     ngx_slab_pool_t                    *shpool;
     ngx_http_exchange_health_server_t  *srv;
 
@@ -36,12 +37,30 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
     /*
      * The zone is written only when this worker sees a new name; a hash
      * that says "the same" by chance only delays the name's next change.
-     * Not ngx_murmur_hash2(): nginx's shifts a byte of 128 or more into
-     * the sign bit of an int, which UBSan reports, and names are any
-     * bytes a server sends.
+     * A name of 4 to 16 bytes (X-FEServer's NetBIOS name, 15 at most,
+     * read on every page) is folded from two words that may overlap;
+     * others by ngx_hash_key().  Not ngx_murmur_hash2(): nginx's shifts a
+     * byte of 128 or more into the sign bit of an int, which UBSan
+     * reports, and names are any bytes a server sends.
      */
 
-    hash = (uint32_t) ngx_hash_key(name->data, name->len);
+    if (name->len >= 8 && name->len <= 16) {
+        ngx_memcpy(&head, name->data, 8);
+        ngx_memcpy(&tail, name->data + name->len - 8, 8);
+
+    } else if (name->len >= 4 && name->len < 8) {
+        head = 0;
+        tail = 0;
+        ngx_memcpy(&head, name->data, 4);
+        ngx_memcpy(&tail, name->data + name->len - 4, 4);
+
+    } else {
+        head = ngx_hash_key(name->data, name->len);
+        tail = 0;
+    }
+
+    head ^= tail * 0x9e3779b97f4a7c15 ^ name->len;
+    hash = (uint32_t) (head ^ (head >> 32));
     known = fqdn ? &ctx->conf->known_fqdn[a->peer]
                  : &ctx->conf->known_name[a->peer];
 
