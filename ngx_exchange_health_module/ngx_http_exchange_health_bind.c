@@ -298,14 +298,14 @@ ngx_http_exchange_health_bind_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->connection = c;
     pc->cached = 1;
 
-    ngx_http_exchange_health_attempt(ctx, b->peer);
+    /*
+     * The answer to the challenge a trial got is the trial itself:
+     * attempt() claims it anew, as for any request that meets an
+     * ejected server, unless another request is its trial by now.
+     */
 
-    if (b->trial) {
-        /* the answer to the challenge its trial got: the trial itself */
-        ctx->attempt[ctx->nattempts - 1].trial =
-                         ngx_http_exchange_health_trial_bound(ctx, b->peer);
-        b->trial = 0;
-    }
+    ngx_http_exchange_health_attempt(ctx, b->peer);
+    b->trial = 0;
 
     return NGX_DONE;
 }

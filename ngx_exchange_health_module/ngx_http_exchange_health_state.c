@@ -795,17 +795,18 @@ ngx_http_exchange_health_trial_handshake(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
     /*
-     * The trial got a challenge (NTLM): its answer, on the same
-     * connection, is the trial.  The slot's trial stays pending (it ends
-     * by itself after the trial time if the answer never comes); this
-     * attempt is no longer it, so settling does not let it go.
+     * The trial got a challenge (NTLM): a challenge proves nothing, and
+     * any client can ask for one, so the trial is let go at once; the
+     * answer to it, on the same connection, claims the trial anew
+     * (bind.c).  Held until that answer, a made-up type 1 every half
+     * minute kept a healed server out.
      */
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                    "exchange health: peer %ui's trial goes on on its "
                    "connection", a->peer);
 
-    a->trial = 0;
+    ngx_http_exchange_health_release_trial(ctx, a);
 }
 
 
@@ -818,9 +819,11 @@ ngx_http_exchange_health_trial_bound(ngx_http_exchange_health_ctx_t *ctx,
 
     /*
      * Whether a bound request may finish the handshake that a trial of
-     * its ejected server began: the server is still ejected, its trial
-     * still pending, and no operator or probe drained it since.  Read
-     * unlocked: at worst the request meets the server as a trial late.
+     * its ejected server began, as the trial: the server is still
+     * ejected and its time up, no other request is its trial, and no
+     * operator or probe drained it since.  Read unlocked: picked() claims
+     * the trial under the lock, and a request that loses it to another
+     * worker meets the ejected server once, not as its trial.
      */
 
     if (ctx->conf->sh == NULL || peer == NGX_HTTP_EXCHANGE_HEALTH_UNTRACKED) {
@@ -835,7 +838,8 @@ ngx_http_exchange_health_trial_bound(ngx_http_exchange_health_ctx_t *ctx,
     slot = &srv->slot[ctx->slot];
 
     return slot->state == NGX_HTTP_EXCHANGE_HEALTH_EJECTED
-           && ngx_http_exchange_health_trial_pending(slot, ngx_current_msec)
+           && (ngx_msec_int_t) (ngx_current_msec - slot->until) >= 0
+           && !ngx_http_exchange_health_trial_pending(slot, ngx_current_msec)
            && !ngx_http_exchange_health_drained(ctx->conf, slot);
 }
 

@@ -273,4 +273,70 @@ SKIP: {
     $ng->stop;
 }
 
+# --------------------------------------------------------------------
+# 6. A made-up type 1 does not hold a healed server's trial.  A trial
+#    that meets a challenge lets the trial go at once; the answer to the
+#    challenge, on the connection kept for it, claims the trial anew.
+#    Before: the challenge kept the trial pending for 30 s for an answer
+#    that never came, and a made-up type 1 every half minute kept a
+#    healed server out.
+{
+    ntlm_routes();
+    my $ng = EH::Front::nginx($farm,
+        upstream => "keepalive 16;\nexchange_health_eject time=2s;");
+    $ng->start;
+
+    my @c = map { EH::Ntlm::outlook(port => $ng->port, user => "NTLM$_",
+                                    requests => 1) } 1 .. 12;
+    $farm->server('EXCH2')->prepend({ name => 'mapi-500', path => '^/mapi/',
+        ntlm => 1, status => 500, add_headers => [ [ 'X-FEServer' => 'EXCH2' ] ] });
+    ROUND: for (1 .. 3) {
+        for my $i (0 .. $#c) {
+            EH::Ntlm::again($c[$i]{client}, user => "NTLM$i");
+            last ROUND if EH::Front::changes($ng, 'ejected');
+        }
+    }
+    $_->{client}->close for @c;
+    my @ej = EH::Front::changes($ng, 'ejected');
+    is scalar(@ej), 1, 'made-up type 1s: EXCH2 out by its bound failures';
+
+    # healed, and its time up: made-up type 1s, each on a connection of
+    # its own and never answered, until one is EXCH2's trial
+    ntlm_routes();
+    select undef, undef, undef, 2.3;
+    my @held;
+    my $type1 = sub {
+        my $a = EH::Client->new(port => $ng->port, keepalive => 1);
+        my $r = $a->request(GET => '/mapi/emsmdb/', headers =>
+            [ [ Authorization => 'NTLM ' . EH::Ntlm::type1() ] ]);
+        push @held, $a;
+        return $r->{status} // 0;
+    };
+    for (1 .. 12) {
+        $type1->();
+        last if EH::Front::changes($ng, 'trial');
+    }
+    my @tr = EH::Front::changes($ng, 'trial');
+    ok @tr >= 1 && $tr[0]{addr} eq $farm->server('EXCH2')->addr,
+        'a made-up type 1 was EXCH2\'s trial';
+
+    # users sign in, a made-up type 1 before each: a user's sign-in is
+    # the trial that brings EXCH2 back
+    for my $i (1 .. 10) {
+        last if EH::Front::changes($ng, 'readmitted');
+        $type1->();
+        my $o = EH::Ntlm::outlook(port => $ng->port, user => "late$i",
+                                  requests => 1);
+        $o->{client}->close;
+    }
+    is scalar(EH::Front::changes($ng, 'readmitted')), 1,
+        'EXCH2 back through a user\'s sign-in while made-up type 1s come'
+        or diag join "\n", grep { /exchange_health/ } split /\n/, $ng->error_log;
+    is scalar(grep { $_->{addr} ne $farm->server('EXCH2')->addr }
+                   EH::Front::changes($ng, 'trial')), 0,
+        'no other server on trial';
+    $_->close for @held;
+    $ng->stop;
+}
+
 done_testing;
