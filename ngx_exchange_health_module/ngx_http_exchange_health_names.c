@@ -59,8 +59,11 @@ ngx_http_exchange_health_learn_name(ngx_http_exchange_health_ctx_t *ctx,
         tail = 0;
     }
 
-    head ^= tail * 0x9e3779b97f4a7c15 ^ name->len;
-    hash = (uint32_t) (head ^ (head >> 32));
+    /* each word multiplied: no two bytes of one word cancel out */
+
+    head = ((head ^ name->len) * 0x9e3779b97f4a7c15 ^ tail)
+           * 0xc2b2ae3d27d4eb4f;
+    hash = (uint32_t) (head >> 32);
     known = fqdn ? &ctx->conf->known_fqdn[a->peer]
                  : &ctx->conf->known_name[a->peer];
 
