@@ -108,7 +108,7 @@ ngx_http_exchange_health_known_init(void)
                                ngx_http_exchange_health_known_names[i].len);
 
         ngx_http_exchange_health_known_bits |=
-                   (uint64_t) 1 << (ngx_http_exchange_health_known_hash[i] & 63);
+                  (uint64_t) 1 << (ngx_http_exchange_health_known_hash[i] & 63);
     }
 }
 
