@@ -376,6 +376,7 @@ fuzz_ntlm(const u_char *p, size_t len)
 
     (void) ngx_http_exchange_health_ntlm_scheme(p, len);
     (void) ngx_http_exchange_health_ntlm_token(p, len);
+    (void) ngx_http_exchange_health_ntlm_type1(p, len);
     (void) ngx_http_exchange_health_open_uri(p, len);
 
     for (size = 0; size <= NGX_HTTP_EXCHANGE_HEALTH_NTLM_USER; size += 32) {

@@ -14,6 +14,8 @@
 static int ngx_http_exchange_health_static_file(const u_char *dot, size_t n);
 static const u_char *ngx_http_exchange_health_errorfe_param(const u_char *p,
     size_t len, const char *name, size_t *vlen);
+static const u_char *ngx_http_exchange_health_ntlm_message(u_char *buf,
+    size_t *n, const u_char *p, size_t len, u_char type, size_t least);
 
 
 const ngx_http_exchange_health_protocol_t
@@ -784,13 +786,12 @@ ngx_http_exchange_health_ntlm_field(u_char *dst, size_t size,
 }
 
 
-size_t
-ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len, u_char *dst,
-    size_t size)
+static const u_char *
+ngx_http_exchange_health_ntlm_message(u_char *buf, size_t *n,
+    const u_char *p, size_t len, u_char type, size_t least)
 {
-    u_char         buf[NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN];
-    size_t         n, i, dlen, ulen;
-    const u_char  *msg;
+    size_t  i;
+    u_char  sig[12] = "NTLMSSP\0\0\0\0\0";
 
     /* skip the scheme and the spaces after it */
 
@@ -804,22 +805,50 @@ ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len, u_char *dst,
         i++;
     }
 
-    n = ngx_http_exchange_health_base64(buf, sizeof(buf), p + i, len - i);
+    *n = ngx_http_exchange_health_base64(buf,
+                                         NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN,
+                                         p + i, len - i);
 
     /*
      * Raw NTLMSSP, or inside Negotiate's SPNEGO wrapping: the message
-     * starts at its signature.  A Kerberos ticket names no user here.
+     * starts at its signature.  A Kerberos ticket has none.
      */
 
-    msg = NULL;
+    sig[8] = type;
 
-    for (i = 0; i + 64 <= n; i++) {
-        if (memcmp(buf + i, "NTLMSSP\0\3\0\0\0", 12) == 0) {
-            msg = buf + i;
-            n -= i;
-            break;
+    for (i = 0; i + least <= *n; i++) {
+        if (memcmp(buf + i, sig, 12) == 0) {
+            *n -= i;
+            return buf + i;
         }
     }
+
+    return NULL;
+}
+
+
+int
+ngx_http_exchange_health_ntlm_type1(const u_char *p, size_t len)
+{
+    size_t  n;
+    u_char  buf[NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN];
+
+    /* signature, type and flags: 16 bytes at least */
+
+    return ngx_http_exchange_health_ntlm_message(buf, &n, p, len, 1, 16)
+           != NULL;
+}
+
+
+size_t
+ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len, u_char *dst,
+    size_t size)
+{
+    u_char         buf[NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN];
+    size_t         n, dlen, ulen;
+    const u_char  *msg;
+
+    msg = ngx_http_exchange_health_ntlm_message(buf, &n, p, len, 3, 64);
 
     if (msg == NULL || size < 2) {
         return 0;

@@ -157,8 +157,10 @@ const u_char *ngx_http_exchange_health_session_cookie(const u_char *p,
  * Authorization value, raw or inside Negotiate's SPNEGO token, and
  * writes its "DOMAIN\user" (UTF-16LE, as sent; cut to size) to dst;
  * it returns the length, 0 when there is none (a Kerberos ticket, a
- * type 1 message, anything malformed).  Only the first
- * NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN bytes of the token are decoded.
+ * type 1 message, anything malformed).  The third says whether the
+ * value carries an NTLM negotiate (type 1) message, raw or inside
+ * SPNEGO.  Only the first NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN bytes of
+ * the token are decoded.
  */
 
 #define NGX_HTTP_EXCHANGE_HEALTH_NTLM_TOKEN  4096
@@ -178,6 +180,7 @@ int ngx_http_exchange_health_ntlm_scheme(const u_char *p, size_t len);
 int ngx_http_exchange_health_ntlm_token(const u_char *p, size_t len);
 size_t ngx_http_exchange_health_ntlm_user(const u_char *p, size_t len,
     u_char *dst, size_t size);
+int ngx_http_exchange_health_ntlm_type1(const u_char *p, size_t len);
 
 
 /* ngx_http_exchange_health_operation.c: what a request asks Exchange */

@@ -17,7 +17,7 @@
 static void ngx_http_exchange_health_trial_locked(
     ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
-    ngx_http_exchange_health_slot_t *slot,
+    ngx_http_exchange_health_slot_t *slot, ngx_uint_t quiet,
     ngx_http_exchange_health_event_t *ev);
 static ngx_msec_t ngx_http_exchange_health_backoff(
     ngx_http_exchange_health_srv_conf_t *conf, ngx_uint_t level);
@@ -118,6 +118,8 @@ void
 ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a)
 {
+    ngx_uint_t                         quiet;
+    ngx_table_elt_t                   *auth;
     ngx_slab_pool_t                   *shpool;
     ngx_http_exchange_health_slot_t   *slot;
     ngx_http_exchange_health_event_t   ev;
@@ -131,11 +133,23 @@ ngx_http_exchange_health_picked(ngx_http_exchange_health_ctx_t *ctx,
         return;
     }
 
+    /*
+     * An NTLM type 1 on a connection of its own starts a trial that its
+     * challenge lets go at once (trial_handshake), and any client can
+     * send one: its trial is not logged, nor put on the timeline; the
+     * type 3's, on the connection kept for it, is.
+     */
+
+    auth = ctx->request->headers_in.authorization;
+    quiet = ctx->ntlm && !ctx->bound && auth
+            && ngx_http_exchange_health_ntlm_type1(auth->value.data,
+                                                   auth->value.len);
+
     shpool = ctx->conf->shpool;
     ngx_memzero(&ev, sizeof(ngx_http_exchange_health_event_t));
 
     ngx_shmtx_lock(&shpool->mutex);
-    ngx_http_exchange_health_trial_locked(ctx, a, slot, &ev);
+    ngx_http_exchange_health_trial_locked(ctx, a, slot, quiet, &ev);
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_exchange_health_log(ctx, a, &ev);
@@ -261,7 +275,8 @@ ngx_http_exchange_health_slot(ngx_http_exchange_health_ctx_t *ctx,
 static void
 ngx_http_exchange_health_trial_locked(ngx_http_exchange_health_ctx_t *ctx,
     ngx_http_exchange_health_attempt_t *a,
-    ngx_http_exchange_health_slot_t *slot, ngx_http_exchange_health_event_t *ev)
+    ngx_http_exchange_health_slot_t *slot, ngx_uint_t quiet,
+    ngx_http_exchange_health_event_t *ev)
 {
     ngx_msec_t  now;
 
@@ -285,6 +300,10 @@ ngx_http_exchange_health_trial_locked(ngx_http_exchange_health_ctx_t *ctx,
 
     slot->trial = now;
     a->trial = 1;
+
+    if (quiet) {
+        return;
+    }
 
     ngx_http_exchange_health_timeline_locked(ctx->conf, a->peer, ctx->slot,
                                            NGX_HTTP_EXCHANGE_HEALTH_T_STATE);

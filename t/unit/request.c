@@ -152,6 +152,14 @@ user(const char *v, size_t size)
 }
 
 
+static int
+type1(const char *v)
+{
+    return ngx_http_exchange_health_ntlm_type1((const u_char *) v,
+                                               strlen(v));
+}
+
+
 static char  hcbuf[64];
 
 static size_t
@@ -472,6 +480,18 @@ main(void)
     UNIT_OK(user("NTLM", 128) == 0, "user: none without a token");
     UNIT_OK(user(TYPE3_ALICE, 20) == 20,
             "user: cut to the room given");
+
+    UNIT_OK(type1("NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA="),
+            "type1: a raw type-1");
+    UNIT_OK(type1("Negotiate YEgGBisGAQUFAqE+TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAA"
+                  "AAAAAAAAAAA="),
+            "type1: a type-1 inside Negotiate's SPNEGO token");
+    UNIT_OK(!type1(TYPE3_ALICE), "type1: not a type-3");
+    UNIT_OK(!type1("Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1MIIGcaADAgEF"),
+            "type1: not a Kerberos ticket");
+    UNIT_OK(!type1("NTLM TlRMTVNTUAABAAAAB4I="), "type1: not one cut short");
+    UNIT_OK(!type1("NTLM"), "type1: not without a token");
+    UNIT_OK(!type1("NTLM !!!!"), "type1: not in bad base64");
 
     UNIT_OK(hc("200 OK<br/>EXCH1.contoso.local\r\n")
             && strcmp(hcbuf, "EXCH1.contoso.local") == 0,
