@@ -118,11 +118,12 @@ fuzz_session(const u_char *p, size_t len)
 static void
 fuzz_uri(const u_char *p, size_t len)
 {
+    int            anonymous;
     size_t         n;
     unsigned       proto, want, i;
     const u_char  *seg, *end;
 
-    proto = ngx_http_exchange_health_protocol_of_uri(p, len);
+    proto = ngx_http_exchange_health_uri_facts(p, len, &anonymous);
 
     /* the first path segment, without its leading slash */
 

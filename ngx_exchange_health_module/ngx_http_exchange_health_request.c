@@ -35,15 +35,6 @@ const ngx_http_exchange_health_protocol_t
 
 
 unsigned
-ngx_http_exchange_health_protocol_of_uri(const u_char *uri, size_t len)
-{
-    int  anonymous;
-
-    return ngx_http_exchange_health_uri_facts(uri, len, &anonymous);
-}
-
-
-unsigned
 ngx_http_exchange_health_uri_facts(const u_char *uri, size_t len,
     int *anonymous)
 {

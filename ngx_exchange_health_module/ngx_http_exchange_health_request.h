@@ -56,13 +56,10 @@ extern const ngx_http_exchange_health_protocol_t
     ngx_http_exchange_health_protocols[NGX_HTTP_EXCHANGE_HEALTH_NPROTOCOLS];
 
 
-/* the protocol of a request path such as "/OWA/service.svc" */
-unsigned ngx_http_exchange_health_protocol_of_uri(const u_char *uri,
-    size_t len);
-
 /*
- * The same, and whether the path is an anonymous page (anonymous_uri):
- * one pass over its virtual directory, for every proxied request.
+ * The protocol of a request path such as "/OWA/service.svc", and whether
+ * the path is an anonymous page (anonymous_uri): one pass over its
+ * virtual directory, for every proxied request.
  */
 unsigned ngx_http_exchange_health_uri_facts(const u_char *uri, size_t len,
     int *anonymous);

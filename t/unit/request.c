@@ -15,8 +15,10 @@
 static unsigned
 proto(const char *uri)
 {
-    return ngx_http_exchange_health_protocol_of_uri((const u_char *) uri,
-                                                    strlen(uri));
+    int  anonymous;
+
+    return ngx_http_exchange_health_uri_facts((const u_char *) uri,
+                                              strlen(uri), &anonymous);
 }
 
 
