@@ -45,6 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t                              i, reason;
     ngx_buf_t                           b;
     ngx_str_t                           jar;
+    ngx_str_t                           scheme = ngx_string("NTLM");
     ngx_uint_t                          v;
     ngx_http_exchange_health_answer_t   a;
 
@@ -65,7 +66,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     b.last = p + size;
     b.end = p + size;
 
-    ngx_http_exchange_health_signin_read_answer(&b, &a, &jar);
+    ngx_http_exchange_health_signin_read_answer(&b, &a, &jar, &scheme);
+
+    if (a.token.len
+        && (a.token.data < p || a.token.data + a.token.len > b.last))
+    {
+        abort();
+    }
 
     if (a.location.len
         && (a.location.data < p || a.location.data + a.location.len > b.last))

@@ -242,6 +242,7 @@ typedef struct {
     ngx_uint_t                             jar_full;
     ngx_str_t                              location;
     ngx_str_t                              error;      /* X-OWA-Error... */
+    ngx_str_t                              token;      /* WWW-Authenticate */
 } ngx_http_exchange_health_answer_t;
 
 
@@ -865,7 +866,7 @@ u_char *ngx_http_exchange_health_form_escape(u_char *dst, u_char *src,
 
 /* ngx_http_exchange_health_signin_answer.c */
 void ngx_http_exchange_health_signin_read_answer(ngx_buf_t *b,
-    ngx_http_exchange_health_answer_t *a, ngx_str_t *jar);
+    ngx_http_exchange_health_answer_t *a, ngx_str_t *jar, ngx_str_t *scheme);
 ngx_uint_t ngx_http_exchange_health_signin_verdict(
     ngx_http_exchange_health_answer_t *a, u_char *why);
 

@@ -553,7 +553,8 @@ ngx_http_exchange_health_signin_posted(ngx_http_exchange_health_probe_t *pr,
     job = pr->data;
     conf = pr->conf;
 
-    ngx_http_exchange_health_signin_read_answer(pr->response, &a, &job->jar);
+    ngx_http_exchange_health_signin_read_answer(pr->response, &a, &job->jar,
+                                                NULL);
 
     if (error == NULL && a.complete && a.cadata && !a.jar_full
         && a.status >= 300 && a.status < 400)
@@ -721,7 +722,7 @@ ngx_http_exchange_health_signin_got(ngx_http_exchange_health_probe_t *pr,
     job = pr->data;
     conf = pr->conf;
 
-    ngx_http_exchange_health_signin_read_answer(pr->response, &a, NULL);
+    ngx_http_exchange_health_signin_read_answer(pr->response, &a, NULL, NULL);
 
     if (error) {
         result = NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED;

@@ -104,7 +104,7 @@ ngx_http_exchange_health_signin_verdict(ngx_http_exchange_health_answer_t *a,
 
 void
 ngx_http_exchange_health_signin_read_answer(ngx_buf_t *b,
-    ngx_http_exchange_health_answer_t *a, ngx_str_t *jar)
+    ngx_http_exchange_health_answer_t *a, ngx_str_t *jar, ngx_str_t *scheme)
 {
     u_char     *p, *last, *end, *eol, *colon, *v;
     ngx_int_t   status;
@@ -180,6 +180,17 @@ ngx_http_exchange_health_signin_read_answer(ngx_buf_t *b,
                    && ngx_strncasecmp(p, (u_char *) "Set-Cookie", 10) == 0)
         {
             ngx_http_exchange_health_signin_cookie(a, jar, v, last);
+
+        } else if (scheme && a->token.len == 0 && name.len == 16
+                   && ngx_strncasecmp(p, (u_char *) "WWW-Authenticate", 16)
+                      == 0
+                   && (size_t) (last - v) > scheme->len + 1
+                   && ngx_strncasecmp(v, scheme->data, scheme->len) == 0
+                   && v[scheme->len] == ' ')
+        {
+            /* "NTLM <base64>", one of those a 401 offers: its token */
+            a->token.data = v + scheme->len + 1;
+            a->token.len = last - a->token.data;
         }
 
         p = eol;

@@ -37,8 +37,6 @@
 #define NGX_HTTP_EXCHANGE_HEALTH_FILETIME_1970  11644473600ULL
 
 
-static ngx_int_t ngx_http_exchange_health_signin_ntlm_token(
-    ngx_http_exchange_health_probe_t *pr, ngx_str_t *token);
 static void ngx_http_exchange_health_signin_ntlm_random(u_char *p,
     size_t n);
 static u_char *ngx_http_exchange_health_signin_ntlm_cbt(
@@ -112,8 +110,8 @@ ngx_http_exchange_health_signin_ntlm_challenged(
     size_t                                     len;
     uint64_t                                   now;
     ngx_buf_t                                 *b;
-    ngx_str_t                                  token, type2, auth, plain,
-                                               encoded;
+    ngx_str_t                                  type2, auth, plain, encoded;
+    ngx_http_exchange_health_answer_t          a;
     ngx_http_exchange_health_ntlm_bind_t       bind;
     ngx_http_exchange_health_signin_conf_t    *sc;
     ngx_http_exchange_health_ntlm_challenge_t  ch;
@@ -127,10 +125,13 @@ ngx_http_exchange_health_signin_ntlm_challenged(
      * 200 to anyone)
      */
 
-    if (error
-        || b->last - b->pos < 12
-        || ngx_strncmp(b->pos + 8, " 401", 4) != 0)
-    {
+    if (error) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_exchange_health_signin_read_answer(b, &a, NULL, &sc->scheme);
+
+    if (a.status != NGX_HTTP_UNAUTHORIZED) {
         return NGX_DECLINED;
     }
 
@@ -141,7 +142,7 @@ ngx_http_exchange_health_signin_ntlm_challenged(
      * account's sign-ins on the others.
      */
 
-    if (ngx_http_exchange_health_signin_ntlm_token(pr, &token) != NGX_OK) {
+    if (a.token.len == 0) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "exchange health: peer %ui sent no NTLM challenge",
                        pr->peer);
@@ -149,12 +150,13 @@ ngx_http_exchange_health_signin_ntlm_challenged(
         return NGX_ERROR;
     }
 
-    type2.data = ngx_pnalloc(pr->pool, ngx_base64_decoded_length(token.len));
+    type2.data = ngx_pnalloc(pr->pool,
+                             ngx_base64_decoded_length(a.token.len));
     if (type2.data == NULL) {
         return NGX_DECLINED;
     }
 
-    if (ngx_decode_base64(&type2, &token) != NGX_OK
+    if (ngx_decode_base64(&type2, &a.token) != NGX_OK
         || ngx_http_exchange_health_ntlm_challenge(type2.data, type2.len, &ch)
            != 0)
     {
@@ -195,7 +197,8 @@ ngx_http_exchange_health_signin_ntlm_challenged(
     }
 
     msg = ngx_pnalloc(pr->pool, len);
-    auth.data = ngx_pnalloc(pr->pool, NGX_HTTP_EXCHANGE_HEALTH_NTLM_HEADER);
+    auth.data = ngx_pnalloc(pr->pool, sc->scheme.len + 1
+                                      + ngx_base64_encoded_length(len));
 
     if (msg == NULL || auth.data == NULL) {
         return NGX_DECLINED;
@@ -242,67 +245,6 @@ ngx_http_exchange_health_signin_ntlm_challenged(
     ngx_http_exchange_health_probe_again(pr);
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_exchange_health_signin_ntlm_token(
-    ngx_http_exchange_health_probe_t *pr, ngx_str_t *token)
-{
-    u_char                                  *p, *end, *eol, *v;
-    ngx_buf_t                               *b;
-    ngx_http_exchange_health_signin_conf_t  *sc;
-
-    sc = pr->conf->signin;
-    b = pr->response;
-
-    end = ngx_strlcasestrn(b->pos, b->last, (u_char *) "\r\n\r\n", 4 - 1);
-    if (end == NULL) {
-        return NGX_DECLINED;
-    }
-
-    /* "WWW-Authenticate: NTLM <base64>", one of those the 401 offers */
-
-    p = ngx_strlcasestrn(b->pos, end + 2, (u_char *) "\r\n", 2 - 1);
-
-    for ( /* void */ ; p && p < end; p = eol) {
-        eol = ngx_strlcasestrn(p + 2, end + 2, (u_char *) "\r\n", 2 - 1);
-        if (eol == NULL) {
-            break;
-        }
-
-        v = p + 2 + sizeof("WWW-Authenticate:") - 1;
-
-        if (v + sc->scheme.len + 1 >= eol
-            || ngx_strncasecmp(p + 2, (u_char *) "WWW-Authenticate:",
-                               sizeof("WWW-Authenticate:") - 1)
-               != 0)
-        {
-            continue;
-        }
-
-        while (v < eol && *v == ' ') {
-            v++;
-        }
-
-        if (eol - v <= (ssize_t) sc->scheme.len + 1
-            || ngx_strncasecmp(v, sc->scheme.data, sc->scheme.len) != 0
-            || v[sc->scheme.len] != ' ')
-        {
-            continue;
-        }
-
-        token->data = v + sc->scheme.len + 1;
-        token->len = eol - token->data;
-
-        while (token->len && token->data[token->len - 1] == ' ') {
-            token->len--;
-        }
-
-        return token->len ? NGX_OK : NGX_DECLINED;
-    }
-
-    return NGX_DECLINED;
 }
 
 
