@@ -331,6 +331,7 @@ struct ngx_http_exchange_health_probe_s {
 
     unsigned                               head_only:1;   /* is enough */
     unsigned                               keep:1;   /* read it whole */
+    unsigned                               timed_out:1;
 };
 
 

@@ -190,6 +190,7 @@ ngx_http_exchange_health_probe_handler(ngx_event_t *ev)
     pr = c->data;
 
     if (ev->timedout) {
+        pr->timed_out = 1;
         pr->handler(pr, "timed out");
         return;
     }

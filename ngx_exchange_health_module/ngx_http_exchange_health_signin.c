@@ -660,7 +660,7 @@ ngx_http_exchange_health_signin_called(ngx_http_exchange_health_probe_t *pr,
 
     if (job->step == NGX_HTTP_EXCHANGE_HEALTH_STEP_AUTH
         && pr->response->last == pr->response->pos
-        && (error == NULL || ngx_strcmp(error, "timed out") != 0))
+        && !pr->timed_out)
     {
         result = NGX_HTTP_EXCHANGE_HEALTH_SIGNIN_FAILED;
         ngx_cpystrn(why, (u_char *) "closed the connection after its NTLM "
